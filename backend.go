@@ -1,0 +1,103 @@
+// Package apitokens is a Vault secrets engine that mints short-lived Bearer tokens from
+// provider accounts (OffBlocks, Bloq, OpsNow) whose root credentials it stores, with a lease
+// that ends when the token does, and rotates those root credentials crash-safely.
+package apitokens
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Version is the plugin's semantic version, set at build time with
+// -ldflags "-X github.com/apitokens/vault-plugin-secrets-apitokens.Version=v1.2.3". Vault
+// compares it with the version the plugin was registered under.
+var Version = "v0.1.0-dev"
+
+// walRollbackMinAge is how old an interrupted rotation's WAL entry must be before Vault's
+// rollback manager settles it. A running rotation holds the config's lock, so an early
+// rollback only waits for it.
+const walRollbackMinAge = time.Minute
+
+const backendHelp = `
+The apitokens secrets engine mints short-lived provider API tokens (OffBlocks, Bloq, OpsNow)
+from root credentials stored under config/<name>. Read creds/<name> for a fresh Bearer token
+whose lease ends before the token does; rotate stored credentials with rotate-root/<name>.
+`
+
+// backend is the engine's state. Every operation on one config name is serialised through
+// that name's lock: creds reads share it, rotations and config writes hold it alone.
+type backend struct {
+	*framework.Backend
+
+	locks []*locksutil.LockEntry
+	// now is the clock for lease arithmetic and last_rotated; tests replace it.
+	now func() time.Time
+
+	clientsMu sync.Mutex
+	clients   map[string]*cachedProvider
+
+	// retryWaitMin and retryWaitMax override the HTTP backoff bounds (tests shorten them).
+	retryWaitMin, retryWaitMax time.Duration
+}
+
+// Factory returns a configured backend; it is the plugin's entry point.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBackend() *backend {
+	b := &backend{
+		locks:   locksutil.CreateLocks(),
+		now:     time.Now,
+		clients: make(map[string]*cachedProvider),
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{configPrefix, framework.WALPrefix},
+		},
+		Paths: framework.PathAppend(
+			pathConfig(b),
+			[]*framework.Path{pathCreds(b), pathRotateRoot(b)},
+		),
+		Secrets:           []*framework.Secret{secretToken(b)},
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		Invalidate:        b.invalidate,
+		Clean:             b.clean,
+		RunningVersion:    Version,
+	}
+	return b
+}
+
+// lock returns the lock that serialises work on one config name.
+func (b *backend) lock(name string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.locks, name)
+}
+
+// invalidate drops a cached client when its config changes on another node.
+func (b *backend) invalidate(_ context.Context, key string) {
+	if name, ok := strings.CutPrefix(key, configPrefix); ok {
+		b.dropClient(name)
+	}
+}
+
+func (b *backend) clean(context.Context) {
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	for name, c := range b.clients {
+		c.api.CloseIdleConnections()
+		delete(b.clients, name)
+	}
+}

@@ -1,0 +1,248 @@
+// Package apiclient is what the three provider clients share: one HTTP client per provider
+// account, built on go-retryablehttp and go-cleanhttp, with bounded response bodies, redirects
+// that never carry credentials to another host, and errors that name the provider, the call and
+// the status but never a secret. It has no Vault imports.
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// MaxBodyBytes bounds every response body read; a token response is a few KiB.
+const MaxBodyBytes = 64 << 10
+
+// DefaultTimeout is the deadline for one provider call, retries included, when none is set.
+const DefaultTimeout = 30 * time.Second
+
+// Options configure a Client. Zero values take the defaults noted on each field.
+type Options struct {
+	// Provider names the provider in every error ("offblocks", "bloq", "opsnow").
+	Provider string
+	// BaseURL is the provider's API root, without a trailing slash.
+	BaseURL string
+	// Timeout is the deadline of one call, retries and Retry-After waits included
+	// (default DefaultTimeout). A caller's earlier context deadline wins.
+	Timeout time.Duration
+	// UserAgent is sent on every request.
+	UserAgent string
+	// RetryMax is how many times a retryable failure is retried (default 4).
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the exponential backoff (defaults 200 ms and 5 s).
+	RetryWaitMin, RetryWaitMax time.Duration
+	// Logger receives retry decisions at debug level; never a body, header or credential.
+	Logger hclog.Logger
+}
+
+// Client performs JSON calls against one provider account's API. It is safe for concurrent use.
+type Client struct {
+	opts  Options
+	retry *retryablehttp.Client
+}
+
+// New builds a Client. Retries (connection errors, 429, 5xx except 501) use exponential
+// backoff and honour Retry-After, but never wait past the call's deadline: a Retry-After that
+// would outlast it ends the call at once with the provider's status.
+func New(opts Options) *Client {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 4
+	}
+	if opts.RetryWaitMin == 0 {
+		opts.RetryWaitMin = 200 * time.Millisecond
+	}
+	if opts.RetryWaitMax == 0 {
+		opts.RetryWaitMax = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	hc := cleanhttp.DefaultPooledClient()
+	hc.CheckRedirect = sameHostRedirects
+	rc := &retryablehttp.Client{
+		HTTPClient:   hc,
+		Logger:       nil, // retryablehttp's own logger prints URLs; we log decisions ourselves
+		RetryWaitMin: opts.RetryWaitMin,
+		RetryWaitMax: opts.RetryWaitMax,
+		RetryMax:     opts.RetryMax,
+		Backoff:      retryablehttp.DefaultBackoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	c := &Client{opts: opts, retry: rc}
+	rc.CheckRetry = c.checkRetry
+	return c
+}
+
+// Provider returns the provider name errors are labelled with.
+func (c *Client) Provider() string { return c.opts.Provider }
+
+// BaseURL returns the API root the client calls.
+func (c *Client) BaseURL() string { return c.opts.BaseURL }
+
+// CloseIdleConnections releases pooled connections; call it when the account's config changes.
+func (c *Client) CloseIdleConnections() { c.retry.HTTPClient.CloseIdleConnections() }
+
+// sameHostRedirects follows at most three redirects, and only to the same scheme and host: a
+// 307/308 would resend a body that carries credentials. A redirect elsewhere is not followed;
+// the caller sees its 3xx status as an error.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= 3 {
+		return errors.New("stopped after 3 redirects")
+	}
+	first := via[0].URL
+	if req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}
+
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	retry, perr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	if !retry || perr != nil {
+		return retry, perr
+	}
+	if resp != nil {
+		// Give up now rather than sleep past the deadline: the caller gets the real status.
+		wait := retryablehttp.DefaultBackoff(c.opts.RetryWaitMin, c.opts.RetryWaitMax, 0, resp)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			c.opts.Logger.Debug("not retrying: wait would pass the deadline",
+				"provider", c.opts.Provider, "status", resp.StatusCode, "wait", wait)
+			return false, nil
+		}
+		c.opts.Logger.Debug("retrying provider call", "provider", c.opts.Provider, "status", resp.StatusCode)
+	} else {
+		c.opts.Logger.Debug("retrying provider call after a transport error", "provider", c.opts.Provider)
+	}
+	return true, nil
+}
+
+// Request describes one call. Body is marshalled to JSON when non-nil.
+type Request struct {
+	// Call names the operation in errors, e.g. "mint token".
+	Call   string
+	Method string
+	// Path is appended to the base URL; it starts with "/".
+	Path   string
+	Body   any
+	Bearer string
+	// BasicUser and BasicPass, when BasicUser is set, send HTTP Basic authentication.
+	BasicUser, BasicPass string
+	// NoRetry sends the request once: for calls that change state upstream and are not
+	// idempotent, where a retry after a lost response would be misread.
+	NoRetry bool
+	// Secrets are redacted from any excerpt of the response body used in an error.
+	Secrets []string
+}
+
+// Response is a completed call with a 2xx status and its bounded body.
+type Response struct {
+	Status int
+	Body   []byte
+}
+
+// Do performs the call within the client's timeout. Any non-2xx status becomes an *Error.
+func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+
+	var body []byte
+	if r.Body != nil {
+		var err error
+		if body, err = json.Marshal(r.Body); err != nil {
+			return nil, c.errorf(r, 0, "encode request: %w", err)
+		}
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, r.Method, c.opts.BaseURL+r.Path, bodyReader(body))
+	if err != nil {
+		return nil, c.errorf(r, 0, "build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.opts.UserAgent != "" {
+		req.Header.Set("User-Agent", c.opts.UserAgent)
+	}
+	if r.Bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+r.Bearer)
+	}
+	if r.BasicUser != "" {
+		req.SetBasicAuth(r.BasicUser, r.BasicPass)
+	}
+
+	var resp *http.Response
+	if r.NoRetry {
+		resp, err = c.retry.HTTPClient.Do(req.Request)
+	} else {
+		resp, err = c.retry.Do(req)
+	}
+	if err != nil {
+		return nil, c.errorf(r, 0, "%w", scrubTransportError(err, ctx))
+	}
+	defer resp.Body.Close()
+
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, c.errorf(r, resp.StatusCode, "read response: %w", scrubTransportError(err, ctx))
+	}
+	if len(data) > MaxBodyBytes {
+		return nil, c.errorf(r, resp.StatusCode, "response body exceeds %d KiB", MaxBodyBytes>>10)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := &Error{Provider: c.opts.Provider, Call: r.Call, Method: r.Method, Path: r.Path,
+			Status: resp.StatusCode, Detail: Excerpt(data, r.Secrets...)}
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			if s, err := strconv.Atoi(ra); err == nil {
+				e.RetryAfter = time.Duration(s) * time.Second
+			}
+		}
+		return nil, e
+	}
+	return &Response{Status: resp.StatusCode, Body: data}, nil
+}
+
+func bodyReader(b []byte) io.Reader {
+	if b == nil {
+		return nil
+	}
+	return bytes.NewReader(b)
+}
+
+// scrubTransportError keeps the kind of a transport failure but drops the URL, which
+// url.Error would otherwise print (a base URL may hold a path an operator considers private;
+// never a credential, but the rule is simplest stated as "no URL in errors").
+func scrubTransportError(err error, ctx context.Context) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("deadline exceeded: %w", ctx.Err())
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return fmt.Errorf("transport error: %s", msg)
+}
+
+func (c *Client) errorf(r Request, status int, format string, args ...any) error {
+	return &Error{Provider: c.opts.Provider, Call: r.Call, Method: r.Method, Path: r.Path,
+		Status: status, Err: fmt.Errorf(format, args...)}
+}
+
+// Malformed reports a 2xx response that lacks what the contract promises. why must not
+// quote the body.
+func (c *Client) Malformed(r Request, why error) error {
+	return c.errorf(r, 200, "malformed response: %w", why)
+}

@@ -1,0 +1,136 @@
+// Package offblocks is an HTTP client for the OffBlocks auth API: mint a token from an API key
+// pair, and replace the pair (which invalidates every token issued before). No Vault imports.
+package offblocks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+)
+
+// Name is the provider's name in config and errors.
+const Name = "offblocks"
+
+// DefaultBaseURL is the live API root.
+const DefaultBaseURL = "https://api.offblocks.xyz/v1"
+
+// DefaultLifetime is the documented token lifetime, used only when a response carries
+// neither expiresAt nor a JWT exp.
+const DefaultLifetime = time.Hour
+
+// SecretLen is the length of a generated apiSecret: 40 lowercase hex characters (160 bits),
+// the documented example's shape.
+const SecretLen = 40
+
+// Credentials are an integration's API key pair.
+type Credentials struct {
+	APIKey    string
+	APISecret string
+}
+
+// Client talks to one OffBlocks environment. Safe for concurrent use.
+type Client struct {
+	api *apiclient.Client
+	now func() time.Time
+}
+
+// New wraps an apiclient configured for OffBlocks. now is the clock used when a response
+// lacks an expiry (nil means time.Now).
+func New(api *apiclient.Client, now func() time.Time) *Client {
+	if now == nil {
+		now = time.Now
+	}
+	return &Client{api: api, now: now}
+}
+
+// ValidateAPIKey checks that an apiKey is a UUID.
+func ValidateAPIKey(k string) error {
+	if _, err := uuid.Parse(k); err != nil || len(k) != 36 {
+		return errors.New("must be a UUID such as 3fa85f64-5717-4562-b3fc-2c963f66afa6")
+	}
+	return nil
+}
+
+// GenerateCredentials returns a fresh pair: a UUID v4 apiKey and a 40-hex apiSecret, both
+// from crypto/rand.
+func GenerateCredentials() (Credentials, error) {
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return Credentials{}, fmt.Errorf("generate apiKey: %w", err)
+	}
+	buf := make([]byte, SecretLen/2)
+	if _, err := rand.Read(buf); err != nil {
+		return Credentials{}, fmt.Errorf("generate apiSecret: %w", err)
+	}
+	return Credentials{APIKey: id.String(), APISecret: hex.EncodeToString(buf)}, nil
+}
+
+type credentialsBody struct {
+	APIKey    string `json:"apiKey"`
+	APISecret string `json:"apiSecret"`
+}
+
+// Mint obtains a token with the pair: POST /auth/token.
+func (c *Client) Mint(ctx context.Context, cr Credentials) (apiclient.Token, error) {
+	req := apiclient.Request{
+		Call: "mint token", Method: http.MethodPost, Path: "/auth/token",
+		Body:    credentialsBody{cr.APIKey, cr.APISecret},
+		Secrets: []string{cr.APISecret},
+	}
+	issued := c.now()
+	resp, err := c.api.Do(ctx, req)
+	if err != nil {
+		return apiclient.Token{}, err
+	}
+	tok, err := ParseTokenResponse(resp.Body, issued)
+	if err != nil {
+		return apiclient.Token{}, c.api.Malformed(req, err)
+	}
+	return tok, nil
+}
+
+// ParseTokenResponse decodes a 200 from POST /auth/token. The expiry is expiresAt (unix
+// seconds); without one, the JWT's exp; without that, issued plus DefaultLifetime.
+func ParseTokenResponse(body []byte, issued time.Time) (apiclient.Token, error) {
+	var v struct {
+		Token     string          `json:"token"`
+		ExpiresAt json.RawMessage `json:"expiresAt"`
+		TokenType string          `json:"tokenType"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return apiclient.Token{}, apiclient.ErrNotJSON
+	}
+	if v.Token == "" {
+		return apiclient.Token{}, errors.New("no token")
+	}
+	if v.TokenType != "" && !strings.EqualFold(v.TokenType, "Bearer") {
+		return apiclient.Token{}, errors.New("tokenType is not Bearer")
+	}
+	if exp, ok := apiclient.Instant(v.ExpiresAt); ok {
+		return apiclient.Token{Value: v.Token, ExpiresAt: exp, ExpirySource: apiclient.FromProvider}, nil
+	}
+	exp, src := apiclient.ExpiryOrDefault(v.Token, issued, DefaultLifetime)
+	return apiclient.Token{Value: v.Token, ExpiresAt: exp, ExpirySource: src}, nil
+}
+
+// UpdateCredentials replaces the account's pair with next: PUT /auth/credentials, 204. On
+// success every token issued before, bearer included, is dead. It is sent once, never
+// retried: after a lost response a retry would be refused (its bearer is dead) and misread.
+func (c *Client) UpdateCredentials(ctx context.Context, bearer string, next Credentials) error {
+	_, err := c.api.Do(ctx, apiclient.Request{
+		Call: "update credentials", Method: http.MethodPut, Path: "/auth/credentials",
+		Body: credentialsBody{next.APIKey, next.APISecret}, Bearer: bearer, NoRetry: true,
+		Secrets: []string{next.APISecret, bearer},
+	})
+	return err
+}

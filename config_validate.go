@@ -1,0 +1,267 @@
+package apitokens
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/opsnow"
+)
+
+// maxRequestTimeout bounds request_timeout: a Vault request should not hang longer.
+const maxRequestTimeout = 10 * time.Minute
+
+// fieldError is bad input: its text names the field, and it becomes a 400.
+type fieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *fieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErrorf(field, format string, args ...any) *fieldError {
+	return &fieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// providerFields lists the credential fields each provider takes.
+var providerFields = map[string][]string{
+	offblocks.Name: {"api_key", "api_secret"},
+	bloq.Name:      {"client_id", "client_secret", "username", "password", "refresh_token", "grant_type"},
+	opsnow.Name:    {"api_key"},
+}
+
+var allCredentialFields = []string{"api_key", "api_secret", "client_id", "client_secret",
+	"username", "password", "refresh_token", "grant_type"}
+
+// applyFields returns the config that results from writing the request's fields over
+// existing (nil on create), or a *fieldError. Only fields present in the request change.
+func applyFields(existing *accountConfig, d *framework.FieldData) (*accountConfig, error) {
+	var c accountConfig
+	if existing != nil {
+		c = *existing
+	}
+	if p, ok := d.GetOk("provider"); ok {
+		p := strings.ToLower(strings.TrimSpace(p.(string)))
+		if existing != nil && p != existing.Provider {
+			return nil, fieldErrorf("provider", "is immutable (this config is %s); delete the config and create it again", existing.Provider)
+		}
+		c.Provider = p
+	}
+	if existing == nil && c.Provider == "" {
+		return nil, fieldErrorf("provider", "is required: offblocks, bloq or opsnow")
+	}
+	if _, known := providerFields[c.Provider]; !known {
+		return nil, fieldErrorf("provider", "unknown provider %q: use offblocks, bloq or opsnow", c.Provider)
+	}
+
+	for _, f := range allCredentialFields {
+		v, ok := d.GetOk(f)
+		if !ok {
+			continue
+		}
+		s := strings.TrimSpace(v.(string))
+		if !slices.Contains(providerFields[c.Provider], f) {
+			if s == "" {
+				continue
+			}
+			return nil, fieldErrorf(f, "is not a field of provider %s (it takes %s)", c.Provider,
+				strings.Join(providerFields[c.Provider], ", "))
+		}
+		*c.credentialField(f) = s
+	}
+
+	if err := applyBaseURL(&c, d); err != nil {
+		return nil, err
+	}
+	if err := applyDurations(&c, d, existing == nil); err != nil {
+		return nil, err
+	}
+	if err := validateCredential(&c, existing == nil, d); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *accountConfig) credentialField(f string) *string {
+	switch f {
+	case "api_key":
+		return &c.APIKey
+	case "api_secret":
+		return &c.APISecret
+	case "client_id":
+		return &c.ClientID
+	case "client_secret":
+		return &c.ClientSecret
+	case "username":
+		return &c.Username
+	case "password":
+		return &c.Password
+	case "refresh_token":
+		return &c.RefreshToken
+	case "grant_type":
+		return &c.GrantType
+	}
+	panic("unknown credential field " + f)
+}
+
+func applyBaseURL(c *accountConfig, d *framework.FieldData) error {
+	raw, ok := d.GetOk("base_url")
+	if !ok && c.BaseURL != "" {
+		return nil
+	}
+	s := ""
+	if ok {
+		s = strings.TrimSpace(raw.(string))
+	}
+	if s == "" {
+		c.BaseURL = defaultBaseURLs[c.Provider]
+		return nil
+	}
+	u, err := validateBaseURL(s)
+	if err != nil {
+		return fieldErrorf("base_url", "%s", err.Error())
+	}
+	c.BaseURL = u
+	return nil
+}
+
+// validateBaseURL accepts https, or http to a loopback host, with no credentials, query or
+// fragment; it returns the URL without a trailing slash.
+func validateBaseURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("must be an absolute URL such as https://api.example.com/v1")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("must not contain user info, a query or a fragment")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return "", fmt.Errorf("must use https:// (http:// is allowed only to a loopback host: 127.0.0.0/8, ::1, localhost)")
+		}
+	default:
+		return "", fmt.Errorf("must use https://")
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func applyDurations(c *accountConfig, d *framework.FieldData, create bool) error {
+	if v, ok := d.GetOk("max_ttl"); ok {
+		ttl := time.Duration(v.(int)) * time.Second
+		if ttl < 0 {
+			return fieldErrorf("max_ttl", "must not be negative")
+		}
+		c.MaxTTL = ttl
+	}
+	v, ok := d.GetOk("request_timeout")
+	if !ok && !create {
+		return nil
+	}
+	t := time.Duration(d.Get("request_timeout").(int)) * time.Second
+	if ok {
+		t = time.Duration(v.(int)) * time.Second
+	}
+	switch {
+	case t < 0:
+		return fieldErrorf("request_timeout", "must not be negative")
+	case t == 0:
+		t = apiclient.DefaultTimeout
+	case t > maxRequestTimeout:
+		return fieldErrorf("request_timeout", "must be at most %s", maxRequestTimeout)
+	}
+	c.RequestTimeout = t
+	return nil
+}
+
+func validateCredential(c *accountConfig, create bool, d *framework.FieldData) error {
+	switch c.Provider {
+	case offblocks.Name:
+		if c.APIKey == "" {
+			return fieldErrorf("api_key", "is required for provider offblocks")
+		}
+		if err := offblocks.ValidateAPIKey(c.APIKey); err != nil {
+			return fieldErrorf("api_key", "%s", err.Error())
+		}
+		if c.APISecret == "" {
+			return fieldErrorf("api_secret", "is required for provider offblocks")
+		}
+	case opsnow.Name:
+		if c.APIKey == "" {
+			return fieldErrorf("api_key", "is required for provider opsnow")
+		}
+	case bloq.Name:
+		return validateBloq(c, create, d)
+	}
+	return nil
+}
+
+// validateBloq settles grant_type: given, kept from the stored config on update, or
+// inferred on create (client keys, with or without an account login, mean
+// client_credentials; a login alone, password; a refresh token alone, refresh_token). It
+// then checks that the grant's fields are all there.
+func validateBloq(c *accountConfig, create bool, d *framework.FieldData) error {
+	if (c.Username == "") != (c.Password == "") {
+		if c.Username == "" {
+			return fieldErrorf("username", "is required with password")
+		}
+		return fieldErrorf("password", "is required with username")
+	}
+	hasKeys := c.ClientID != "" || c.ClientSecret != ""
+	hasLogin := c.Username != ""
+	hasRefresh := c.RefreshToken != ""
+
+	_, given := d.GetOk("grant_type")
+	if given && c.GrantType != "" && !slices.Contains([]string{grantClientCredentials, grantPassword, grantRefreshToken}, c.GrantType) {
+		return fieldErrorf("grant_type", "unknown grant %q: use client_credentials, password or refresh_token", c.GrantType)
+	}
+	if c.GrantType == "" || (create && !given) {
+		switch {
+		case hasRefresh && (hasKeys || hasLogin):
+			return fieldErrorf("grant_type", "is ambiguous: refresh_token was given with client keys or a login; set grant_type")
+		case hasRefresh:
+			c.GrantType = grantRefreshToken
+		case hasKeys:
+			c.GrantType = grantClientCredentials
+		case hasLogin:
+			c.GrantType = grantPassword
+		default:
+			return fieldErrorf("client_id", "provider bloq needs client_id and client_secret, username and password, or refresh_token")
+		}
+	}
+	switch c.GrantType {
+	case grantClientCredentials:
+		if c.ClientID == "" {
+			return fieldErrorf("client_id", "is required for grant_type client_credentials")
+		}
+		if c.ClientSecret == "" {
+			return fieldErrorf("client_secret", "is required for grant_type client_credentials")
+		}
+	case grantPassword:
+		if c.Username == "" {
+			return fieldErrorf("username", "is required for grant_type password")
+		}
+	case grantRefreshToken:
+		if c.RefreshToken == "" {
+			return fieldErrorf("refresh_token", "is required for grant_type refresh_token")
+		}
+	}
+	return nil
+}

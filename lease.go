@@ -1,0 +1,36 @@
+package apitokens
+
+import (
+	"fmt"
+	"time"
+)
+
+// maxSafetyMargin is the most a lease is shortened before the provider's expiry, so that a
+// client never holds a lease on a token that is already dead.
+const maxSafetyMargin = 60 * time.Second
+
+// minLease is the shortest lease worth issuing; a token with less life left is refused.
+const minLease = time.Second
+
+// leaseTTL returns the lease for a token that expires at expiresAt, read at now: the time
+// left minus a safety margin (a tenth of the time left, at most maxSafetyMargin), capped by
+// maxTTL and mountMax when they are positive, and truncated to whole seconds (Vault's lease
+// unit), so the lease never outlives the token. A token with less than minLease left after
+// the margin is an error: it is expired, or the clocks disagree.
+func leaseTTL(now, expiresAt time.Time, maxTTL, mountMax time.Duration) (time.Duration, error) {
+	left := expiresAt.Sub(now)
+	margin := min(left/10, maxSafetyMargin)
+	ttl := left - margin
+	if maxTTL > 0 && ttl > maxTTL {
+		ttl = maxTTL
+	}
+	if mountMax > 0 && ttl > mountMax {
+		ttl = mountMax
+	}
+	ttl = ttl.Truncate(time.Second)
+	if ttl < minLease {
+		return 0, fmt.Errorf("the provider's token expires at %s, %s from now by this server's clock: "+
+			"too soon for a lease (check the clocks)", expiresAt.UTC().Format(time.RFC3339), left.Round(time.Second))
+	}
+	return ttl, nil
+}

@@ -1,0 +1,165 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+)
+
+const secretTokenType = "apitokens_token"
+
+const pathCredsHelpDesc = `
+Reading creds/<name> mints a fresh Bearer token from the provider with the account's stored
+root credential. The lease ends a little before the provider's expiry (a tenth of the token's
+life, at most 60 s), capped by the config's max_ttl and the mount's maximum TTL. Leases are
+not renewable: no provider can extend a token; read again for a new one. Revoking a lease
+succeeds but cannot kill the token upstream: none of the providers can revoke one token.
+`
+
+func pathCreds(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "creds/" + framework.GenericNameRegex("name"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apitokens", OperationSuffix: "credentials"},
+		Fields: map[string]*framework.FieldSchema{
+			"name": {Type: framework.TypeString, Required: true,
+				Description: "Name of the provider account (config/<name>)."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathCredsRead,
+				Summary:  "Mint a fresh provider token, leased until shortly before it expires.",
+				Responses: map[int][]framework.Response{http.StatusOK: {{
+					Description: "OK",
+					Fields:      secretToken(b).Fields,
+				}}},
+			},
+		},
+		HelpSynopsis:    "Mint a fresh Bearer token for a provider account.",
+		HelpDescription: pathCredsHelpDesc,
+	}
+}
+
+func secretToken(b *backend) *framework.Secret {
+	return &framework.Secret{
+		Type: secretTokenType,
+		Fields: map[string]*framework.FieldSchema{
+			"token": {Type: framework.TypeString, Description: "The provider's token, exactly as issued.",
+				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+			"token_type": {Type: framework.TypeString, Description: "Always Bearer."},
+			"expires_at": {Type: framework.TypeString, Description: "The provider's expiry, RFC 3339 UTC."},
+		},
+		Revoke: b.secretTokenRevoke,
+	}
+}
+
+func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	m, cfg, err := b.mint(ctx, req.Storage, name)
+	if err != nil {
+		return credsError(err)
+	}
+	ttl, err := leaseTTL(b.now(), m.ExpiresAt, cfg.MaxTTL, b.System().MaxLeaseTTL())
+	if err != nil {
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", cfg.Provider, err))
+	}
+	expires := m.ExpiresAt.UTC().Format(time.RFC3339)
+	resp := b.Secret(secretTokenType).Response(
+		map[string]any{"token": m.Value, "token_type": "Bearer", "expires_at": expires},
+		map[string]any{"config": name, "provider": cfg.Provider, "expires_at": expires},
+	)
+	resp.Secret.TTL = ttl
+	resp.Secret.MaxTTL = ttl
+	resp.Secret.Renewable = false
+	resp.Warnings = m.warnings
+	b.Logger().Debug("minted token", "config", name, "provider", cfg.Provider,
+		"expiry_source", m.ExpirySource, "expires_at", expires, "lease", ttl)
+	return resp, nil
+}
+
+// errConfigNotFound is a 400 naming the missing config.
+type errConfigNotFound string
+
+func (e errConfigNotFound) Error() string { return fmt.Sprintf("no config named %q", string(e)) }
+
+// credsError maps a mint failure: a missing config is a 400, a provider failure a 502 whose
+// text names provider, call and status; anything else (storage) a 500.
+func credsError(err error) (*logical.Response, error) {
+	if _, ok := err.(errConfigNotFound); ok {
+		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
+	}
+	var pe *apiclient.Error
+	if errors.As(err, &pe) {
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	}
+	return nil, err
+}
+
+// mint obtains a token with config name's stored credential. If the provider refuses it
+// and an interrupted rotation left a WAL entry for this config, the rotation is settled
+// first (adopting whichever credential the provider accepts) and the mint tried once more.
+// A Bloq refresh grant runs under the config's exclusive lock, since the provider may
+// replace the refresh token on every use.
+func (b *backend) mint(ctx context.Context, s logical.Storage, name string) (minted, *accountConfig, error) {
+	m, cfg, err := b.mintOnce(ctx, s, name)
+	if err == nil || !apiclient.IsRejected(err) {
+		return m, cfg, err
+	}
+	settled, serr := b.settlePending(ctx, s, name)
+	if serr != nil {
+		b.Logger().Warn("an interrupted rotation could not be settled", "config", name, "error", serr)
+	}
+	if !settled {
+		return m, cfg, err
+	}
+	return b.mintOnce(ctx, s, name)
+}
+
+func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) (minted, *accountConfig, error) {
+	lock := b.lock(name)
+	lock.RLock()
+	cfg, err := getConfig(ctx, s, name)
+	if err != nil || cfg == nil || cfg.GrantType != grantRefreshToken {
+		defer lock.RUnlock()
+		if cfg == nil && err == nil {
+			err = errConfigNotFound(name)
+		}
+		if err != nil {
+			return minted{}, nil, err
+		}
+		m, err := b.providerFor(name, cfg).Mint(ctx, cfg.credential)
+		return m, cfg, err
+	}
+	lock.RUnlock()
+
+	lock.Lock()
+	defer lock.Unlock()
+	if cfg, err = getConfig(ctx, s, name); err != nil || cfg == nil {
+		if err == nil {
+			err = errConfigNotFound(name)
+		}
+		return minted{}, nil, err
+	}
+	m, err := b.providerFor(name, cfg).Mint(ctx, cfg.credential)
+	if err == nil && m.NewRefreshToken != "" {
+		cfg.RefreshToken, m.NewRefreshToken = m.NewRefreshToken, ""
+		if err := b.putConfig(ctx, s, name, cfg); err != nil {
+			b.Logger().Error("bloq issued a new refresh token that could not be stored", "config", name, "error", err)
+			m.warnings = append(m.warnings, "bloq issued a new refresh token that could not be stored; the stored one may stop working")
+		}
+	}
+	return m, cfg, err
+}
+
+func (b *backend) secretTokenRevoke(_ context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	// None of the providers can revoke a single token: it lives until its expiry.
+	b.Logger().Debug("lease revoked; the provider token stays valid until it expires",
+		"config", req.Secret.InternalData["config"])
+	return nil, nil
+}

@@ -1,0 +1,208 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/opsnow"
+)
+
+// minted is a token fresh from a provider.
+type minted struct {
+	apiclient.Token
+	// NewRefreshToken is set when a Bloq refresh grant returned a new refresh token, which
+	// must replace the stored one.
+	NewRefreshToken string
+	// warnings are for the creds response.
+	warnings []string
+}
+
+// provider is everything the Vault surface needs from one account's client: a token for a
+// credential, with the provider's expiry. Implementations are safe for concurrent use.
+type provider interface {
+	Mint(ctx context.Context, cred credential) (minted, error)
+}
+
+// rotator is a provider whose root credential can be replaced. A rotation runs
+// Prepare → (WAL) → Activate → Mint(next) → (store) → Retire(cur).
+type rotator interface {
+	provider
+	// CanRotate says why this credential cannot be rotated, or nil.
+	CanRotate(cur credential) error
+	// Prepare returns the next credential. It may create it upstream (Bloq) but must leave
+	// cur working.
+	Prepare(ctx context.Context, cur credential) (credential, error)
+	// Activate makes next the account's credential upstream; cur may stop working.
+	Activate(ctx context.Context, cur, next credential) error
+	// Retire removes gone upstream once it is no longer stored (best effort).
+	Retire(ctx context.Context, gone credential) error
+}
+
+// cachedProvider is one config's client, reused while the config is unchanged.
+type cachedProvider struct {
+	api      *apiclient.Client
+	provider provider
+	key      string
+}
+
+// providerFor returns the client for config name, building it when the config's provider,
+// base URL or timeout changed. One HTTP client (and connection pool) per config.
+func (b *backend) providerFor(name string, c *accountConfig) provider {
+	key := c.Provider + "|" + c.BaseURL + "|" + c.RequestTimeout.String()
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	if cp, ok := b.clients[name]; ok && cp.key == key {
+		return cp.provider
+	}
+	api := apiclient.New(apiclient.Options{
+		Provider:     c.Provider,
+		BaseURL:      c.BaseURL,
+		Timeout:      c.RequestTimeout,
+		UserAgent:    "vault-plugin-secrets-apitokens/" + Version,
+		RetryWaitMin: b.retryWaitMin,
+		RetryWaitMax: b.retryWaitMax,
+		Logger:       b.Logger().Named(c.Provider),
+	})
+	var p provider
+	switch c.Provider {
+	case offblocks.Name:
+		p = offblocksProvider{offblocks.New(api, b.now)}
+	case bloq.Name:
+		p = bloqProvider{bloq.New(api, b.now)}
+	default:
+		p = opsnowProvider{opsnow.New(api, b.now)}
+	}
+	if old, ok := b.clients[name]; ok {
+		old.api.CloseIdleConnections()
+	}
+	b.clients[name] = &cachedProvider{api: api, provider: p, key: key}
+	return p
+}
+
+func (b *backend) dropClient(name string) {
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	if cp, ok := b.clients[name]; ok {
+		cp.api.CloseIdleConnections()
+		delete(b.clients, name)
+	}
+}
+
+// offblocksProvider mints with the API key pair and rotates by choosing a new pair and
+// PUTting it with a token of the current one.
+type offblocksProvider struct{ c *offblocks.Client }
+
+func (p offblocksProvider) Mint(ctx context.Context, cr credential) (minted, error) {
+	t, err := p.c.Mint(ctx, offblocks.Credentials{APIKey: cr.APIKey, APISecret: cr.APISecret})
+	return minted{Token: t}, err
+}
+
+func (offblocksProvider) CanRotate(credential) error { return nil }
+
+func (offblocksProvider) Prepare(_ context.Context, cur credential) (credential, error) {
+	pair, err := offblocks.GenerateCredentials()
+	if err != nil {
+		return credential{}, err
+	}
+	next := cur
+	next.APIKey, next.APISecret = pair.APIKey, pair.APISecret
+	return next, nil
+}
+
+func (p offblocksProvider) Activate(ctx context.Context, cur, next credential) error {
+	bearer, err := p.Mint(ctx, cur)
+	if err != nil {
+		return err
+	}
+	return p.c.UpdateCredentials(ctx, bearer.Value,
+		offblocks.Credentials{APIKey: next.APIKey, APISecret: next.APISecret})
+}
+
+// Retire has nothing to do: OffBlocks kills the old pair when the new one is PUT.
+func (offblocksProvider) Retire(context.Context, credential) error { return nil }
+
+// bloqProvider mints with the config's grant and rotates client keys with the account login.
+type bloqProvider struct{ c *bloq.Client }
+
+func (p bloqProvider) Mint(ctx context.Context, cr credential) (minted, error) {
+	switch cr.GrantType {
+	case grantPassword:
+		tr, err := p.c.AccountToken(ctx, cr.Username, cr.Password)
+		return minted{Token: tr.Token}, err
+	case grantRefreshToken:
+		tr, err := p.c.Refresh(ctx, cr.RefreshToken)
+		m := minted{Token: tr.Token}
+		if err == nil && tr.RefreshToken != "" && tr.RefreshToken != cr.RefreshToken {
+			m.NewRefreshToken = tr.RefreshToken
+		}
+		return m, err
+	default:
+		tr, err := p.c.ClientToken(ctx, cr.ClientID, cr.ClientSecret)
+		return minted{Token: tr.Token}, err
+	}
+}
+
+func (bloqProvider) CanRotate(cur credential) error {
+	if cur.GrantType != grantClientCredentials || cur.ClientID == "" {
+		return errors.New("bloq rotates client keys only: this config has none (grant_type " + cur.GrantType + ")")
+	}
+	if cur.Username == "" || cur.Password == "" {
+		return errors.New("bloq client keys can be rotated only with an account login: set username and password on the config")
+	}
+	return nil
+}
+
+func (p bloqProvider) account(ctx context.Context, cr credential) (string, error) {
+	tr, err := p.c.AccountToken(ctx, cr.Username, cr.Password)
+	return tr.Token.Value, err
+}
+
+func (p bloqProvider) Prepare(ctx context.Context, cur credential) (credential, error) {
+	acct, err := p.account(ctx, cur)
+	if err != nil {
+		return credential{}, err
+	}
+	k, err := p.c.CreateClientKey(ctx, acct)
+	if err != nil {
+		return credential{}, err
+	}
+	next := cur
+	next.ClientID, next.ClientSecret = k.ClientID, k.Secret
+	return next, nil
+}
+
+// Activate has nothing to do: a new Bloq key works as soon as it exists.
+func (bloqProvider) Activate(context.Context, credential, credential) error { return nil }
+
+func (p bloqProvider) Retire(ctx context.Context, gone credential) error {
+	acct, err := p.account(ctx, gone)
+	if err != nil {
+		return err
+	}
+	keys, err := p.c.ListClientKeys(ctx, acct)
+	if err != nil {
+		return err
+	}
+	id := bloq.KeyIDFor(keys, gone.ClientID)
+	if id == "" {
+		for _, k := range keys {
+			if k.ClientID == "" || k.ID == "" {
+				return errors.New("bloq: list client keys: entries lack clientId or id; delete the old key " +
+					gone.ClientID + " in the Bloq console")
+			}
+		}
+		return nil // already gone
+	}
+	return p.c.DeleteClientKey(ctx, acct, id)
+}
+
+// opsnowProvider mints with the API key; OpsNow has no rotation API.
+type opsnowProvider struct{ c *opsnow.Client }
+
+func (p opsnowProvider) Mint(ctx context.Context, cr credential) (minted, error) {
+	t, err := p.c.Mint(ctx, cr.APIKey)
+	return minted{Token: t}, err
+}
