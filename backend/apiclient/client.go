@@ -166,7 +166,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 			return nil, c.errorf(r, 0, "encode request: %w", err)
 		}
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, r.Method, c.opts.BaseURL+r.Path, bodyReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, c.opts.BaseURL+r.Path, bodyReader(body))
 	if err != nil {
 		return nil, c.errorf(r, 0, "build request: %w", err)
 	}
@@ -186,9 +186,12 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 
 	var resp *http.Response
 	if r.NoRetry {
-		resp, err = c.retry.HTTPClient.Do(req.Request)
+		resp, err = c.retry.HTTPClient.Do(req)
 	} else {
-		resp, err = c.retry.Do(req)
+		var rreq *retryablehttp.Request
+		if rreq, err = retryablehttp.FromRequest(req); err == nil {
+			resp, err = c.retry.Do(rreq)
+		}
 	}
 	if err != nil {
 		return nil, c.errorf(r, 0, "%w", scrubTransportError(err, ctx))

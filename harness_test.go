@@ -1,0 +1,205 @@
+package apitokens
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+// Demo credentials seeded into every harness's simulator.
+const (
+	obKey     = "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f"
+	obSecret  = "0123456789abcdef0123456789abcdef01234567"
+	bqClient  = "c0ffee0000c0ffee0000c0ffee0000c0ffee0000"
+	bqSecret  = "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e7aa"
+	bqUser    = "ops@example.com"
+	bqPass    = "correct horse battery staple"
+	opsAPIKey = "opsnow-key-7d1f0c5a9b3e4f21"
+)
+
+// fakeClock is a settable clock shared by the backend and the simulator.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// flakyStorage is in-memory storage whose Put can be made to fail for chosen keys.
+type flakyStorage struct {
+	logical.InmemStorage
+	mu      sync.Mutex
+	failPut func(key string) bool
+}
+
+var errStorageDown = errors.New("storage unavailable")
+
+func (s *flakyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	s.mu.Lock()
+	fail := s.failPut != nil && s.failPut(e.Key)
+	s.mu.Unlock()
+	if fail {
+		return errStorageDown
+	}
+	return s.InmemStorage.Put(ctx, e)
+}
+
+func (s *flakyStorage) setFailPut(f func(key string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPut = f
+}
+
+type harness struct {
+	t       *testing.T
+	b       *backend
+	sim     *simulator.Server
+	url     string
+	storage *flakyStorage
+	clock   *fakeClock
+	logs    *syncBuffer
+	// seeded account ids at the simulator
+	obID, bqUserID, bqKeyID string
+}
+
+// syncBuffer collects log output from concurrent goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newHarness starts a simulator with one account per provider and a backend on in-memory
+// storage, sharing one fake clock. The mount's maximum lease is 24 h.
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	clock := &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	sim := simulator.New()
+	sim.SetClock(clock.Now)
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+
+	h := &harness{t: t, sim: sim, url: srv.URL, storage: &flakyStorage{}, clock: clock, logs: &syncBuffer{}}
+	h.obID = sim.AddOffBlocks(obKey, obSecret)
+	h.bqUserID = sim.AddBloqUser(bqUser, bqPass)
+	h.bqKeyID = sim.AddBloqKey(h.bqUserID, bqClient, bqSecret)
+	sim.AddOpsNowKey(opsAPIKey)
+
+	conf := logical.TestBackendConfig()
+	conf.StorageView = h.storage
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Trace})
+	b := newBackend()
+	b.now = clock.Now
+	b.retryWaitMin, b.retryWaitMax = time.Millisecond, 20*time.Millisecond
+	if err := b.Setup(context.Background(), conf); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.clean(context.Background()) })
+	h.b = b
+	return h
+}
+
+// do runs one request against the backend.
+func (h *harness) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	h.t.Helper()
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: h.storage, MountPoint: "apitokens/"}
+	if op == logical.CreateOperation || op == logical.UpdateOperation {
+		// Vault decides create vs update with the path's existence check.
+		if checkFound, exists, err := h.b.HandleExistenceCheck(context.Background(), req); err == nil && checkFound {
+			req.Operation = logical.UpdateOperation
+			if !exists {
+				req.Operation = logical.CreateOperation
+			}
+		}
+	}
+	return h.b.HandleRequest(context.Background(), req)
+}
+
+// mustDo runs a request that must succeed.
+func (h *harness) mustDo(op logical.Operation, path string, data map[string]any) *logical.Response {
+	h.t.Helper()
+	resp, err := h.do(op, path, data)
+	if err != nil || (resp != nil && resp.IsError()) {
+		h.t.Fatalf("%s %s: err=%v resp=%v", op, path, err, respErr(resp))
+	}
+	return resp
+}
+
+func respErr(resp *logical.Response) any {
+	if resp == nil {
+		return nil
+	}
+	return resp.Data["error"]
+}
+
+// configs of each kind, pointing at the simulator.
+func (h *harness) offblocksConfig() map[string]any {
+	return map[string]any{"provider": "offblocks", "base_url": h.url + simulator.OffBlocksPrefix,
+		"api_key": obKey, "api_secret": obSecret}
+}
+
+func (h *harness) bloqConfig(extra map[string]any) map[string]any {
+	m := map[string]any{"provider": "bloq", "base_url": h.url + simulator.BloqPrefix,
+		"client_id": bqClient, "client_secret": bqSecret, "username": bqUser, "password": bqPass}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func (h *harness) opsnowConfig() map[string]any {
+	return map[string]any{"provider": "opsnow", "base_url": h.url + simulator.OpsNowPrefix, "api_key": opsAPIKey}
+}
+
+// creds reads creds/name and checks the token is valid at the simulator now.
+func (h *harness) creds(name string) *logical.Response {
+	h.t.Helper()
+	resp := h.mustDo(logical.ReadOperation, "creds/"+name, nil)
+	tok, _ := resp.Data["token"].(string)
+	if _, err := h.sim.Validate(tok); err != nil {
+		h.t.Fatalf("creds/%s returned a token the provider refuses: %v", name, err)
+	}
+	return resp
+}
+
+// assertNoSecrets fails if any of the given strings appears in s.
+func assertNoSecrets(t *testing.T, where, s string, secrets ...string) {
+	t.Helper()
+	for _, sec := range secrets {
+		if sec != "" && strings.Contains(s, sec) {
+			t.Errorf("%s contains a secret (%.6s…)", where, sec)
+		}
+	}
+}

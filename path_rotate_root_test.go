@@ -1,0 +1,295 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+var hex40 = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+func (h *harness) stored(name string) *accountConfig {
+	h.t.Helper()
+	c, err := getConfig(context.Background(), h.storage, name)
+	if err != nil || c == nil {
+		h.t.Fatalf("config %s: %v", name, err)
+	}
+	return c
+}
+
+func (h *harness) walCount() int {
+	h.t.Helper()
+	ids, err := framework.ListWAL(context.Background(), h.storage)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return len(ids)
+}
+
+func (h *harness) rollback() {
+	h.t.Helper()
+	_, err := h.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.RollbackOperation, Storage: h.storage, Data: map[string]any{"immediate": true}})
+	if err != nil {
+		h.t.Logf("rollback: %v", err)
+	}
+}
+
+// assertOffBlocksConsistent: a creds read works (settling any interrupted rotation), and the
+// stored pair is then the one the provider holds.
+func (h *harness) assertOffBlocksConsistent(name string) {
+	h.t.Helper()
+	h.creds(name)
+	key, secret := h.sim.OffBlocksPair(h.obID)
+	c := h.stored(name)
+	if c.APIKey != key || c.APISecret != secret {
+		h.t.Fatalf("stored pair %s is not the provider's %s: the credential is lost", c.APIKey, key)
+	}
+}
+
+func TestRotateOffBlocks(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	before := h.creds("ob").Data["token"].(string)
+
+	resp := h.mustDo(logical.UpdateOperation, "rotate-root/ob", nil)
+	newKey, _ := resp.Data["api_key"].(string)
+	if u, err := uuid.Parse(newKey); err != nil || u.Version() != 4 || newKey == obKey {
+		t.Fatalf("new api_key %q is not a fresh UUID v4", newKey)
+	}
+	if resp.Data["last_rotated"] != h.clock.Now().Format("2006-01-02T15:04:05Z") {
+		t.Errorf("last_rotated = %v", resp.Data["last_rotated"])
+	}
+	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "vault lease revoke -prefix apitokens/creds/ob") {
+		t.Errorf("warnings = %v", resp.Warnings)
+	}
+	c := h.stored("ob")
+	if !hex40.MatchString(c.APISecret) || c.APISecret == obSecret {
+		t.Errorf("new secret is not 40 fresh hex characters")
+	}
+	assertNoSecrets(t, "rotate response", strings.Join(valuesOf(resp.Data), " ")+strings.Join(resp.Warnings, " "), c.APISecret, obSecret)
+	if _, err := h.sim.Validate(before); err == nil {
+		t.Error("a token issued before the rotation still works at the provider")
+	}
+	h.assertOffBlocksConsistent("ob")
+	if h.walCount() != 0 {
+		t.Error("WAL entry left behind")
+	}
+	if h.sim.OffBlocksDeleted(h.obID) {
+		t.Fatal("the plugin called DELETE /auth/credentials")
+	}
+	if got := h.mustDo(logical.ReadOperation, "config/ob", nil).Data["last_rotated"]; got != resp.Data["last_rotated"] {
+		t.Errorf("config last_rotated = %v", got)
+	}
+}
+
+func TestRotateBloq(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	before := h.creds("bq").Data["token"].(string)
+
+	resp := h.mustDo(logical.UpdateOperation, "rotate-root/bq", nil)
+	newID, _ := resp.Data["client_id"].(string)
+	if newID == "" || newID == bqClient {
+		t.Fatalf("client_id = %q", newID)
+	}
+	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != newID {
+		t.Fatalf("provider keys after rotation = %v, want only %s", keys, newID)
+	}
+	if _, err := h.sim.Validate(before); err == nil {
+		t.Error("a token of the deleted key still works")
+	}
+	c := h.stored("bq")
+	if c.ClientID != newID || c.ClientSecret == bqSecret || c.Username != bqUser {
+		t.Errorf("stored config after rotation: %+v", c.publicData())
+	}
+	assertNoSecrets(t, "rotate response", strings.Join(valuesOf(resp.Data), " "), c.ClientSecret, bqPass)
+	h.creds("bq")
+	if h.walCount() != 0 {
+		t.Error("WAL entry left behind")
+	}
+}
+
+func TestRotateRefused(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.mustDo(logical.CreateOperation, "config/bq-nologin", h.bloqConfig(map[string]any{"username": "", "password": ""}))
+	h.mustDo(logical.CreateOperation, "config/bq-login", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "username": bqUser, "password": bqPass})
+	for name, phrase := range map[string]string{
+		"ops":         "opsnow has no rotation API",
+		"bq-nologin":  "only with an account login",
+		"bq-login":    "rotates client keys only",
+		"nonexistent": `no config named "nonexistent"`,
+	} {
+		resp, err := h.do(logical.UpdateOperation, "rotate-root/"+name, nil)
+		if !errors.Is(err, logical.ErrInvalidRequest) || !strings.Contains(respErr(resp).(string), phrase) {
+			t.Errorf("%s: want a 400 with %q, got %v %v", name, phrase, err, respErr(resp))
+		}
+	}
+}
+
+// Every step of an OffBlocks rotation, interrupted: afterwards the stored pair is the one the
+// provider accepts, whether the rotation took or not.
+func TestRotateOffBlocksInterrupted(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(h *harness)
+		// wantRotated: the provider ends up with a new pair.
+		wantRotated bool
+		// wantErr: the rotate request itself fails.
+		wantErr bool
+		// heal runs after the failed request; recovery happens through creds or rollback.
+		heal func(h *harness)
+	}{
+		{name: "WAL write fails", wantErr: true,
+			setup: func(h *harness) { h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "wal/") }) }},
+		{name: "bearer mint fails", wantErr: true,
+			setup: func(h *harness) {
+				h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 500, Times: 5})
+			}},
+		{name: "PUT refused before applying", wantErr: true,
+			setup: func(h *harness) { h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 500}) }},
+		{name: "PUT applied, response lost", wantRotated: true,
+			setup: func(h *harness) {
+				h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true, Status: 502})
+			}},
+		{name: "PUT applied, connection hangs", wantRotated: true,
+			setup: func(h *harness) {
+				h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"request_timeout": 1})
+				h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true, Hang: true})
+			}},
+		{name: "confirmation mint fails once", wantRotated: true,
+			setup: func(h *harness) {
+				h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true,
+					OnHit: func() { h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 401}) }})
+			}},
+		{name: "PUT applied, provider then unreachable", wantRotated: true, wantErr: true,
+			setup: func(h *harness) {
+				h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true, Status: 500,
+					OnHit: func() { h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1}) }})
+			},
+			heal: func(h *harness) { h.sim.ClearFaults() }},
+		{name: "config write fails after PUT", wantRotated: true, wantErr: true,
+			setup: func(h *harness) {
+				h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+			},
+			heal: func(h *harness) { h.storage.setFailPut(nil) }},
+	}
+	for _, tc := range cases {
+		for _, recovery := range []string{"creds", "rollback"} {
+			t.Run(tc.name+"/"+recovery, func(t *testing.T) {
+				h := newHarness(t)
+				h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+				tc.setup(h)
+
+				resp, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil)
+				failed := err != nil || (resp != nil && resp.IsError())
+				if failed != tc.wantErr {
+					t.Fatalf("rotate failed=%v (err=%v resp=%v), want failed=%v", failed, err, respErr(resp), tc.wantErr)
+				}
+				if err != nil {
+					assertNoSecrets(t, "rotate error", err.Error(), obSecret)
+				}
+				h.storage.setFailPut(nil)
+				h.sim.ClearFaults()
+				if tc.heal != nil {
+					tc.heal(h)
+				}
+				if recovery == "rollback" {
+					h.rollback()
+				}
+				if key, _ := h.sim.OffBlocksPair(h.obID); (key != obKey) != tc.wantRotated {
+					t.Fatalf("provider rotated=%v, want %v", key != obKey, tc.wantRotated)
+				}
+				h.assertOffBlocksConsistent("ob")
+				if h.walCount() != 0 {
+					t.Errorf("%d WAL entries left after recovery", h.walCount())
+				}
+				// And a later rotation works.
+				h.mustDo(logical.UpdateOperation, "rotate-root/ob", nil)
+				h.assertOffBlocksConsistent("ob")
+			})
+		}
+	}
+}
+
+// A crash between the WAL write and the PUT leaves an entry whose new pair never reached
+// the provider: recovery keeps the old pair and clears the entry.
+func TestRotateCrashBeforePUT(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	cur := h.stored("ob").credential
+	next, _ := offblocksProvider{}.Prepare(context.Background(), cur)
+	e, _ := newRotationWAL("ob", "offblocks", cur, next)
+	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, e); err != nil {
+		t.Fatal(err)
+	}
+	h.creds("ob") // the stored pair still works: nothing to settle on the read path
+	if h.walCount() != 1 {
+		t.Fatal("creds read settled a rotation it had no reason to")
+	}
+	h.rollback()
+	if h.walCount() != 0 {
+		t.Fatal("rollback left the entry")
+	}
+	h.assertOffBlocksConsistent("ob")
+	if h.stored("ob").APIKey != obKey {
+		t.Fatal("rollback adopted a pair the provider never took")
+	}
+}
+
+func TestRotateBloqInterrupted(t *testing.T) {
+	t.Run("create key fails", func(t *testing.T) {
+		h := newHarness(t)
+		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+		h.sim.Inject(simulator.RouteBloqKeysCreate, simulator.Fault{Status: 500})
+		_, err := h.do(logical.UpdateOperation, "rotate-root/bq", nil)
+		wantCoded(t, err, http.StatusBadGateway, "bloq: create client key (POST /users/me/client-keys): status 500")
+		if h.stored("bq").ClientID != bqClient || h.walCount() != 0 {
+			t.Fatal("a failed create changed the config or left a WAL entry")
+		}
+		h.creds("bq")
+	})
+	t.Run("config write fails, recovered by rollback", func(t *testing.T) {
+		h := newHarness(t)
+		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+		h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+		if _, err := h.do(logical.UpdateOperation, "rotate-root/bq", nil); err == nil {
+			t.Fatal("rotation reported success without storing")
+		}
+		h.storage.setFailPut(nil)
+		h.creds("bq") // the old key still works until the rotation is settled
+		h.rollback()
+		c := h.stored("bq")
+		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != c.ClientID || c.ClientID == bqClient {
+			t.Fatalf("after rollback: stored %s, provider keys %v", c.ClientID, keys)
+		}
+		h.creds("bq")
+	})
+	t.Run("deleting the old key fails", func(t *testing.T) {
+		h := newHarness(t)
+		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+		h.sim.Inject(simulator.RouteBloqKeysDelete, simulator.Fault{Status: 500, Times: -1})
+		resp := h.mustDo(logical.UpdateOperation, "rotate-root/bq", nil)
+		if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "delete client key") {
+			t.Fatalf("warnings = %v", resp.Warnings)
+		}
+		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 2 {
+			t.Fatalf("provider keys = %v", keys)
+		}
+		h.creds("bq")
+		if h.walCount() != 0 {
+			t.Error("WAL entry left behind")
+		}
+	})
+}

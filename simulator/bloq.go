@@ -1,0 +1,204 @@
+package simulator
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+type bloqUser struct {
+	id, email, password string
+}
+
+type bloqKey struct {
+	id, userID, clientID, secret string
+	created                      time.Time
+	deleted                      bool
+}
+
+// AddBloqUser creates an account with an email login and returns its user id.
+func (s *Server) AddBloqUser(email, password string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.nextID("u")
+	s.bloqUsers[id] = &bloqUser{id: id, email: email, password: password}
+	return id
+}
+
+// AddBloqKey creates a client key for a user with the given pair (40 and 80 hex characters
+// in real life; any strings here) and returns the key's id.
+func (s *Server) AddBloqKey(userID, clientID, clientSecret string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addBloqKey(userID, clientID, clientSecret)
+}
+
+func (s *Server) addBloqKey(userID, clientID, clientSecret string) string {
+	id := s.nextID("k")
+	s.bloqKeys[id] = &bloqKey{id: id, userID: userID, clientID: clientID, secret: clientSecret, created: s.now()}
+	return id
+}
+
+// BloqRefreshToken issues a Client Refresh Token for a key, as a console user would obtain.
+func (s *Server) BloqRefreshToken(keyID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok, _ := s.issue("bloq", "refresh", keyID, 0, s.lifetime(s.lifetimes.BloqRefresh, 365*24*time.Hour))
+	return tok
+}
+
+// SetBloqRotateRefresh makes every refresh grant return a new refresh token and invalidate
+// the one used (providers.md leaves open whether Bloq does this).
+func (s *Server) SetBloqRotateRefresh(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bloqRotateRefresh = on
+}
+
+// BloqClientIDs returns the client ids of a user's live keys, oldest first.
+func (s *Server) BloqClientIDs(userID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []*bloqKey
+	for _, k := range s.bloqKeys {
+		if k.userID == userID && !k.deleted {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].id < keys[j].id })
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.clientID
+	}
+	return ids
+}
+
+func (s *Server) bloqRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+BloqPrefix+"/auth/token", s.route(RouteBloqToken, s.bloqToken))
+	mux.HandleFunc("POST "+BloqPrefix+"/auth", s.route(RouteBloqAuth, s.bloqAuth))
+	mux.HandleFunc("POST "+BloqPrefix+"/users/me/client-keys", s.route(RouteBloqKeysCreate, s.bloqCreateKey))
+	mux.HandleFunc("GET "+BloqPrefix+"/users/me/client-keys", s.route(RouteBloqKeysList, s.bloqListKeys))
+	mux.HandleFunc("DELETE "+BloqPrefix+"/users/me/client-keys/{id}", s.route(RouteBloqKeysDelete, s.bloqDeleteKey))
+}
+
+func bloqError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"code": status, "message": msg})
+}
+
+func (s *Server) bloqToken(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		GrantType    string `json:"grantType"`
+		ClientID     string `json:"clientId"`
+		ClientSecret string `json:"clientSecret"`
+		RefreshToken string `json:"refreshToken"`
+	}
+	if json.NewDecoder(http.MaxBytesReader(w, r.Body, 8192)).Decode(&req) != nil {
+		bloqError(w, http.StatusBadRequest, "invalid request")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clientLife := s.lifetime(s.lifetimes.BloqClient, time.Hour)
+	switch req.GrantType {
+	case "clientCredentials":
+		for id, k := range s.bloqKeys {
+			if k.clientID == req.ClientID && k.secret == req.ClientSecret && !k.deleted {
+				access, _ := s.issue("bloq", "client", id, 0, clientLife)
+				refresh, _ := s.issue("bloq", "refresh", id, 0, s.lifetime(s.lifetimes.BloqRefresh, 365*24*time.Hour))
+				writeJSON(w, http.StatusOK, map[string]string{"accessToken": access, "refreshToken": refresh})
+				return
+			}
+		}
+		bloqError(w, http.StatusUnauthorized, "invalid client credentials")
+	case "refreshToken":
+		c, err := s.access(req.RefreshToken, "bloq", "refresh")
+		if err != nil {
+			bloqError(w, http.StatusUnauthorized, "invalid refresh token")
+			return
+		}
+		access, _ := s.issue("bloq", "client", c.Subject, 0, clientLife)
+		resp := map[string]string{"accessToken": access}
+		if s.bloqRotateRefresh {
+			s.revoked[c.ID] = true
+			resp["refreshToken"], _ = s.issue("bloq", "refresh", c.Subject, 0, s.lifetime(s.lifetimes.BloqRefresh, 365*24*time.Hour))
+		}
+		writeJSON(w, http.StatusOK, resp)
+	default:
+		bloqError(w, http.StatusBadRequest, "unsupported grantType")
+	}
+}
+
+func (s *Server) bloqAuth(w http.ResponseWriter, r *http.Request) {
+	user, pass, ok := r.BasicAuth()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok {
+		for id, u := range s.bloqUsers {
+			if (strings.EqualFold(u.email, user) || id == user) && u.password == pass {
+				tok, _ := s.issue("bloq", "account", id, 0, s.lifetime(s.lifetimes.BloqAccount, 12*time.Hour))
+				writeJSON(w, http.StatusOK, map[string]string{"accessToken": tok})
+				return
+			}
+		}
+	}
+	bloqError(w, http.StatusUnauthorized, "invalid credentials")
+}
+
+// accountUser returns the user behind an account token; client tokens are refused, as
+// only an account token works for the Accounts service. The caller holds s.mu.
+func (s *Server) accountUser(w http.ResponseWriter, r *http.Request) (string, bool) {
+	c, err := s.access(bearer(r), "bloq", "account")
+	if err != nil {
+		bloqError(w, http.StatusUnauthorized, "unauthorized")
+		return "", false
+	}
+	return c.Subject, true
+}
+
+func (s *Server) bloqCreateKey(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	uid, ok := s.accountUser(w, r)
+	if !ok {
+		return
+	}
+	clientID, secret := randomHex(40), randomHex(80)
+	id := s.addBloqKey(uid, clientID, secret)
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "clientId": clientID, "clientSecret": secret})
+}
+
+func (s *Server) bloqListKeys(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	uid, ok := s.accountUser(w, r)
+	if !ok {
+		return
+	}
+	list := []map[string]string{}
+	for _, k := range s.bloqKeys {
+		if k.userID == uid && !k.deleted {
+			list = append(list, map[string]string{"id": k.id, "clientId": k.clientID,
+				"createdAt": k.created.UTC().Format(time.RFC3339)})
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i]["id"] < list[j]["id"] })
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) bloqDeleteKey(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	uid, ok := s.accountUser(w, r)
+	if !ok {
+		return
+	}
+	k, found := s.bloqKeys[r.PathValue("id")]
+	if !found || k.userID != uid || k.deleted {
+		bloqError(w, http.StatusNotFound, "not found")
+		return
+	}
+	k.deleted = true
+	w.WriteHeader(http.StatusNoContent)
+}
