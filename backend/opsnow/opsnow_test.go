@@ -1,0 +1,81 @@
+package opsnow_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/opsnow"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+var issued = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func TestParseTokenResponse(t *testing.T) {
+	jwtExp := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig" // exp 2026-11-23T13:30:00Z
+	cases := []struct {
+		name, body string
+		token      string
+		want       time.Time
+		wantErr    string
+	}{
+		{"wrapped accessToken expiresIn", `{"status":"success","data":{"accessToken":"A","expiresIn":600}}`, "A", issued.Add(10 * time.Minute), ""},
+		{"top access_token expires_in", `{"access_token":"B","expires_in":"900"}`, "B", issued.Add(15 * time.Minute), ""},
+		{"wrapped token expiresAt", `{"data":{"token":"C","expiresAt":1795950000}}`, "C", time.Unix(1795950000, 0), ""},
+		{"top expires_at RFC 3339", `{"accessToken":"D","expires_at":"2026-11-23T12:45:00Z"}`, "D", issued.Add(45 * time.Minute), ""},
+		{"JWT exp only", `{"data":{"accessToken":"` + jwtExp + `"}}`, jwtExp, time.Unix(1795951800, 0), ""},
+		{"nothing: 3600 s", `{"data":{"accessToken":"E"}}`, "E", issued.Add(time.Hour), ""},
+		{"data wins over top", `{"token":"top","data":{"accessToken":"F","expiresIn":60}}`, "F", issued.Add(time.Minute), ""},
+		{"bad expiresIn falls through", `{"accessToken":"G","expiresIn":-5,"expiresAt":1795950000}`, "G", time.Unix(1795950000, 0), ""},
+		{"fail status with 200", `{"status":"fail","error":{"code":401,"message":"Unauthorized"}}`, "", time.Time{}, "fail"},
+		{"no token", `{"status":"success","data":{}}`, "", time.Time{}, "no accessToken"},
+		{"array", `[1,2]`, "", time.Time{}, "JSON"},
+		{"null", `null`, "", time.Time{}, "JSON"},
+	}
+	for _, tc := range cases {
+		tok, err := opsnow.ParseTokenResponse([]byte(tc.body), issued)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || tok.Value != tc.token || !tok.ExpiresAt.Equal(tc.want) {
+			t.Errorf("%s: got %q %s (%v), want %q %s", tc.name, tok.Value, tok.ExpiresAt, err, tc.token, tc.want)
+		}
+	}
+}
+
+func FuzzParseTokenResponse(f *testing.F) {
+	f.Add([]byte(`{"status":"success","data":{"accessToken":"A","expiresIn":600}}`))
+	f.Add([]byte(`{"access_token":"B","expires_in":"900"}`))
+	f.Add([]byte(`{"data":{"token":"C","expiresAt":"2026-11-23T12:45:00Z"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		tok, err := opsnow.ParseTokenResponse(body, issued)
+		if err == nil && (tok.Value == "" || tok.ExpiresAt.IsZero()) {
+			t.Fatalf("accepted a response without a token or expiry: %+v", tok)
+		}
+	})
+}
+
+func TestAgainstSimulator(t *testing.T) {
+	sim := simulator.New()
+	srv := httptest.NewServer(sim.Handler())
+	defer srv.Close()
+	sim.AddOpsNowKey("key-1")
+	c := opsnow.New(apiclient.New(apiclient.Options{Provider: "opsnow", BaseURL: srv.URL + simulator.OpsNowPrefix}), nil)
+	tok, err := c.Mint(context.Background(), "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.Validate(tok.Value); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Mint(context.Background(), "nope")
+	if apiclient.StatusOf(err) != 401 || !strings.Contains(err.Error(), `"Unauthorized"`) || strings.Contains(err.Error(), "nope") {
+		t.Errorf("wrong key: %v", err)
+	}
+}
