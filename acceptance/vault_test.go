@@ -247,7 +247,7 @@ func (v *vaultServer) initAndUnseal() {
 	// Wait until this node is active (raft elects itself) and can serve writes.
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if l, err := v.client.Sys().Leader(); err == nil && l.IsSelf {
+		if l, err := v.client.Sys().Leader(); err == nil && (l.IsSelf || !l.HAEnabled) {
 			if _, err := v.client.Sys().ListMounts(); err == nil {
 				return
 			}
