@@ -135,6 +135,12 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 	}
 
 	stepErr := p.Activate(ctx, cur, next)
+	if errors.Is(stepErr, errUnchanged) {
+		if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+			b.Logger().Warn("could not delete an abandoned WAL entry; the rollback will settle it", "config", name, "error", err)
+		}
+		return nil, nil, fmt.Errorf("rotation failed: %w", stepErr)
+	}
 	if stepErr == nil {
 		_, stepErr = p.Mint(ctx, next)
 	}

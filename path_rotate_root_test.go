@@ -293,3 +293,56 @@ func TestRotateBloqInterrupted(t *testing.T) {
 		}
 	})
 }
+
+// A lost answer to Bloq's create-key call leaves an unused key upstream but changes nothing
+// stored: the old key still works, and no WAL entry was written (its secret was never seen).
+func TestRotateBloqCreateAnswerLost(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	h.sim.Inject(simulator.RouteBloqKeysCreate, simulator.Fault{AfterApply: true, Status: 502})
+	if _, err := h.do(logical.UpdateOperation, "rotate-root/bq", nil); err == nil {
+		t.Fatal("rotation reported success without the new key's secret")
+	}
+	if h.sim.Calls(simulator.RouteBloqKeysCreate) != 1 {
+		t.Fatal("the create call was retried: it would create a second key")
+	}
+	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 2 || h.stored("bq").ClientID != bqClient || h.walCount() != 0 {
+		t.Fatalf("provider keys %v, stored %s, WAL %d", keys, h.stored("bq").ClientID, h.walCount())
+	}
+	h.creds("bq")
+}
+
+// An operator who writes a new credential while a rotation is unresolved wins: the stale
+// WAL entry is dropped, not applied over the operator's write.
+func TestOperatorWriteSupersedesPendingRotation(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 503, Times: -1})
+	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1})
+	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
+		t.Fatal("rotation succeeded against an unreachable provider")
+	}
+	h.sim.ClearFaults()
+	if h.walCount() != 0 {
+		// The bearer mint failed before the PUT: nothing upstream changed, entry settled.
+		t.Fatalf("WAL entries: %d", h.walCount())
+	}
+	// Now a rotation whose outcome is unknown, followed by the operator's own write.
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true, Status: 500,
+		OnHit: func() { h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1}) }})
+	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
+		t.Fatal("rotation succeeded with an unknown outcome")
+	}
+	h.sim.ClearFaults()
+	if h.walCount() != 1 {
+		t.Fatalf("an unknown outcome must keep its WAL entry, have %d", h.walCount())
+	}
+	other := "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	h.sim.AddOffBlocks(other, "ffff0000ffff0000ffff0000ffff0000ffff0000")
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": other, "api_secret": "ffff0000ffff0000ffff0000ffff0000ffff0000"})
+	h.rollback()
+	if h.walCount() != 0 || h.stored("ob").APIKey != other {
+		t.Fatalf("after rollback: WAL %d, stored %s", h.walCount(), h.stored("ob").APIKey)
+	}
+	h.creds("ob")
+}

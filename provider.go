@@ -3,6 +3,7 @@ package apitokens
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
@@ -35,11 +36,16 @@ type rotator interface {
 	// Prepare returns the next credential. It may create it upstream (Bloq) but must leave
 	// cur working.
 	Prepare(ctx context.Context, cur credential) (credential, error)
-	// Activate makes next the account's credential upstream; cur may stop working.
+	// Activate makes next the account's credential upstream; cur may stop working. An error
+	// that wraps errUnchanged says nothing was changed upstream.
 	Activate(ctx context.Context, cur, next credential) error
 	// Retire removes gone upstream once it is no longer stored (best effort).
 	Retire(ctx context.Context, gone credential) error
 }
+
+// errUnchanged marks an Activate failure that happened before anything was sent that could
+// change the provider's side: the rotation can be abandoned without settling it.
+var errUnchanged = errors.New("nothing changed upstream")
 
 // cachedProvider is one config's client, reused while the config is unchanged.
 type cachedProvider struct {
@@ -115,7 +121,7 @@ func (offblocksProvider) Prepare(_ context.Context, cur credential) (credential,
 func (p offblocksProvider) Activate(ctx context.Context, cur, next credential) error {
 	bearer, err := p.Mint(ctx, cur)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUnchanged, err)
 	}
 	return p.c.UpdateCredentials(ctx, bearer.Value,
 		offblocks.Credentials{APIKey: next.APIKey, APISecret: next.APISecret})

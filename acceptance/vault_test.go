@@ -164,7 +164,9 @@ func (v *vaultServer) start(args ...string) {
 	cmd := exec.Command(vaultBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "HOME="+v.dir, "VAULT_ADDR="+v.addr)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so stopping it stops its plugins; killed if this test binary
+	// dies (a timeout or a panic) so that no server outlives the suite.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		v.t.Fatal(err)
 	}
