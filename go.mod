@@ -11,6 +11,7 @@ require (
 	github.com/hashicorp/go-uuid v1.0.4
 	github.com/hashicorp/vault/api v1.23.0
 	github.com/hashicorp/vault/sdk v0.25.1
+	go.uber.org/goleak v1.3.0
 )
 
 require (

@@ -9,10 +9,12 @@
 package simulator
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -191,6 +193,13 @@ func (s *Server) route(name string, apply http.HandlerFunc) http.HandlerFunc {
 			apply(w, r)
 			return
 		}
+		// Read the body now: the server notices a client that gave up (and cancels
+		// r.Context) only once the body is consumed, and Hang and Delay rely on that.
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		if f.Delay > 0 && !sleep(r.Context(), f.Delay) {
 			return
 		}

@@ -230,7 +230,7 @@ func bodyReader(b []byte) io.Reader {
 // never a credential, but the rule is simplest stated as "no URL in errors").
 func scrubTransportError(err error, ctx context.Context) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("deadline exceeded: %w", ctx.Err())
+		return fmt.Errorf("no answer within the request timeout: %w", ctx.Err())
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 {
