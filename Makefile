@@ -6,7 +6,7 @@ LDFLAGS := -X $(PKG).Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race testacc vet lint fmt fuzz vault clean
+.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci vault clean
 
 all: build
 
@@ -20,8 +20,9 @@ build:
 dev:
 	VERSION=$(VERSION) scripts/dev.sh
 
-## test: everything: format and vet, unit tests under the race detector, the real-Vault suite
-test: lint race testacc
+## test: everything: format and vet, unit tests under the race detector, a short run of
+## every fuzz target, the real-Vault suite
+test: lint race fuzz-ci testacc
 
 unit:
 	$(GO) test -count=1 ./...
@@ -43,11 +44,21 @@ lint: vet
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# Every fuzz target, as name:package. A crasher lands in the package's testdata/fuzz and
+# from then on runs as a regression test in the unit suite.
+FUZZ_TARGETS := FuzzConfigFields:. FuzzJWTExpiry:./backend/apiclient FuzzFieldParsers:./backend/apiclient \
+	FuzzExcerpt:./backend/apiclient FuzzParseTokenResponse:./backend/offblocks \
+	FuzzParseTokenResponse:./backend/opsnow FuzzParsers:./backend/bloq
+
 ## fuzz: each fuzz target for FUZZTIME (default 10m)
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseTokenResponse -fuzztime $(FUZZTIME) ./backend/offblocks
-	$(GO) test -run '^$$' -fuzz FuzzParseTokenResponse -fuzztime $(FUZZTIME) ./backend/opsnow
-	$(GO) test -run '^$$' -fuzz FuzzParsers -fuzztime $(FUZZTIME) ./backend/bloq
+	@for t in $(FUZZ_TARGETS); do name=$${t%%:*}; pkg=$${t#*:}; \
+	  echo "== $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+## fuzz-ci: each fuzz target briefly (part of make test)
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 ## vault: print the path of the Vault binary the suite uses, building it once if needed
 vault:

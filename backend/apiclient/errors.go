@@ -79,25 +79,44 @@ var longToken = regexp.MustCompile(`[A-Za-z0-9+/=_-]{24,}`)
 
 // Excerpt returns a short, single-line, printable excerpt of an error body with every given
 // secret, anything shaped like a JWT, and any long opaque string (24+ key-like characters)
-// replaced by "[redacted]". A body of JSON with an error message uses that message.
+// replaced by "[redacted]". A body of JSON with an error message uses that message. If a
+// secret cannot be removed (replacements that splice into a new occurrence), the excerpt is
+// dropped altogether.
 func Excerpt(body []byte, secrets ...string) string {
-	s := errorMessage(body)
+	s := normalize(errorMessage(body))
 	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
+		for _, form := range []string{sec, normalize(sec)} {
+			if len(form) < 4 {
+				continue
+			}
+			for i := 0; strings.Contains(s, form); i++ {
+				if i == 8 {
+					return "[excerpt withheld]"
+				}
+				s = strings.ReplaceAll(s, form, "[redacted]")
+			}
 		}
 	}
 	s = jwtLike.ReplaceAllString(s, "[redacted]")
 	s = longToken.ReplaceAllString(s, "[redacted]")
+	if len(s) > excerptMax {
+		s = strings.ToValidUTF8(s[:excerptMax], "") + "…"
+	}
+	for _, sec := range secrets { // the guarantee, whatever the replacements spliced together
+		if f := normalize(sec); (len(sec) >= 4 && strings.Contains(s, sec)) || (len(f) >= 4 && strings.Contains(s, f)) {
+			return "[excerpt withheld]"
+		}
+	}
+	return s
+}
+
+// normalize makes text single-line and printable, with runs of white space folded.
+func normalize(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
 		}
 		return ' '
-	}, s)
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > excerptMax {
-		s = strings.ToValidUTF8(s[:excerptMax], "") + "…"
-	}
-	return s
+	}, strings.ToValidUTF8(s, " "))
+	return strings.Join(strings.Fields(s), " ")
 }

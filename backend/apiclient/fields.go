@@ -62,10 +62,11 @@ func Instant(raw json.RawMessage) (time.Time, bool) {
 // maxRelative bounds a relative lifetime: ten years is far past any token's.
 const maxRelative = 10 * 365 * 24 * time.Hour
 
-// Duration reads a relative lifetime in seconds, as a number or a numeric string.
+// Duration reads a relative lifetime in seconds, as a number or a numeric string; less than
+// one second is not a plausible lifetime.
 func Duration(raw json.RawMessage) (time.Duration, bool) {
 	f, ok := Number(raw)
-	if !ok || f <= 0 || f > maxRelative.Seconds() {
+	if !ok || f < 1 || f > maxRelative.Seconds() {
 		return 0, false
 	}
 	return time.Duration(f * float64(time.Second)), true

@@ -1,0 +1,47 @@
+package apiclient
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func FuzzJWTExpiry(f *testing.F) {
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig")
+	f.Add("eyJhbGciOiJub25lIn0.eyJleHAiOiIxIn0.")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, token string) {
+		exp, err := JWTExpiry(token)
+		if err == nil && exp.IsZero() {
+			t.Fatal("an exp claim was read as the zero time")
+		}
+	})
+}
+
+func FuzzFieldParsers(f *testing.F) {
+	for _, s := range []string{`1795950000`, `"1795950000"`, `1795950000000`, `"2026-11-23T12:00:00Z"`, `1e400`, `-1`, `"x"`, `null`, `3600.5`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if at, ok := Instant(json.RawMessage(raw)); ok && (at.IsZero() || at.Year() > 9999) {
+			t.Fatalf("implausible instant %s", at)
+		}
+		if d, ok := Duration(json.RawMessage(raw)); ok && (d <= 0 || d > maxRelative) {
+			t.Fatalf("implausible duration %s", d)
+		}
+	})
+}
+
+func FuzzExcerpt(f *testing.F) {
+	f.Add([]byte(`{"error":{"message":"bad key s3cr3t-value"}}`), "s3cr3t-value")
+	f.Add([]byte("plain s3cr3t"), "s3cr3t")
+	f.Fuzz(func(t *testing.T, body []byte, secret string) {
+		ex := Excerpt(body, secret)
+		if len(secret) >= 4 && strings.Contains(ex, secret) && ex != "[excerpt withheld]" {
+			t.Fatalf("excerpt %q keeps the secret %q", ex, secret)
+		}
+		if len(ex) > excerptMax+len("…") {
+			t.Fatalf("excerpt of %d bytes", len(ex))
+		}
+	})
+}
