@@ -103,15 +103,17 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startDev starts `vault server -dev` with the plugin directory; root token "root".
-func startDev(t testing.TB) *vaultServer {
+// startDev starts `vault server -dev` with the plugin directory; root token "root". extra
+// arguments go to `vault server`.
+func startDev(t testing.TB, extra ...string) *vaultServer {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	cfg := filepath.Join(dir, "plugins.hcl")
 	writeFile(t, cfg, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
 	v := &vaultServer{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), config: cfg, dev: true}
-	v.start("server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+cfg)
+	v.start(append([]string{"server", "-dev", "-dev-root-token-id=root",
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config=" + cfg}, extra...)...)
 	v.waitUp()
 	v.client.SetToken("root")
 	return v

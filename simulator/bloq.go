@@ -75,6 +75,19 @@ func (s *Server) BloqClientIDs(userID string) []string {
 	return ids
 }
 
+// BloqKeySecret returns the secret of the key with the given client id ("" if none): tests
+// use it to look for leaks of a secret the plugin created by rotation.
+func (s *Server) BloqKeySecret(clientID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.bloqKeys {
+		if k.clientID == clientID {
+			return k.secret
+		}
+	}
+	return ""
+}
+
 func (s *Server) bloqRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+BloqPrefix+"/auth/token", s.route(RouteBloqToken, s.bloqToken))
 	mux.HandleFunc("POST "+BloqPrefix+"/auth", s.route(RouteBloqAuth, s.bloqAuth))
