@@ -6,7 +6,7 @@ LDFLAGS := -X $(PKG).Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci vault clean
+.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci crash vault clean
 
 all: build
 
@@ -59,6 +59,12 @@ fuzz:
 ## fuzz-ci: each fuzz target briefly (part of make test)
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+## crash: SIGKILL Vault at every rotation step, CRASH_TRIALS times each (default 20); prints a table
+CRASH_TRIALS ?= 20
+crash:
+	VAULT_BIN="$$(scripts/vault.sh)" CRASH_TRIALS=$(CRASH_TRIALS) $(GO) test -tags acceptance -count=1 -timeout 60m \
+	  -run TestCrashDuringRotation -v ./acceptance/
 
 ## vault: print the path of the Vault binary the suite uses, building it once if needed
 vault:

@@ -161,6 +161,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 		// The WAL entry holds the new credential: the creds path or the rollback stores it.
 		return nil, nil, fmt.Errorf("store rotated credential (kept in the WAL, recovered on the next read): %w", err)
 	}
+	crashpoint("after-config-write")
 	var warnings []string
 	if err := p.Retire(ctx, cur); err != nil {
 		b.Logger().Warn("could not remove the replaced credential upstream", "config", name, "error", err)
