@@ -244,6 +244,21 @@ func (c *Client) errorf(r Request, status int, format string, args ...any) error
 		Status: status, Err: fmt.Errorf(format, args...)}
 }
 
+// Call performs r and decodes its 2xx body with parse; a parse failure becomes a
+// "malformed response" error naming the call (parse's error must not quote the body).
+func Call[T any](ctx context.Context, c *Client, r Request, parse func(body []byte) (T, error)) (T, error) {
+	var zero T
+	resp, err := c.Do(ctx, r)
+	if err != nil {
+		return zero, err
+	}
+	v, err := parse(resp.Body)
+	if err != nil {
+		return zero, c.Malformed(r, err)
+	}
+	return v, nil
+}
+
 // Malformed reports a 2xx response that lacks what the contract promises. why must not
 // quote the body.
 func (c *Client) Malformed(r Request, why error) error {

@@ -69,15 +69,7 @@ func ParseTokenResponse(body []byte, issued time.Time, lifetime time.Duration) (
 
 func (c *Client) token(ctx context.Context, req apiclient.Request, lifetime time.Duration) (TokenResponse, error) {
 	issued := c.now()
-	resp, err := c.api.Do(ctx, req)
-	if err != nil {
-		return TokenResponse{}, err
-	}
-	tr, err := ParseTokenResponse(resp.Body, issued, lifetime)
-	if err != nil {
-		return TokenResponse{}, c.api.Malformed(req, err)
-	}
-	return tr, nil
+	return apiclient.Call(ctx, c.api, req, func(b []byte) (TokenResponse, error) { return ParseTokenResponse(b, issued, lifetime) })
 }
 
 // ClientToken mints a Client Access Token from client keys (grant clientCredentials).

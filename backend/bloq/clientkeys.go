@@ -96,33 +96,15 @@ func ParseKeyList(body []byte) ([]ClientKey, error) {
 // CreateClientKey creates a new key pair with an account token. It is sent once, never
 // retried: a retry after a lost response would create a second key.
 func (c *Client) CreateClientKey(ctx context.Context, accountToken string) (ClientKey, error) {
-	req := apiclient.Request{Call: "create client key", Method: http.MethodPost,
+	return apiclient.Call(ctx, c.api, apiclient.Request{Call: "create client key", Method: http.MethodPost,
 		Path: "/users/me/client-keys", Bearer: accountToken, NoRetry: true,
-		Secrets: []string{accountToken}}
-	resp, err := c.api.Do(ctx, req)
-	if err != nil {
-		return ClientKey{}, err
-	}
-	k, err := ParseCreatedKey(resp.Body)
-	if err != nil {
-		return ClientKey{}, c.api.Malformed(req, err)
-	}
-	return k, nil
+		Secrets: []string{accountToken}}, ParseCreatedKey)
 }
 
 // ListClientKeys lists the account's keys (without secrets).
 func (c *Client) ListClientKeys(ctx context.Context, accountToken string) ([]ClientKey, error) {
-	req := apiclient.Request{Call: "list client keys", Method: http.MethodGet,
-		Path: "/users/me/client-keys", Bearer: accountToken, Secrets: []string{accountToken}}
-	resp, err := c.api.Do(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := ParseKeyList(resp.Body)
-	if err != nil {
-		return nil, c.api.Malformed(req, err)
-	}
-	return keys, nil
+	return apiclient.Call(ctx, c.api, apiclient.Request{Call: "list client keys", Method: http.MethodGet,
+		Path: "/users/me/client-keys", Bearer: accountToken, Secrets: []string{accountToken}}, ParseKeyList)
 }
 
 // DeleteClientKey deletes the key with the given id. A 404 counts as done.

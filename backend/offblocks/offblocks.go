@@ -88,15 +88,7 @@ func (c *Client) Mint(ctx context.Context, cr Credentials) (apiclient.Token, err
 		Secrets: []string{cr.APISecret},
 	}
 	issued := c.now()
-	resp, err := c.api.Do(ctx, req)
-	if err != nil {
-		return apiclient.Token{}, err
-	}
-	tok, err := ParseTokenResponse(resp.Body, issued)
-	if err != nil {
-		return apiclient.Token{}, c.api.Malformed(req, err)
-	}
-	return tok, nil
+	return apiclient.Call(ctx, c.api, req, func(b []byte) (apiclient.Token, error) { return ParseTokenResponse(b, issued) })
 }
 
 // ParseTokenResponse decodes a 200 from POST /auth/token. The expiry is expiresAt (unix

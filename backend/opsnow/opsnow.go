@@ -47,15 +47,7 @@ func (c *Client) Mint(ctx context.Context, apiKey string) (apiclient.Token, erro
 	req := apiclient.Request{Call: "mint token", Method: http.MethodPost, Path: TokenPath,
 		Body: map[string]string{"apiKey": apiKey}, Secrets: []string{apiKey}}
 	issued := c.now()
-	resp, err := c.api.Do(ctx, req)
-	if err != nil {
-		return apiclient.Token{}, err
-	}
-	tok, err := ParseTokenResponse(resp.Body, issued)
-	if err != nil {
-		return apiclient.Token{}, c.api.Malformed(req, err)
-	}
-	return tok, nil
+	return apiclient.Call(ctx, c.api, req, func(b []byte) (apiclient.Token, error) { return ParseTokenResponse(b, issued) })
 }
 
 var (
