@@ -133,14 +133,15 @@ func startPersistent(t testing.TB, storage, dir string, port, clusterPort int) *
 	}
 	cfg := filepath.Join(dir, "vault.hcl")
 	writeFile(t, cfg, stanza+fmt.Sprintf(`listener "tcp" {
-  address     = "127.0.0.1:%d"
-  tls_disable = true
+  address         = "127.0.0.1:%d"
+  cluster_address = "127.0.0.1:%d"
+  tls_disable     = true
 }
 api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "http://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
-`, port, port, clusterPort, pluginDir))
+`, port, clusterPort, port, clusterPort, pluginDir))
 	v := &vaultServer{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), config: cfg}
 	v.start("server", "-config="+cfg)
 	v.waitUp()
