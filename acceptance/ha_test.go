@@ -25,9 +25,22 @@ import (
 // leader cannot reach its followers.
 func startRaftNode(t *testing.T, id int, dir string, port, cport, leaderPort int) *vaultServer {
 	t.Helper()
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
+	data, plugins := filepath.Join(dir, "data"), filepath.Join(dir, "plugins")
+	for _, d := range []string{data, plugins} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each node has its own plugin directory holding the same binary, as on real hosts.
+	for _, ver := range []string{version1, version2} {
+		name := pluginName + "-" + ver
+		b, err := os.ReadFile(filepath.Join(pluginDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(plugins, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := filepath.Join(dir, "vault.hcl")
 	writeFile(t, cfg, fmt.Sprintf(`storage "raft" {
@@ -47,7 +60,7 @@ api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "http://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
-`, data, id, leaderPort, port, cport, port, cport, pluginDir))
+`, data, id, leaderPort, port, cport, port, cport, plugins))
 	v := &vaultServer{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), config: cfg}
 	v.start("server", "-config="+cfg)
 	v.waitUp()
