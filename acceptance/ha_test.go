@@ -42,8 +42,7 @@ func startRaftNode(t *testing.T, id int, dir string, port, cport, leaderPort int
 			t.Fatal(err)
 		}
 	}
-	cfg := filepath.Join(dir, "vault.hcl")
-	writeFile(t, cfg, fmt.Sprintf(`storage "raft" {
+	storage := fmt.Sprintf(`storage "raft" {
   path    = %q
   node_id = "node%d"
   performance_multiplier = 1
@@ -51,20 +50,8 @@ func startRaftNode(t *testing.T, id int, dir string, port, cport, leaderPort int
     leader_api_addr = "http://127.0.0.1:%d"
   }
 }
-listener "tcp" {
-  address         = "127.0.0.1:%d"
-  cluster_address = "127.0.0.1:%d"
-  tls_disable     = true
-}
-api_addr         = "http://127.0.0.1:%d"
-cluster_addr     = "http://127.0.0.1:%d"
-plugin_directory = %q
-disable_mlock    = true
-`, data, id, leaderPort, port, cport, port, cport, plugins))
-	v := &vaultServer{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), config: cfg}
-	v.start("server", "-config="+cfg)
-	v.waitUp()
-	return v
+`, data, id, leaderPort)
+	return startServer(t, dir, storage, port, cport, plugins)
 }
 
 // Under a steady creds-read load through all three nodes, the leader dies (SIGKILL) in the

@@ -131,8 +131,17 @@ func startPersistent(t testing.TB, storage, dir string, port, clusterPort int) *
 	if storage == "raft" {
 		stanza = fmt.Sprintf("storage \"raft\" {\n  path = %q\n  node_id = \"node1\"\n}\n", data)
 	}
+	v := startServer(t, dir, stanza, port, clusterPort, pluginDir)
+	v.initAndUnseal()
+	return v
+}
+
+// startServer writes a server config (the storage stanza, a loopback listener whose
+// cluster_address matches cluster_addr, the plugin directory) and starts Vault on it.
+func startServer(t testing.TB, dir, storage string, port, clusterPort int, plugins string) *vaultServer {
+	t.Helper()
 	cfg := filepath.Join(dir, "vault.hcl")
-	writeFile(t, cfg, stanza+fmt.Sprintf(`listener "tcp" {
+	writeFile(t, cfg, storage+fmt.Sprintf(`listener "tcp" {
   address         = "127.0.0.1:%d"
   cluster_address = "127.0.0.1:%d"
   tls_disable     = true
@@ -141,11 +150,10 @@ api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "http://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
-`, port, clusterPort, port, clusterPort, pluginDir))
+`, port, clusterPort, port, clusterPort, plugins))
 	v := &vaultServer{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), config: cfg}
 	v.start("server", "-config="+cfg)
 	v.waitUp()
-	v.initAndUnseal()
 	return v
 }
 
