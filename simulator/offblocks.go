@@ -83,22 +83,21 @@ func (s *Server) offblocksUpdate(w http.ResponseWriter, r *http.Request) {
 	body := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.access(bearer(r), "offblocks", "access")
-	if err != nil {
-		offblocksError(w, http.StatusUnauthorized, "unauthorized")
+	id, ok := s.offblocksCaller(w, r)
+	if !ok {
 		return
 	}
 	if _, uerr := uuid.Parse(p.APIKey); body != nil || uerr != nil || p.APISecret == "" {
 		offblocksError(w, http.StatusBadRequest, "invalid request")
 		return
 	}
-	for id, a := range s.offblocks {
-		if id != c.Subject && a.apiKey == p.APIKey {
+	for other, a := range s.offblocks {
+		if other != id && a.apiKey == p.APIKey {
 			offblocksError(w, http.StatusBadRequest, "apiKey in use")
 			return
 		}
 	}
-	a := s.offblocks[c.Subject]
+	a := s.offblocks[id]
 	a.apiKey, a.apiSecret = p.APIKey, p.APISecret
 	a.gen++
 	w.WriteHeader(http.StatusNoContent)
@@ -109,11 +108,21 @@ func (s *Server) offblocksUpdate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) offblocksDelete(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	id, ok := s.offblocksCaller(w, r)
+	if !ok {
+		return
+	}
+	s.offblocks[id].deleted = true
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// offblocksCaller returns the account behind a valid Bearer token, or answers 401. The
+// caller holds s.mu.
+func (s *Server) offblocksCaller(w http.ResponseWriter, r *http.Request) (string, bool) {
 	c, err := s.access(bearer(r), "offblocks", "access")
 	if err != nil {
 		offblocksError(w, http.StatusUnauthorized, "unauthorized")
-		return
+		return "", false
 	}
-	s.offblocks[c.Subject].deleted = true
-	w.WriteHeader(http.StatusNoContent)
+	return c.Subject, true
 }
