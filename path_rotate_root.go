@@ -149,8 +149,11 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 			return nil, nil, err
 		}
 		cfg, err := getConfig(ctx, s, name)
-		if err != nil || cfg == nil {
+		if err != nil {
 			return nil, nil, fmt.Errorf("reload rotated config: %w", err)
+		}
+		if cfg == nil {
+			return nil, nil, errConfigNotFound(name)
 		}
 		return cfg, []string{"the provider's answer was lost, but the new credential was confirmed and stored"}, nil
 	}
