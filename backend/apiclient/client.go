@@ -53,8 +53,9 @@ type Client struct {
 }
 
 // New builds a Client. Retries (connection errors, 429, 5xx except 501) use exponential
-// backoff and honour Retry-After, but never wait past the call's deadline: a Retry-After that
-// would outlast it ends the call at once with the provider's status.
+// backoff and honour Retry-After, but never wait past the call's deadline: a wait (backoff or
+// Retry-After) that would outlast it ends the call at once with the provider's last status,
+// or with the last transport error when no answer came.
 func New(opts Options) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
@@ -87,12 +88,6 @@ func New(opts Options) *Client {
 	return c
 }
 
-// Provider returns the provider name errors are labelled with.
-func (c *Client) Provider() string { return c.opts.Provider }
-
-// BaseURL returns the API root the client calls.
-func (c *Client) BaseURL() string { return c.opts.BaseURL }
-
 // CloseIdleConnections releases pooled connections; call it when the account's config changes.
 func (c *Client) CloseIdleConnections() { c.retry.HTTPClient.CloseIdleConnections() }
 
@@ -110,23 +105,43 @@ func sameHostRedirects(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// attemptKey carries a call's *attempts in its request context.
+type attemptKey struct{}
+
+// attempts counts one call's completed attempts. retryablehttp calls CheckRetry once per
+// attempt (no ResponseHandler is set), sequentially, so a plain counter is enough.
+type attempts struct{ n int }
+
+// checkRetry applies retryablehttp's default policy, then refuses a retry whose wait would
+// pass the call's deadline, so the caller gets the provider's last status (or the last
+// transport error) rather than a bare deadline error. The wait is computed exactly as
+// retryablehttp will compute it: DefaultBackoff is deterministic, and the attempt number is
+// the one retryablehttp passes to Backoff.
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	attempt := 0
+	if a, ok := ctx.Value(attemptKey{}).(*attempts); ok {
+		attempt = a.n
+		a.n++
+	}
 	retry, perr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 	if !retry || perr != nil {
 		return retry, perr
 	}
-	if resp != nil {
-		// Give up now rather than sleep past the deadline: the caller gets the real status.
-		wait := retryablehttp.DefaultBackoff(c.opts.RetryWaitMin, c.opts.RetryWaitMax, 0, resp)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			c.opts.Logger.Debug("not retrying: wait would pass the deadline",
-				"provider", c.opts.Provider, "status", resp.StatusCode, "wait", wait)
-			return false, nil
-		}
-		c.opts.Logger.Debug("retrying provider call", "provider", c.opts.Provider, "status", resp.StatusCode)
-	} else {
-		c.opts.Logger.Debug("retrying provider call after a transport error", "provider", c.opts.Provider)
+	if attempt >= c.opts.RetryMax {
+		return false, nil // retryablehttp would give up here anyway, without waiting
 	}
+	wait := c.retry.Backoff(c.opts.RetryWaitMin, c.opts.RetryWaitMax, attempt, resp)
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+		c.opts.Logger.Debug("not retrying: wait would pass the deadline",
+			"provider", c.opts.Provider, "status", status, "attempt", attempt, "wait", wait)
+		return false, nil
+	}
+	c.opts.Logger.Debug("retrying provider call", "provider", c.opts.Provider, "status", status,
+		"attempt", attempt, "wait", wait)
 	return true, nil
 }
 
@@ -158,6 +173,7 @@ type Response struct {
 func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	ctx = context.WithValue(ctx, attemptKey{}, &attempts{})
 
 	var body []byte
 	if r.Body != nil {
