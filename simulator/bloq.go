@@ -57,6 +57,23 @@ func (s *Server) SetBloqRotateRefresh(on bool) {
 	s.bloqRotateRefresh = on
 }
 
+// SetBloqLegacyLogin makes the simulator an older deployment: POST /bloq/auth answers 404,
+// and only the older page's POST /bloq/auth/login logs in (it always does, in either mode).
+func (s *Server) SetBloqLegacyLogin(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bloqLegacyLogin = on
+}
+
+// SetBloqKeyListIDOnly switches GET /bloq/users/me/client-keys to the shape Bloq's newest CLI
+// shows: only {"id": <clientId>, "createdAt": ...} per key. DELETE accepts a key's internal
+// id or its clientId in either mode.
+func (s *Server) SetBloqKeyListIDOnly(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bloqKeyListIDOnly = on
+}
+
 // BloqClientIDs returns the client ids of a user's live keys, oldest first.
 func (s *Server) BloqClientIDs(userID string) []string {
 	s.mu.Lock()
@@ -91,6 +108,7 @@ func (s *Server) BloqKeySecret(clientID string) string {
 func (s *Server) bloqRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+BloqPrefix+"/auth/token", s.route(RouteBloqToken, s.bloqToken))
 	mux.HandleFunc("POST "+BloqPrefix+"/auth", s.route(RouteBloqAuth, s.bloqAuth))
+	mux.HandleFunc("POST "+BloqPrefix+"/auth/login", s.route(RouteBloqAuthLogin, s.bloqLogin))
 	mux.HandleFunc("POST "+BloqPrefix+"/users/me/client-keys", s.route(RouteBloqKeysCreate, s.bloqCreateKey))
 	mux.HandleFunc("GET "+BloqPrefix+"/users/me/client-keys", s.route(RouteBloqKeysList, s.bloqListKeys))
 	mux.HandleFunc("DELETE "+BloqPrefix+"/users/me/client-keys/{id}", s.route(RouteBloqKeysDelete, s.bloqDeleteKey))
@@ -143,7 +161,21 @@ func (s *Server) bloqToken(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// bloqAuth is the current page's account login, POST /bloq/auth; an older deployment
+// (SetBloqLegacyLogin) has no such route.
 func (s *Server) bloqAuth(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	legacy := s.bloqLegacyLogin
+	s.mu.Unlock()
+	if legacy {
+		bloqError(w, http.StatusNotFound, "not found")
+		return
+	}
+	s.bloqLogin(w, r)
+}
+
+// bloqLogin checks an HTTP Basic login (email or user id) and issues an account token.
+func (s *Server) bloqLogin(w http.ResponseWriter, r *http.Request) {
 	user, pass, ok := r.BasicAuth()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,14 +221,22 @@ func (s *Server) bloqListKeys(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list := []map[string]string{}
+	var keys []*bloqKey
 	for _, k := range s.bloqKeys {
 		if k.userID == uid && !k.deleted {
-			list = append(list, map[string]string{"id": k.id, "clientId": k.clientID,
-				"createdAt": k.created.UTC().Format(time.RFC3339)})
+			keys = append(keys, k)
 		}
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i]["id"] < list[j]["id"] })
+	sort.Slice(keys, func(i, j int) bool { return keys[i].id < keys[j].id })
+	list := make([]map[string]string, 0, len(keys))
+	for _, k := range keys {
+		created := k.created.UTC().Format(time.RFC3339)
+		if s.bloqKeyListIDOnly {
+			list = append(list, map[string]string{"id": k.clientID, "createdAt": created})
+		} else {
+			list = append(list, map[string]string{"id": k.id, "clientId": k.clientID, "createdAt": created})
+		}
+	}
 	writeJSON(w, http.StatusOK, list)
 }
 
@@ -207,11 +247,25 @@ func (s *Server) bloqDeleteKey(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	k, found := s.bloqKeys[r.PathValue("id")]
-	if !found || k.userID != uid || k.deleted {
+	k := s.bloqKeyOf(uid, r.PathValue("id"))
+	if k == nil {
 		bloqError(w, http.StatusNotFound, "not found")
 		return
 	}
 	k.deleted = true
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// bloqKeyOf finds a user's live key by its internal id or, failing that, by its clientId;
+// nil if none. The caller holds s.mu.
+func (s *Server) bloqKeyOf(uid, id string) *bloqKey {
+	if k, ok := s.bloqKeys[id]; ok && k.userID == uid && !k.deleted {
+		return k
+	}
+	for _, k := range s.bloqKeys {
+		if k.clientID == id && k.userID == uid && !k.deleted {
+			return k
+		}
+	}
+	return nil
 }

@@ -12,6 +12,47 @@ type offblocksAccount struct {
 	apiKey, apiSecret string
 	gen               int // bumped by every credential update: older tokens die
 	deleted           bool
+	// pending is an accepted credential update that takes effect later (lag mode).
+	pending *offblocksUpdate
+}
+
+// offblocksUpdate is a credential update the provider has acknowledged but not yet applied.
+type offblocksUpdate struct {
+	apiKey, apiSecret string
+	at                time.Time
+}
+
+// SetOffBlocksLag makes every later credential update (PUT /auth/credentials) answer 204 at
+// once but take effect only lag later, by the simulator's clock: until then the old pair
+// still mints and its tokens still work, and the new pair is refused. Credential stores
+// behind an API are often eventually consistent; the plugin must not take such a refusal
+// of the new pair as proof that the update was never made. Zero turns lag off.
+func (s *Server) SetOffBlocksLag(lag time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offblocksLag = lag
+}
+
+// OffBlocksPending reports whether the account has an acknowledged credential update that
+// has not taken effect yet.
+func (s *Server) OffBlocksPending(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyDueOffBlocks()
+	a := s.offblocks[id]
+	return a != nil && a.pending != nil
+}
+
+// applyDueOffBlocks applies every lagged update whose time has come; the caller holds s.mu.
+func (s *Server) applyDueOffBlocks() {
+	now := s.now()
+	for _, a := range s.offblocks {
+		if a.pending != nil && !now.Before(a.pending.at) {
+			a.apiKey, a.apiSecret = a.pending.apiKey, a.pending.apiSecret
+			a.gen++
+			a.pending = nil
+		}
+	}
 }
 
 // AddOffBlocks creates an integration with the given pair and returns its account id, which
@@ -24,10 +65,12 @@ func (s *Server) AddOffBlocks(apiKey, apiSecret string) string {
 	return id
 }
 
-// OffBlocksPair returns the account's current pair.
+// OffBlocksPair returns the pair the account accepts now (a lagged update counts once it has
+// taken effect).
 func (s *Server) OffBlocksPair(id string) (apiKey, apiSecret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyDueOffBlocks()
 	a := s.offblocks[id]
 	if a == nil {
 		return "", ""
@@ -68,6 +111,7 @@ func (s *Server) offblocksToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyDueOffBlocks()
 	for id, a := range s.offblocks {
 		if a.apiKey == p.APIKey && a.apiSecret == p.APISecret && !a.deleted {
 			tok, exp := s.issue("offblocks", "access", id, a.gen, s.lifetime(s.lifetimes.OffBlocks, time.Hour))
@@ -83,6 +127,7 @@ func (s *Server) offblocksUpdate(w http.ResponseWriter, r *http.Request) {
 	body := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyDueOffBlocks()
 	id, ok := s.offblocksCaller(w, r)
 	if !ok {
 		return
@@ -98,8 +143,12 @@ func (s *Server) offblocksUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a := s.offblocks[id]
-	a.apiKey, a.apiSecret = p.APIKey, p.APISecret
-	a.gen++
+	if s.offblocksLag > 0 {
+		a.pending = &offblocksUpdate{apiKey: p.APIKey, apiSecret: p.APISecret, at: s.now().Add(s.offblocksLag)}
+	} else {
+		a.apiKey, a.apiSecret, a.pending = p.APIKey, p.APISecret, nil
+		a.gen++
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -36,6 +36,7 @@ const (
 	RouteOffBlocksCredentials = "offblocks.credentials"
 	RouteBloqToken            = "bloq.token"
 	RouteBloqAuth             = "bloq.auth"
+	RouteBloqAuthLogin        = "bloq.auth.login"
 	RouteBloqKeysCreate       = "bloq.keys.create"
 	RouteBloqKeysList         = "bloq.keys.list"
 	RouteBloqKeysDelete       = "bloq.keys.delete"
@@ -86,6 +87,9 @@ type Server struct {
 	opaque    map[string]time.Time         // OpsNow opaque tokens → expiry
 
 	bloqRotateRefresh bool
+	bloqLegacyLogin   bool // POST /bloq/auth answers 404: only /bloq/auth/login logs in
+	bloqKeyListIDOnly bool // the key list gives only {id: clientId, createdAt}
+	offblocksLag      time.Duration
 	opsnowShape       OpsNowShape
 	seq               int
 }

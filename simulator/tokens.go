@@ -73,6 +73,7 @@ func (s *Server) Validate(token string) (string, error) {
 func (s *Server) stillValid(c *claims) error {
 	switch c.Provider {
 	case "offblocks":
+		s.applyDueOffBlocks()
 		a, ok := s.offblocks[c.Subject]
 		if !ok || a.deleted {
 			return errors.New("account has no API access")

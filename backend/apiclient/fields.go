@@ -8,11 +8,16 @@ import (
 	"time"
 )
 
+// Present reports whether a JSON member holds a value: it exists and is not null.
+func Present(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && string(raw) != "null"
+}
+
 // Number reads a JSON number or a string holding one. It rejects NaN, infinities and
 // anything else.
 func Number(raw json.RawMessage) (float64, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
+	if !Present(raw) {
 		return 0, false
 	}
 	var f float64

@@ -4,16 +4,32 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func FuzzJWTExpiry(f *testing.F) {
 	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig")
 	f.Add("eyJhbGciOiJub25lIn0.eyJleHAiOiIxIn0.")
 	f.Add("a.b.c")
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOi0xfQ.sig")
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOm51bGx9.sig")
 	f.Fuzz(func(t *testing.T, token string) {
 		exp, err := JWTExpiry(token)
 		if err == nil && exp.IsZero() {
 			t.Fatal("an exp claim was read as the zero time")
+		}
+		if err != nil && err != ErrNoExpiry && err != ErrBadExpiry {
+			t.Fatalf("unexpected error %v", err)
+		}
+		if err == nil && (exp.Unix() <= 0 || exp.Year() > 9999) {
+			t.Fatalf("implausible exp %s", exp)
+		}
+		// The shared expiry rule: never later than a readable exp, whatever the field says.
+		field := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		tok, terr := NewToken(token, field, field, time.Hour)
+		if (terr != nil) != (err == ErrBadExpiry) || (err == nil && tok.ExpiresAt.After(exp)) ||
+			(terr == nil && tok.ExpiresAt.After(field)) {
+			t.Fatalf("NewToken = %+v, %v with exp %s, %v", tok, terr, exp, err)
 		}
 	})
 }

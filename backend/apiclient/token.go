@@ -12,10 +12,12 @@ import (
 type Token struct {
 	// Value is the token exactly as the provider issued it.
 	Value string
-	// ExpiresAt is the provider's expiry (UTC).
+	// ExpiresAt is the provider's expiry (UTC): the earlier of the response's expiry field and
+	// the token's JWT exp when both exist (see NewToken).
 	ExpiresAt time.Time
 	// ExpirySource says where ExpiresAt came from: "provider" (a field of the response),
-	// "jwt" (the token's exp claim) or "default" (the documented lifetime).
+	// "jwt" (the token's exp claim) or "default" (the documented lifetime, used only when
+	// neither exists).
 	ExpirySource string
 }
 
@@ -29,31 +31,66 @@ const (
 // ErrNotJSON means a 2xx body is not the JSON object the contract describes.
 var ErrNotJSON = errors.New("body is not the expected JSON")
 
-// ErrNoExpiry means a token carries no readable exp claim.
-var ErrNoExpiry = errors.New("token has no readable exp claim")
+// ErrNoExpiry means a token is not a JWT, or is one without an exp claim (or with a null
+// one): the documented lifetime applies.
+var ErrNoExpiry = errors.New("token has no exp claim")
 
-// JWTExpiry reads the exp claim of a JWT without verifying its signature: the plugin holds
-// no key, and only passes the token on. It fails for anything that is not a JWT with a
-// numeric exp.
+// ErrBadExpiry means a token is a JWT whose exp claim is present but unreadable: not a JSON
+// number of seconds after 1970 and before year 10000. Callers
+// report it as a malformed response, never as a default lifetime.
+var ErrBadExpiry = errors.New("token's exp claim is present but unreadable")
+
+// ErrBadExpiryField means a response's expiry field is present (not JSON null) but
+// unreadable. Callers report it as a malformed response, never as a default lifetime.
+var ErrBadExpiryField = errors.New("expiry field is present but unreadable")
+
+// jwtParser reads tokens without verifying them; padded segments are tolerated.
+var jwtParser = jwt.NewParser(jwt.WithPaddingAllowed())
+
+// JWTExpiry reads the exp claim of a JWT with golang-jwt's unverified parse: the plugin
+// holds no key, and only passes the token on. A token counts as a JWT when its header and
+// claims segments decode to JSON objects (an algorithm golang-jwt does not know, or an odd
+// signature segment, does not matter here). It returns ErrNoExpiry for anything else, or
+// for a JWT without an exp claim (or a null one), and ErrBadExpiry for a JWT whose exp is
+// present but not a JSON number of seconds after 1970 and before year 10000 (RFC 7519's
+// NumericDate; a string is refused). On success the time is UTC, truncated to the second.
 func JWTExpiry(token string) (time.Time, error) {
 	claims := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(token, claims); err != nil {
+	_, _, err := jwtParser.ParseUnverified(token, claims)
+	if err != nil && len(claims) == 0 {
+		return time.Time{}, ErrNoExpiry // not a JWT: its claims never decoded
+	}
+	if raw, ok := claims["exp"]; !ok || raw == nil {
 		return time.Time{}, ErrNoExpiry
 	}
 	exp, err := claims.GetExpirationTime()
-	if err != nil || exp == nil {
-		return time.Time{}, ErrNoExpiry
+	if err != nil || exp == nil || exp.Unix() <= 0 || exp.Unix() > maxUnixSeconds {
+		return time.Time{}, ErrBadExpiry
 	}
 	return exp.UTC(), nil
 }
 
-// ExpiryOrDefault returns the token's JWT exp, or issuedAt plus the documented lifetime when
-// the token has none.
-func ExpiryOrDefault(token string, issuedAt time.Time, lifetime time.Duration) (time.Time, string) {
-	if exp, err := JWTExpiry(token); err == nil {
-		return exp, FromJWT
+// NewToken builds the Token for value from the response's expiry field and the token's own
+// JWT exp. fieldExpiry is the instant the response's expiry field gave, or the zero time when
+// the response has none. When both exist the earlier wins (a lease must never outlive the
+// token, whichever source is wrong), and ExpirySource names the one chosen (FromProvider on a
+// tie). Only when neither exists is the expiry issued plus the documented lifetime
+// (FromDefault). A JWT whose exp is present but unreadable gives ErrBadExpiry: report it as
+// a malformed response.
+func NewToken(value string, fieldExpiry, issued time.Time, lifetime time.Duration) (Token, error) {
+	tok := Token{Value: value}
+	exp, err := JWTExpiry(value)
+	switch {
+	case errors.Is(err, ErrBadExpiry):
+		return Token{}, err
+	case err == nil && (fieldExpiry.IsZero() || exp.Before(fieldExpiry)):
+		tok.ExpiresAt, tok.ExpirySource = exp, FromJWT
+	case !fieldExpiry.IsZero():
+		tok.ExpiresAt, tok.ExpirySource = fieldExpiry.UTC(), FromProvider
+	default:
+		tok.ExpiresAt, tok.ExpirySource = issued.Add(lifetime).UTC(), FromDefault
 	}
-	return issuedAt.Add(lifetime).UTC(), FromDefault
+	return tok, nil
 }
 
 // errorMessage picks the human message out of a JSON error body (OpsNow's

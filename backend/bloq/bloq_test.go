@@ -2,6 +2,7 @@ package bloq_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -13,10 +14,14 @@ import (
 
 var issued = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
+// jwtExp is a JWT whose exp is 1795951800, that is jwtExpAt.
+const jwtExp = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig"
+
+var jwtExpAt = time.Date(2026, 11, 29, 11, 30, 0, 0, time.UTC)
+
 func TestParseTokenResponseExpiry(t *testing.T) {
-	jwtExp := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig" // exp 2026-11-23T13:30:00Z
 	tr, err := bloq.ParseTokenResponse([]byte(`{"accessToken":"`+jwtExp+`","refreshToken":"r"}`), issued, time.Hour)
-	if err != nil || !tr.Token.ExpiresAt.Equal(time.Unix(1795951800, 0)) || tr.RefreshToken != "r" || tr.Token.ExpirySource != apiclient.FromJWT {
+	if err != nil || !tr.Token.ExpiresAt.Equal(jwtExpAt) || tr.RefreshToken != "r" || tr.Token.ExpirySource != apiclient.FromJWT {
 		t.Errorf("JWT exp: %+v %v", tr, err)
 	}
 	tr, err = bloq.ParseTokenResponse([]byte(`{"accessToken":"opaque"}`), issued, 12*time.Hour)
@@ -25,6 +30,10 @@ func TestParseTokenResponseExpiry(t *testing.T) {
 	}
 	if _, err := bloq.ParseTokenResponse([]byte(`{"refreshToken":"r"}`), issued, time.Hour); err == nil {
 		t.Error("accepted a response without accessToken")
+	}
+	badExp := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.sig" // {"exp":"soon"}
+	if _, err := bloq.ParseTokenResponse([]byte(`{"accessToken":"`+badExp+`"}`), issued, time.Hour); !errors.Is(err, apiclient.ErrBadExpiry) {
+		t.Errorf("unreadable exp: err = %v, want ErrBadExpiry", err)
 	}
 }
 
@@ -38,9 +47,26 @@ func TestParseKeyListShapes(t *testing.T) {
 		if err != nil || bloq.KeyIDFor(keys, "a") != "k1" || bloq.KeyIDFor(keys, "b") != "7" || bloq.KeyIDFor(keys, "c") != "" {
 			t.Errorf("%s: %+v %v", body, keys, err)
 		}
+		if bloq.KeyIDFor(keys, "k1") != "" {
+			t.Errorf("%s: an entry with a clientId matched by its internal id", body)
+		}
 	}
 	if _, err := bloq.ParseKeyList([]byte(`{"count":2}`)); err == nil {
 		t.Error("accepted a body with no list")
+	}
+}
+
+// TestKeyIDForIDOnlyList: Bloq's newest CLI lists only {id, createdAt}, id being the key.
+func TestKeyIDForIDOnlyList(t *testing.T) {
+	keys, err := bloq.ParseKeyList([]byte(`[{"id":"aaaa","createdAt":"2026-11-23T12:00:00Z"},{"id":"bbbb","createdAt":"2026-11-23T12:00:00Z"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bloq.KeyIDFor(keys, "aaaa") != "aaaa" || bloq.KeyIDFor(keys, "bbbb") != "bbbb" || bloq.KeyIDFor(keys, "cccc") != "" {
+		t.Errorf("id-only list: %+v", keys)
+	}
+	if bloq.KeyIDFor(keys, "") != "" || bloq.KeyIDFor([]bloq.ClientKey{{ID: "k1"}}, "") != "" {
+		t.Error("an empty clientId matched a key")
 	}
 }
 
@@ -48,9 +74,14 @@ func FuzzParsers(f *testing.F) {
 	f.Add([]byte(`{"accessToken":"a.b.c","refreshToken":"r"}`))
 	f.Add([]byte(`{"data":[{"id":1,"clientId":"a"}]}`))
 	f.Add([]byte(`{"data":{"clientId":"a","clientSecret":"s","id":"k"}}`))
+	f.Add([]byte(`{"accessToken":"` + jwtExp + `"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if tr, err := bloq.ParseTokenResponse(body, issued, time.Hour); err == nil && (tr.Token.Value == "" || tr.Token.ExpiresAt.IsZero()) {
+		tr, err := bloq.ParseTokenResponse(body, issued, 100*365*24*time.Hour)
+		if err == nil && (tr.Token.Value == "" || tr.Token.ExpiresAt.IsZero()) {
 			t.Fatalf("token without value or expiry: %+v", tr)
+		}
+		if exp, jerr := apiclient.JWTExpiry(tr.Token.Value); err == nil && jerr == nil && tr.Token.ExpiresAt.After(exp) {
+			t.Fatalf("expiry %s is later than the JWT exp %s", tr.Token.ExpiresAt, exp)
 		}
 		if k, err := bloq.ParseCreatedKey(body); err == nil && (k.ClientID == "" || k.Secret == "") {
 			t.Fatalf("created key without id or secret")

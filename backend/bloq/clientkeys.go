@@ -15,6 +15,7 @@ import (
 // ClientKey is a client key pair; Secret is only known right after creation.
 type ClientKey struct {
 	// ID identifies the key in /users/me/client-keys/{id}; empty when a response lacks it.
+	// In a list that gives no clientId, ID is the key's clientId.
 	ID       string
 	ClientID string
 	Secret   string
@@ -118,10 +119,16 @@ func (c *Client) DeleteClientKey(ctx context.Context, accountToken, id string) e
 	return err
 }
 
-// KeyIDFor returns the id of the listed key whose clientId is clientID, or "".
+// KeyIDFor returns the id to delete the listed key of clientID with, or "" (always "" for
+// an empty clientID). An entry matches by its clientId; an entry that carries no clientId
+// (Bloq's newest CLI lists only {id, createdAt}, where id identifies the key) matches when
+// its id equals clientID.
 func KeyIDFor(keys []ClientKey, clientID string) string {
+	if clientID == "" {
+		return ""
+	}
 	for _, k := range keys {
-		if k.ClientID == clientID {
+		if k.ClientID == clientID || (k.ClientID == "" && k.ID == clientID) {
 			return k.ID
 		}
 	}

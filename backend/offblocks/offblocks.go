@@ -91,8 +91,11 @@ func (c *Client) Mint(ctx context.Context, cr Credentials) (apiclient.Token, err
 	return apiclient.Call(ctx, c.api, req, func(b []byte) (apiclient.Token, error) { return ParseTokenResponse(b, issued) })
 }
 
-// ParseTokenResponse decodes a 200 from POST /auth/token. The expiry is expiresAt (unix
-// seconds); without one, the JWT's exp; without that, issued plus DefaultLifetime.
+// ParseTokenResponse decodes a 200 from POST /auth/token. tokenType, compared
+// case-insensitively, must be Bearer; a missing one means Bearer. The expiry is the earlier of
+// expiresAt (unix seconds, milliseconds or RFC 3339) and the JWT's exp, whichever exist;
+// without either, issued plus DefaultLifetime. An expiresAt or exp that is present (JSON null
+// counts as absent) but unreadable is an error, never a default.
 func ParseTokenResponse(body []byte, issued time.Time) (apiclient.Token, error) {
 	var v struct {
 		Token     string          `json:"token"`
@@ -108,11 +111,14 @@ func ParseTokenResponse(body []byte, issued time.Time) (apiclient.Token, error) 
 	if v.TokenType != "" && !strings.EqualFold(v.TokenType, "Bearer") {
 		return apiclient.Token{}, errors.New("tokenType is not Bearer")
 	}
-	if exp, ok := apiclient.Instant(v.ExpiresAt); ok {
-		return apiclient.Token{Value: v.Token, ExpiresAt: exp, ExpirySource: apiclient.FromProvider}, nil
+	var field time.Time
+	if apiclient.Present(v.ExpiresAt) {
+		var ok bool
+		if field, ok = apiclient.Instant(v.ExpiresAt); !ok {
+			return apiclient.Token{}, fmt.Errorf("expiresAt: %w", apiclient.ErrBadExpiryField)
+		}
 	}
-	exp, src := apiclient.ExpiryOrDefault(v.Token, issued, DefaultLifetime)
-	return apiclient.Token{Value: v.Token, ExpiresAt: exp, ExpirySource: src}, nil
+	return apiclient.NewToken(v.Token, field, issued, DefaultLifetime)
 }
 
 // UpdateCredentials replaces the account's pair with next: PUT /auth/credentials, 204. On

@@ -2,8 +2,10 @@ package offblocks_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +18,13 @@ import (
 
 var issued = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
+// jwtExp is a JWT whose exp is 1795951800, that is jwtExpAt.
+const jwtExp = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig"
+
+var jwtExpAt = time.Date(2026, 11, 29, 11, 30, 0, 0, time.UTC)
+
 func TestParseTokenResponse(t *testing.T) {
-	// A JWT whose exp is 2026-11-23T13:30:00Z.
-	jwtExp := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig"
+	badExp := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.sig" // {"exp":"soon"}
 	cases := []struct {
 		name, body string
 		want       time.Time
@@ -29,11 +35,25 @@ func TestParseTokenResponse(t *testing.T) {
 		{"unix milliseconds", `{"token":"t","expiresAt":1795950000000}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
 		{"numeric string", `{"token":"t","expiresAt":"1795950000"}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
 		{"RFC 3339", `{"token":"t","expiresAt":"2026-11-23T12:20:00Z"}`, issued.Add(20 * time.Minute), apiclient.FromProvider, false},
-		{"no expiresAt: JWT exp", `{"token":"` + jwtExp + `"}`, time.Unix(1795951800, 0), apiclient.FromJWT, false},
+		{"no expiresAt: JWT exp", `{"token":"` + jwtExp + `"}`, jwtExpAt, apiclient.FromJWT, false},
+		{"null expiresAt: JWT exp", `{"token":"` + jwtExp + `","expiresAt":null}`, jwtExpAt, apiclient.FromJWT, false},
+		{"expiresAt earlier than JWT exp", `{"token":"` + jwtExp + `","expiresAt":1795950000}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
+		{"JWT exp earlier than expiresAt", `{"token":"` + jwtExp + `","expiresAt":1795953600}`, jwtExpAt, apiclient.FromJWT, false},
 		{"nothing: documented hour", `{"token":"opaque"}`, issued.Add(time.Hour), apiclient.FromDefault, false},
+		{"null expiresAt: documented hour", `{"token":"opaque","expiresAt":null}`, issued.Add(time.Hour), apiclient.FromDefault, false},
+		{"tokenType bearer", `{"token":"t","expiresAt":1795950000,"tokenType":"bearer"}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
+		{"tokenType BEARER", `{"token":"t","expiresAt":1795950000,"tokenType":"BEARER"}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
+		{"tokenType missing", `{"token":"t","expiresAt":1795950000}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
 		{"no token", `{"expiresAt":1795950000}`, time.Time{}, "", true},
 		{"not bearer", `{"token":"t","expiresAt":1795950000,"tokenType":"MAC"}`, time.Time{}, "", true},
 		{"garbage", `<html>`, time.Time{}, "", true},
+		{"unreadable expiresAt", `{"token":"t","expiresAt":"soon"}`, time.Time{}, "", true},
+		{"unreadable expiresAt with JWT exp", `{"token":"` + jwtExp + `","expiresAt":"soon"}`, time.Time{}, "", true},
+		{"negative expiresAt", `{"token":"t","expiresAt":-5}`, time.Time{}, "", true},
+		{"empty expiresAt", `{"token":"t","expiresAt":""}`, time.Time{}, "", true},
+		{"object expiresAt", `{"token":"t","expiresAt":{}}`, time.Time{}, "", true},
+		{"unreadable JWT exp", `{"token":"` + badExp + `"}`, time.Time{}, "", true},
+		{"unreadable JWT exp with expiresAt", `{"token":"` + badExp + `","expiresAt":1795950000}`, time.Time{}, "", true},
 	}
 	for _, tc := range cases {
 		tok, err := offblocks.ParseTokenResponse([]byte(tc.body), issued)
@@ -47,14 +67,32 @@ func TestParseTokenResponse(t *testing.T) {
 	}
 }
 
+// TestUnreadableExpiryIsMalformed checks that an unreadable expiry reaches the caller as a
+// malformed response, not a token with a default lifetime.
+func TestUnreadableExpiryIsMalformed(t *testing.T) {
+	sim := simulator.New()
+	srv := httptest.NewServer(sim.Handler())
+	defer srv.Close()
+	sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 200, Body: `{"token":"t","expiresAt":"soon"}`})
+	c := offblocks.New(apiclient.New(apiclient.Options{Provider: "offblocks", BaseURL: srv.URL + simulator.OffBlocksPrefix}), nil)
+	_, err := c.Mint(context.Background(), offblocks.Credentials{APIKey: "6f1c2b9e-3d4a-4c5b-8e7f-0a1b2c3d4e5f", APISecret: "s"})
+	if !errors.Is(err, apiclient.ErrBadExpiryField) || !strings.Contains(err.Error(), "malformed response") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func FuzzParseTokenResponse(f *testing.F) {
 	f.Add([]byte(`{"token":"t","expiresAt":1795950000,"tokenType":"Bearer"}`))
 	f.Add([]byte(`{"token":"a.b.c","expiresAt":"x"}`))
 	f.Add([]byte(`{"token":"t","expiresAt":1e400}`))
+	f.Add([]byte(`{"token":"` + jwtExp + `","expiresAt":1795953600}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		tok, err := offblocks.ParseTokenResponse(body, issued)
 		if err == nil && (tok.Value == "" || tok.ExpiresAt.IsZero()) {
 			t.Fatalf("accepted a response without a token or expiry: %+v", tok)
+		}
+		if exp, jerr := apiclient.JWTExpiry(tok.Value); err == nil && jerr == nil && tok.ExpiresAt.After(exp) {
+			t.Fatalf("expiry %s is later than the JWT exp %s", tok.ExpiresAt, exp)
 		}
 	})
 }

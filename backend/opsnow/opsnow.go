@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -58,9 +59,12 @@ var (
 )
 
 // ParseTokenResponse finds the token under "data" or at the top level, named accessToken,
-// access_token or token; the expiry as expiresIn/expires_in (seconds from issued) or
-// expiresAt/expires_at (absolute), else the JWT exp, else issued plus DefaultLifetime. A
-// body whose "status" is "fail" or "error" is an error even with a 200.
+// access_token or token. In the object that holds the token, every expiry field present
+// (expiresIn/expires_in: seconds from issued, at least 1; expiresAt/expires_at: absolute) must
+// be readable: one that is present (JSON null counts as absent) but unreadable is an error,
+// never a default. The expiry is the earliest of those fields and the JWT's exp, whichever
+// exist; without any, issued plus DefaultLifetime. A body whose "status" is "fail" or
+// "error" is an error even with a 200.
 func ParseTokenResponse(body []byte, issued time.Time) (apiclient.Token, error) {
 	var top map[string]json.RawMessage
 	if json.Unmarshal(body, &top) != nil || top == nil {
@@ -83,19 +87,43 @@ func ParseTokenResponse(body []byte, issued time.Time) (apiclient.Token, error) 
 		if !ok {
 			continue
 		}
-		tok := apiclient.Token{Value: value, ExpirySource: apiclient.FromProvider}
-		if d, ok := first(obj, relativeFields, apiclient.Duration); ok {
-			tok.ExpiresAt = issued.Add(d).UTC()
-			return tok, nil
+		field, err := fieldExpiry(obj, issued)
+		if err != nil {
+			return apiclient.Token{}, err
 		}
-		if t, ok := first(obj, absoluteFields, apiclient.Instant); ok {
-			tok.ExpiresAt = t
-			return tok, nil
-		}
-		tok.ExpiresAt, tok.ExpirySource = apiclient.ExpiryOrDefault(value, issued, DefaultLifetime)
-		return tok, nil
+		return apiclient.NewToken(value, field, issued, DefaultLifetime)
 	}
 	return apiclient.Token{}, errors.New("no accessToken, access_token or token")
+}
+
+// fieldExpiry returns the earliest expiry the object's expiry fields give, or the zero time
+// when it has none; a field present but unreadable is an error naming the field.
+func fieldExpiry(obj map[string]json.RawMessage, issued time.Time) (time.Time, error) {
+	var earliest time.Time
+	take := func(t time.Time) {
+		if earliest.IsZero() || t.Before(earliest) {
+			earliest = t
+		}
+	}
+	for _, n := range relativeFields {
+		if raw := obj[n]; apiclient.Present(raw) {
+			d, ok := apiclient.Duration(raw)
+			if !ok {
+				return time.Time{}, fmt.Errorf("%s: %w", n, apiclient.ErrBadExpiryField)
+			}
+			take(issued.Add(d).UTC())
+		}
+	}
+	for _, n := range absoluteFields {
+		if raw := obj[n]; apiclient.Present(raw) {
+			t, ok := apiclient.Instant(raw)
+			if !ok {
+				return time.Time{}, fmt.Errorf("%s: %w", n, apiclient.ErrBadExpiryField)
+			}
+			take(t)
+		}
+	}
+	return earliest, nil
 }
 
 func first[T any](obj map[string]json.RawMessage, names []string, parse func(json.RawMessage) (T, bool)) (T, bool) {

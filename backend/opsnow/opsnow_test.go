@@ -14,8 +14,13 @@ import (
 
 var issued = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
+// jwtExp is a JWT whose exp is 1795951800, that is jwtExpAt.
+const jwtExp = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig"
+
+var jwtExpAt = time.Date(2026, 11, 29, 11, 30, 0, 0, time.UTC)
+
 func TestParseTokenResponse(t *testing.T) {
-	jwtExp := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig" // exp 2026-11-23T13:30:00Z
+	badExp := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.sig" // {"exp":"soon"}
 	cases := []struct {
 		name, body string
 		token      string
@@ -26,10 +31,22 @@ func TestParseTokenResponse(t *testing.T) {
 		{"top access_token expires_in", `{"access_token":"B","expires_in":"900"}`, "B", issued.Add(15 * time.Minute), ""},
 		{"wrapped token expiresAt", `{"data":{"token":"C","expiresAt":1795950000}}`, "C", time.Unix(1795950000, 0), ""},
 		{"top expires_at RFC 3339", `{"accessToken":"D","expires_at":"2026-11-23T12:45:00Z"}`, "D", issued.Add(45 * time.Minute), ""},
-		{"JWT exp only", `{"data":{"accessToken":"` + jwtExp + `"}}`, jwtExp, time.Unix(1795951800, 0), ""},
+		{"JWT exp only", `{"data":{"accessToken":"` + jwtExp + `"}}`, jwtExp, jwtExpAt, ""},
 		{"nothing: 3600 s", `{"data":{"accessToken":"E"}}`, "E", issued.Add(time.Hour), ""},
+		{"null fields: 3600 s", `{"accessToken":"E","expiresIn":null,"expires_at":null}`, "E", issued.Add(time.Hour), ""},
 		{"data wins over top", `{"token":"top","data":{"accessToken":"F","expiresIn":60}}`, "F", issued.Add(time.Minute), ""},
-		{"bad expiresIn falls through", `{"accessToken":"G","expiresIn":-5,"expiresAt":1795950000}`, "G", time.Unix(1795950000, 0), ""},
+		{"bad field outside the token's object ignored", `{"expiresIn":-5,"data":{"accessToken":"F","expiresIn":60}}`, "F", issued.Add(time.Minute), ""},
+		{"expiresIn earlier than expiresAt", `{"accessToken":"G","expiresIn":60,"expiresAt":1795950000}`, "G", issued.Add(time.Minute), ""},
+		{"expiresAt earlier than expiresIn", `{"accessToken":"G","expiresIn":864000,"expiresAt":1795950000}`, "G", time.Unix(1795950000, 0), ""},
+		{"field earlier than JWT exp", `{"accessToken":"` + jwtExp + `","expiresAt":1795950000}`, jwtExp, time.Unix(1795950000, 0), ""},
+		{"JWT exp earlier than field", `{"accessToken":"` + jwtExp + `","expiresIn":864000}`, jwtExp, jwtExpAt, ""},
+		{"negative expiresIn", `{"accessToken":"G","expiresIn":-5,"expiresAt":1795950000}`, "", time.Time{}, "expiresIn"},
+		{"zero expiresIn", `{"accessToken":"G","expiresIn":0}`, "", time.Time{}, "expiresIn"},
+		{"sub-second expires_in", `{"accessToken":"G","expires_in":0.5}`, "", time.Time{}, "expires_in"},
+		{"word expiresIn", `{"data":{"accessToken":"G","expiresIn":"soon"}}`, "", time.Time{}, "expiresIn"},
+		{"bad expiresAt with good expiresIn", `{"accessToken":"G","expiresIn":60,"expiresAt":"soon"}`, "", time.Time{}, "expiresAt"},
+		{"bad expires_at", `{"accessToken":"G","expires_at":-1}`, "", time.Time{}, "expires_at"},
+		{"unreadable JWT exp", `{"accessToken":"` + badExp + `","expiresIn":60}`, "", time.Time{}, "exp claim"},
 		{"fail status with 200", `{"status":"fail","error":{"code":401,"message":"Unauthorized"}}`, "", time.Time{}, "fail"},
 		{"no token", `{"status":"success","data":{}}`, "", time.Time{}, "no accessToken"},
 		{"array", `[1,2]`, "", time.Time{}, "JSON"},
@@ -53,10 +70,14 @@ func FuzzParseTokenResponse(f *testing.F) {
 	f.Add([]byte(`{"status":"success","data":{"accessToken":"A","expiresIn":600}}`))
 	f.Add([]byte(`{"access_token":"B","expires_in":"900"}`))
 	f.Add([]byte(`{"data":{"token":"C","expiresAt":"2026-11-23T12:45:00Z"}}`))
+	f.Add([]byte(`{"accessToken":"` + jwtExp + `","expiresIn":864000}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		tok, err := opsnow.ParseTokenResponse(body, issued)
 		if err == nil && (tok.Value == "" || tok.ExpiresAt.IsZero()) {
 			t.Fatalf("accepted a response without a token or expiry: %+v", tok)
+		}
+		if exp, jerr := apiclient.JWTExpiry(tok.Value); err == nil && jerr == nil && tok.ExpiresAt.After(exp) {
+			t.Fatalf("expiry %s is later than the JWT exp %s", tok.ExpiresAt, exp)
 		}
 	})
 }
