@@ -39,8 +39,14 @@ type backend struct {
 	// now is the clock for lease arithmetic and last_rotated; tests replace it.
 	now func() time.Time
 
+	// sleep waits between retries within a request; tests make it advance their clock.
+	sleep func(ctx context.Context, d time.Duration) error
+
 	clientsMu sync.Mutex
 	clients   map[string]*cachedProvider
+
+	// refreshTokens are new Bloq refresh tokens not stored yet.
+	refreshTokens heldRefreshTokens
 
 	// retryWaitMin and retryWaitMax override the HTTP backoff bounds (tests shorten them).
 	retryWaitMin, retryWaitMax time.Duration
@@ -59,6 +65,7 @@ func newBackend() *backend {
 	b := &backend{
 		locks:   locksutil.CreateLocks(),
 		now:     time.Now,
+		sleep:   sleepCtx,
 		clients: make(map[string]*cachedProvider),
 	}
 	b.Backend = &framework.Backend{
@@ -86,10 +93,24 @@ func (b *backend) lock(name string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.locks, name)
 }
 
-// invalidate drops a cached client when its config changes on another node.
+// invalidate drops what this node holds for a config that changed on another node: its
+// client and any refresh token not stored yet (the change supersedes it).
 func (b *backend) invalidate(_ context.Context, key string) {
 	if name, ok := strings.CutPrefix(key, configPrefix); ok {
 		b.dropClient(name)
+		b.refreshTokens.drop(name)
+	}
+}
+
+// sleepCtx waits for d, or until ctx ends (then it returns ctx's error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -29,7 +29,7 @@ var defaultBaseURLs = map[string]string{
 }
 
 // credential is an account's root credential: the fields a rotation replaces and the ones
-// used to mint. Which fields are set depends on the provider.
+// used to mint. Which fields are set depends on the provider; credentialFields describes each.
 type credential struct {
 	APIKey       string `json:"api_key,omitempty"`    // offblocks, opsnow
 	APISecret    string `json:"api_secret,omitempty"` // offblocks
@@ -41,10 +41,91 @@ type credential struct {
 	GrantType    string `json:"grant_type,omitempty"`
 }
 
+// fieldRole is what a credential field is for one provider.
+type fieldRole int
+
+const (
+	// identifier: not a secret; returned on read; surrounding white space is refused.
+	identifier fieldRole = iota + 1
+	// secret: never returned, logged or altered; stored byte for byte as given.
+	secret
+)
+
+// credentialFieldSpec is one credential field of config/<name>: the single table that the
+// schema, input handling, validation and config reads all derive from.
+type credentialFieldSpec struct {
+	name    string
+	display string
+	desc    string
+	// roles says which providers take the field, and what it is for each.
+	roles map[string]fieldRole
+	// allowed, when set, are the only values accepted.
+	allowed []any
+	ptr     func(*credential) *string
+}
+
+// credentialFields lists every credential field, in the order a read shows them.
+var credentialFields = []credentialFieldSpec{
+	{name: "api_key", display: "API key",
+		desc: "OffBlocks: the integration's apiKey (a UUID; returned on read as an identifier). " +
+			"OpsNow: the API key from the console (a secret, never returned).",
+		roles: map[string]fieldRole{offblocks.Name: identifier, opsnow.Name: secret},
+		ptr:   func(c *credential) *string { return &c.APIKey }},
+	{name: "api_secret", display: "API secret", desc: "OffBlocks: the integration's apiSecret.",
+		roles: map[string]fieldRole{offblocks.Name: secret},
+		ptr:   func(c *credential) *string { return &c.APISecret }},
+	{name: "grant_type", display: "Grant type",
+		desc: "Bloq: client_credentials, password or refresh_token. Inferred from the fields given " +
+			"when omitted (client keys win over a login, which is then used for rotation).",
+		roles:   map[string]fieldRole{bloq.Name: identifier},
+		allowed: []any{grantClientCredentials, grantPassword, grantRefreshToken},
+		ptr:     func(c *credential) *string { return &c.GrantType }},
+	{name: "client_id", display: "Client ID", desc: "Bloq: client key id, for Client Access Tokens (1 h).",
+		roles: map[string]fieldRole{bloq.Name: identifier},
+		ptr:   func(c *credential) *string { return &c.ClientID }},
+	{name: "client_secret", display: "Client secret", desc: "Bloq: client key secret.",
+		roles: map[string]fieldRole{bloq.Name: secret},
+		ptr:   func(c *credential) *string { return &c.ClientSecret }},
+	{name: "username", display: "Username",
+		desc:  "Bloq: account login (email or user id), for Account Access Tokens (12 h) and client key rotation.",
+		roles: map[string]fieldRole{bloq.Name: identifier},
+		ptr:   func(c *credential) *string { return &c.Username }},
+	{name: "password", display: "Password", desc: "Bloq: account password, sent with HTTP Basic.",
+		roles: map[string]fieldRole{bloq.Name: secret},
+		ptr:   func(c *credential) *string { return &c.Password }},
+	{name: "refresh_token", display: "Refresh token",
+		desc:  "Bloq: a Client Refresh Token (1 y), used instead of client keys.",
+		roles: map[string]fieldRole{bloq.Name: secret},
+		ptr:   func(c *credential) *string { return &c.RefreshToken }},
+}
+
+// fieldsOf names the credential fields provider takes, for error messages.
+func fieldsOf(provider string) []string {
+	var names []string
+	for _, f := range credentialFields {
+		if f.roles[provider] != 0 {
+			names = append(names, f.name)
+		}
+	}
+	return names
+}
+
 // sameRoot reports whether two credentials hold the same rotatable pair.
 func (c credential) sameRoot(o credential) bool {
 	return c.APIKey == o.APIKey && c.APISecret == o.APISecret &&
 		c.ClientID == o.ClientID && c.ClientSecret == o.ClientSecret
+}
+
+// identifier names the credential without revealing it: OffBlocks' api_key or Bloq's
+// client_id (both returned on config reads), and "" for anything else.
+func (c credential) identifier(provider string) string {
+	switch provider {
+	case offblocks.Name:
+		return c.APIKey
+	case bloq.Name:
+		return c.ClientID
+	}
+	return ""
 }
 
 // adoptRoot takes o's rotatable pair and keeps everything else.
@@ -74,16 +155,9 @@ func (c *accountConfig) publicData() map[string]any {
 	if !c.LastRotated.IsZero() {
 		d["last_rotated"] = c.LastRotated.UTC().Format(time.RFC3339)
 	}
-	switch c.Provider {
-	case offblocks.Name:
-		d["api_key"] = c.APIKey // an identifier for OffBlocks; api_secret is the secret
-	case bloq.Name:
-		d["grant_type"] = c.GrantType
-		if c.ClientID != "" {
-			d["client_id"] = c.ClientID
-		}
-		if c.Username != "" {
-			d["username"] = c.Username
+	for _, f := range credentialFields {
+		if v := *f.ptr(&c.credential); v != "" && f.roles[c.Provider] == identifier {
+			d[f.name] = v
 		}
 	}
 	return d

@@ -26,14 +26,14 @@ func FuzzConfigFields(f *testing.F) {
 		if err := d.Validate(); err != nil {
 			return // the framework's own type checks refused it (a 400 naming the field)
 		}
-		c, err := applyFields(nil, d)
+		c, _, err := applyFields(nil, d)
 		if err != nil {
 			if _, ok := err.(*fieldError); !ok {
 				t.Fatalf("non-field error %T: %v", err, err)
 			}
 			return
 		}
-		if _, ok := providerFields[c.Provider]; !ok {
+		if _, ok := defaultBaseURLs[c.Provider]; !ok {
 			t.Fatalf("accepted provider %q", c.Provider)
 		}
 		u, err := url.Parse(c.BaseURL)

@@ -31,85 +31,69 @@ func fieldErrorf(field, format string, args ...any) *fieldError {
 	return &fieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// providerFields lists the credential fields each provider takes.
-var providerFields = map[string][]string{
-	offblocks.Name: {"api_key", "api_secret"},
-	bloq.Name:      {"client_id", "client_secret", "username", "password", "refresh_token", "grant_type"},
-	opsnow.Name:    {"api_key"},
-}
-
-var allCredentialFields = []string{"api_key", "api_secret", "client_id", "client_secret",
-	"username", "password", "refresh_token", "grant_type"}
-
 // applyFields returns the config that results from writing the request's fields over
 // existing (nil on create), or a *fieldError. Only fields present in the request change.
-func applyFields(existing *accountConfig, d *framework.FieldData) (*accountConfig, error) {
-	var c accountConfig
+// Secrets are stored byte for byte as given; an identifier with surrounding white space is
+// refused, naming the field. warnings are for the write's response.
+func applyFields(existing *accountConfig, d *framework.FieldData) (c *accountConfig, warnings []string, err error) {
+	c = &accountConfig{}
 	if existing != nil {
-		c = *existing
+		*c = *existing
 	}
 	if p, ok := d.GetOk("provider"); ok {
 		p := strings.ToLower(strings.TrimSpace(p.(string)))
 		if existing != nil && p != existing.Provider {
-			return nil, fieldErrorf("provider", "is immutable (this config is %s); delete the config and create it again", existing.Provider)
+			return nil, nil, fieldErrorf("provider", "is immutable (this config is %s); delete the config and create it again", existing.Provider)
 		}
 		c.Provider = p
 	}
 	if existing == nil && c.Provider == "" {
-		return nil, fieldErrorf("provider", "is required: offblocks, bloq or opsnow")
+		return nil, nil, fieldErrorf("provider", "is required: offblocks, bloq or opsnow")
 	}
-	if _, known := providerFields[c.Provider]; !known {
-		return nil, fieldErrorf("provider", "unknown provider %q: use offblocks, bloq or opsnow", c.Provider)
+	if _, known := defaultBaseURLs[c.Provider]; !known {
+		return nil, nil, fieldErrorf("provider", "unknown provider %q: use offblocks, bloq or opsnow", c.Provider)
 	}
 
-	for _, f := range allCredentialFields {
-		v, ok := d.GetOk(f)
+	for _, f := range credentialFields {
+		v, ok := d.GetOk(f.name)
 		if !ok {
 			continue
 		}
-		s := strings.TrimSpace(v.(string))
-		if !slices.Contains(providerFields[c.Provider], f) {
+		s := v.(string)
+		switch f.roles[c.Provider] {
+		case 0:
 			if s == "" {
 				continue
 			}
-			return nil, fieldErrorf(f, "is not a field of provider %s (it takes %s)", c.Provider,
-				strings.Join(providerFields[c.Provider], ", "))
+			return nil, nil, fieldErrorf(f.name, "is not a field of provider %s (it takes %s)", c.Provider,
+				strings.Join(fieldsOf(c.Provider), ", "))
+		case identifier:
+			if s != strings.TrimSpace(s) {
+				return nil, nil, fieldErrorf(f.name, "has leading or trailing white space; it is used exactly as given, so remove it")
+			}
+		case secret:
+			if strings.HasSuffix(s, "\n") {
+				warnings = append(warnings, f.name+" ends with a line break (a value read with @file keeps its file's last newline); "+
+					"it is stored exactly as given: if the provider's value has no line break, write it again without one")
+			}
 		}
-		*c.credentialField(f) = s
+		*f.ptr(&c.credential) = s
 	}
 
-	if err := applyBaseURL(&c, d); err != nil {
-		return nil, err
+	if err := applyBaseURL(c, d); err != nil {
+		return nil, nil, err
 	}
-	if err := applyDurations(&c, d, existing == nil); err != nil {
-		return nil, err
+	if err := applyDurations(c, d, existing == nil); err != nil {
+		return nil, nil, err
 	}
-	if err := validateCredential(&c, existing == nil, d); err != nil {
-		return nil, err
+	if err := validateCredential(c, existing == nil, d); err != nil {
+		return nil, nil, err
 	}
-	return &c, nil
-}
-
-func (c *accountConfig) credentialField(f string) *string {
-	switch f {
-	case "api_key":
-		return &c.APIKey
-	case "api_secret":
-		return &c.APISecret
-	case "client_id":
-		return &c.ClientID
-	case "client_secret":
-		return &c.ClientSecret
-	case "username":
-		return &c.Username
-	case "password":
-		return &c.Password
-	case "refresh_token":
-		return &c.RefreshToken
-	case "grant_type":
-		return &c.GrantType
+	if c.Provider == offblocks.Name && !strings.HasSuffix(c.BaseURL, "/v1") {
+		warnings = append(warnings, "base_url: the documented OffBlocks API root ends in /v1 (such as "+
+			offblocks.DefaultBaseURL+"); calls go to "+c.BaseURL+"/auth/token")
 	}
-	panic("unknown credential field " + f)
+	return c, warnings, nil
 }
 
 func applyBaseURL(c *accountConfig, d *framework.FieldData) error {

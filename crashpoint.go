@@ -1,3 +1,5 @@
+//go:build crashpoint
+
 package apitokens
 
 import (
@@ -6,9 +8,9 @@ import (
 )
 
 // crashpointEnv names a rotation step at which the plugin kills its parent (Vault) with
-// SIGKILL. It exists for the crash tests, for the one step no provider call marks (after
-// the config write, before the WAL delete), and is only ever set through
-// `vault plugin register -env`, which takes root in Vault.
+// SIGKILL. It exists only in the binary the crash tests build (go build -tags crashpoint),
+// never in a release, for the one step no provider call marks (after the config write,
+// before the WAL delete).
 const crashpointEnv = "APITOKENS_CRASHPOINT"
 
 // crashpoint kills Vault, and waits to be killed with it, when step is the one named by

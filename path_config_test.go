@@ -231,3 +231,49 @@ func TestConfigStorageSealWrappedAndSchemaSensitive(t *testing.T) {
 		}
 	}
 }
+
+// Secrets are stored byte for byte as given, white space included (a secret ending in a
+// line break gets a warning, not an edit); an identifier with surrounding white space is
+// refused, naming the field.
+func TestConfigSecretsNeverAltered(t *testing.T) {
+	h := newHarness(t)
+	spaced := "  " + obSecret + " \n"
+	resp := h.mustDo(logical.CreateOperation, "config/ob", map[string]any{"provider": "offblocks",
+		"base_url": h.url + "/offblocks/v1", "api_key": obKey, "api_secret": spaced})
+	if h.stored("ob").APISecret != spaced {
+		t.Fatalf("api_secret was altered: %q", h.stored("ob").APISecret)
+	}
+	if resp == nil || len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], "api_secret ends with a line break") {
+		t.Fatalf("warnings = %v", resp)
+	}
+	h.mustDo(logical.CreateOperation, "config/ops", map[string]any{"provider": "opsnow", "api_key": " " + opsAPIKey})
+	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq", "username": bqUser,
+		"password": "\t" + bqPass + " ", "refresh_token": "", "client_id": ""})
+	if h.stored("ops").APIKey != " "+opsAPIKey || h.stored("bq").Password != "\t"+bqPass+" " {
+		t.Fatal("a secret was altered")
+	}
+	for field, data := range map[string]map[string]any{
+		"client_id": {"provider": "bloq", "client_id": " " + bqClient, "client_secret": bqSecret},
+		"username":  {"provider": "bloq", "username": bqUser + "\n", "password": bqPass},
+		"api_key":   {"provider": "offblocks", "api_key": obKey + " ", "api_secret": obSecret},
+	} {
+		resp, err := h.do(logical.CreateOperation, "config/x", data)
+		if !errors.Is(err, logical.ErrInvalidRequest) || !strings.HasPrefix(respErr(resp).(string), field+": has leading or trailing white space") {
+			t.Errorf("%s with white space: want a 400 naming it, got %v %v", field, err, respErr(resp))
+		}
+	}
+}
+
+// An OffBlocks base_url whose path does not end in /v1 (the documented root includes it)
+// is stored, with a warning.
+func TestConfigOffBlocksBaseURLWithoutV1Warns(t *testing.T) {
+	h := newHarness(t)
+	resp := h.mustDo(logical.CreateOperation, "config/ob", map[string]any{"provider": "offblocks",
+		"base_url": h.url + "/offblocks", "api_key": obKey, "api_secret": obSecret})
+	if resp == nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "ends in /v1") {
+		t.Fatalf("warnings = %v", resp)
+	}
+	if resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"base_url": h.url + "/offblocks/v1"}); resp != nil {
+		t.Fatalf("a /v1 base_url warned: %v", resp.Warnings)
+	}
+}

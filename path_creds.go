@@ -63,7 +63,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	name := d.Get("name").(string)
 	m, cfg, err := b.mint(ctx, req.Storage, name)
 	if err != nil {
-		return credsError(err)
+		return errorResponse(err)
 	}
 	ttl, err := leaseTTL(b.now(), m.ExpiresAt, cfg.MaxTTL, b.System().MaxLeaseTTL())
 	if err != nil {
@@ -83,39 +83,24 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	return resp, nil
 }
 
-// errConfigNotFound is a 400 naming the missing config.
-type errConfigNotFound string
-
-func (e errConfigNotFound) Error() string { return fmt.Sprintf("no config named %q", string(e)) }
-
-// credsError maps a mint failure: a missing config is a 400, a provider failure a 502 whose
-// text names provider, call and status; anything else (storage) a 500.
-func credsError(err error) (*logical.Response, error) {
-	if _, ok := err.(errConfigNotFound); ok {
-		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
-	}
-	var pe *apiclient.Error
-	if errors.As(err, &pe) {
-		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
-	}
-	return nil, err
-}
-
 // mint obtains a token with config name's stored credential. If the provider refuses it
 // and an interrupted rotation left a WAL entry for this config, the rotation is settled
-// first (adopting whichever credential the provider accepts) and the mint tried once more.
-// A Bloq refresh grant runs under the config's exclusive lock, since the provider may
-// replace the refresh token on every use.
+// first (adopting whichever credential the provider accepts) and the mint tried once more;
+// an unsettled rotation is named in the error. A Bloq refresh grant runs under the config's
+// exclusive lock, since the provider may replace the refresh token on every use.
 func (b *backend) mint(ctx context.Context, s logical.Storage, name string) (minted, *accountConfig, error) {
 	m, cfg, err := b.mintOnce(ctx, s, name)
 	if err == nil || !apiclient.IsRejected(err) {
 		return m, cfg, err
 	}
 	settled, serr := b.settlePending(ctx, s, name)
-	if serr != nil {
+	switch {
+	case errors.Is(serr, logical.ErrReadOnly):
+		return minted{}, nil, serr // Vault forwards the read to the node that can write
+	case serr != nil:
 		b.Logger().Warn("an interrupted rotation could not be settled", "config", name, "error", serr)
-	}
-	if !settled {
+		return m, cfg, fmt.Errorf("%w; and a rotation of %q is unsettled: %v", err, name, serr)
+	case !settled:
 		return m, cfg, err
 	}
 	return b.mintOnce(ctx, s, name)
@@ -125,11 +110,11 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 	lock := b.lock(name)
 	lock.RLock()
 	cfg, err := getConfig(ctx, s, name)
-	if err != nil || cfg == nil || cfg.GrantType != grantRefreshToken {
+	if err == nil && cfg == nil {
+		err = errConfigNotFound(name)
+	}
+	if err != nil || cfg.GrantType != grantRefreshToken {
 		defer lock.RUnlock()
-		if cfg == nil && err == nil {
-			err = errConfigNotFound(name)
-		}
 		if err != nil {
 			return minted{}, nil, err
 		}
@@ -137,24 +122,7 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 		return m, cfg, err
 	}
 	lock.RUnlock()
-
-	lock.Lock()
-	defer lock.Unlock()
-	if cfg, err = getConfig(ctx, s, name); err != nil || cfg == nil {
-		if err == nil {
-			err = errConfigNotFound(name)
-		}
-		return minted{}, nil, err
-	}
-	m, err := b.providerFor(name, cfg).Mint(ctx, cfg.credential)
-	if err == nil && m.NewRefreshToken != "" {
-		cfg.RefreshToken, m.NewRefreshToken = m.NewRefreshToken, ""
-		if err := b.putConfig(ctx, s, name, cfg); err != nil {
-			b.Logger().Error("bloq issued a new refresh token that could not be stored", "config", name, "error", err)
-			m.warnings = append(m.warnings, "bloq issued a new refresh token that could not be stored; the stored one may stop working")
-		}
-	}
-	return m, cfg, err
+	return b.mintRefresh(ctx, s, name)
 }
 
 func (b *backend) secretTokenRevoke(_ context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

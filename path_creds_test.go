@@ -75,8 +75,9 @@ func TestCredsOpsNowShapes(t *testing.T) {
 		{simulator.ShapeWrappedExpiresAt, 22 * time.Minute, 22 * time.Minute},
 		{simulator.ShapeTopExpiresAtString, 23 * time.Minute, 23 * time.Minute},
 		{simulator.ShapeJWTOnly, 24 * time.Minute, 24 * time.Minute},
-		// No expiry anywhere: the documented 3600 s.
-		{simulator.ShapeOpaque, time.Hour, time.Hour},
+		// No expiry anywhere: the documented 3600 s, although this token lives 90 minutes
+		// (so a lifetime taken from anywhere but the documented default fails).
+		{simulator.ShapeOpaque, 90 * time.Minute, time.Hour},
 	}
 	for _, tc := range cases {
 		h := newHarness(t)
@@ -84,6 +85,19 @@ func TestCredsOpsNowShapes(t *testing.T) {
 		h.sim.SetLifetimes(simulator.Lifetimes{OpsNow: tc.life})
 		h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
 		checkCreds(t, h, "ops", tc.want)
+	}
+}
+
+// The opaque token's lease ends while the token still works: the documented lifetime is
+// the one the plugin assumes, and a token living longer is never outlived.
+func TestCredsOpaqueTokenOutlivesItsLease(t *testing.T) {
+	h := newHarness(t)
+	h.sim.SetOpsNowShape(simulator.ShapeOpaque)
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	resp := h.creds("ops")
+	h.clock.Advance(resp.Secret.TTL)
+	if _, err := h.sim.Validate(resp.Data["token"].(string)); err != nil {
+		t.Fatalf("the token died before its lease ended: %v", err)
 	}
 }
 

@@ -43,6 +43,14 @@ type rotator interface {
 	Retire(ctx context.Context, gone credential) error
 }
 
+// creator is a rotator whose Prepare creates the new credential upstream and learns its
+// secret only from the provider's answer (Bloq), so the WAL entry can be written only after
+// the create call. Inventory lists the identifiers of the account's credentials upstream,
+// so that a credential a crashed create call left behind can be named.
+type creator interface {
+	Inventory(ctx context.Context, cur credential) ([]string, error)
+}
+
 // errUnchanged marks an Activate failure that happened before anything was sent that could
 // change the provider's side: the rotation can be abandoned without settling it.
 var errUnchanged = errors.New("nothing changed upstream")
@@ -183,6 +191,30 @@ func (p bloqProvider) Prepare(ctx context.Context, cur credential) (credential, 
 // Activate has nothing to do: a new Bloq key works as soon as it exists.
 func (bloqProvider) Activate(context.Context, credential, credential) error { return nil }
 
+// Inventory lists the account's client keys: each by clientId, or by id when the list
+// carries no clientId.
+func (p bloqProvider) Inventory(ctx context.Context, cur credential) ([]string, error) {
+	acct, err := p.account(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := p.c.ListClientKeys(ctx, acct)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if k.ClientID != "" {
+			ids = append(ids, k.ClientID)
+		} else {
+			ids = append(ids, k.ID)
+		}
+	}
+	return ids, nil
+}
+
+// Retire deletes the key gone.ClientID, found by listing the keys; a key no longer listed
+// is already gone.
 func (p bloqProvider) Retire(ctx context.Context, gone credential) error {
 	acct, err := p.account(ctx, gone)
 	if err != nil {
@@ -194,13 +226,7 @@ func (p bloqProvider) Retire(ctx context.Context, gone credential) error {
 	}
 	id := bloq.KeyIDFor(keys, gone.ClientID)
 	if id == "" {
-		for _, k := range keys {
-			if k.ClientID == "" || k.ID == "" {
-				return errors.New("bloq: list client keys: entries lack clientId or id; delete the old key " +
-					gone.ClientID + " in the Bloq console")
-			}
-		}
-		return nil // already gone
+		return nil
 	}
 	return p.c.DeleteClientKey(ctx, acct, id)
 }

@@ -1,0 +1,48 @@
+package apitokens
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+)
+
+// errConfigNotFound is a 400 naming the missing config.
+type errConfigNotFound string
+
+func (e errConfigNotFound) Error() string { return fmt.Sprintf("no config named %q", string(e)) }
+
+// errorResponse maps every handler error to what Vault answers, in one place:
+//   - storage that cannot be written here: logical.ErrReadOnly itself, so that Vault
+//     forwards the request to the node that can write;
+//   - bad input, a missing config, a refused rotation, an unsettled rotation blocking the
+//     operation: 400 with the message (which names the field or the config);
+//   - a rotation left unsettled by the provider, or any provider failure: 502 whose text
+//     names the provider, the call and the status;
+//   - an error already carrying an HTTP code: as it is;
+//   - anything else (storage): 500.
+func errorResponse(err error) (*logical.Response, error) {
+	var (
+		field     *fieldError
+		notFound  errConfigNotFound
+		refused   *rotationRefused
+		pending   *pendingRotationError
+		unsettled *unsettledError
+		provider  *apiclient.Error
+		coded     logical.HTTPCodedError
+	)
+	switch {
+	case errors.Is(err, logical.ErrReadOnly):
+		return nil, logical.ErrReadOnly
+	case errors.As(err, &field), errors.As(err, &notFound), errors.As(err, &refused), errors.As(err, &pending):
+		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
+	case errors.As(err, &unsettled), errors.As(err, &provider):
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	case errors.As(err, &coded):
+		return nil, err
+	}
+	return nil, err
+}

@@ -1,0 +1,85 @@
+package apitokens
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+// A Bloq refresh grant may replace the refresh token: on a performance standby it is not
+// even sent, since the new refresh token could not be stored there. The read returns
+// logical.ErrReadOnly, and Vault forwards it to the active node.
+func TestCredsRefreshGrantOnPerformanceStandbyForwards(t *testing.T) {
+	h := newHarness(t)
+	h.sim.SetBloqRotateRefresh(true)
+	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
+	h.b.System().(*logical.StaticSystemView).ReplicationStateVal = consts.ReplicationPerformanceStandby
+	_, err := h.do(logical.ReadOperation, "creds/bq", nil)
+	if !errors.Is(err, logical.ErrReadOnly) {
+		t.Fatalf("want logical.ErrReadOnly, got %v", err)
+	}
+	if n := h.sim.Calls(simulator.RouteBloqToken); n != 0 {
+		t.Fatalf("the standby spent the refresh token (%d calls)", n)
+	}
+}
+
+// A new refresh token that cannot be stored is never lost: the read returns the access token
+// with a warning, the node holds the new refresh token (the stored one is dead now), the
+// config read says so, and the next read uses it and stores it.
+func TestCredsBloqRefreshTokenStoreFails(t *testing.T) {
+	h := newHarness(t)
+	h.sim.SetBloqRotateRefresh(true)
+	first := h.sim.BloqRefreshToken(h.bqKeyID)
+	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": first})
+	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+
+	resp := h.creds("bq")
+	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "could not be stored") {
+		t.Fatalf("warnings = %v", resp.Warnings)
+	}
+	if h.stored("bq").RefreshToken != first {
+		t.Fatal("the store was meant to fail")
+	}
+	if w := h.mustDo(logical.ReadOperation, "config/bq", nil).Warnings; len(w) == 0 || !strings.Contains(w[0], "in memory") {
+		t.Fatalf("the config read does not show the unstored refresh token: %v", w)
+	}
+	h.creds("bq") // still failing to store: the held token is used, and replaced by the next
+	h.storage.setFailPut(nil)
+	resp = h.creds("bq")
+	if len(resp.Warnings) != 0 {
+		t.Fatalf("warnings once storage works: %v", resp.Warnings)
+	}
+	stored := h.stored("bq").RefreshToken
+	if stored == first || h.b.refreshTokens.held("bq") {
+		t.Fatal("the newest refresh token was not stored, or is still held")
+	}
+	h.creds("bq")
+	assertNoSecrets(t, "log", h.logs.String(), first, stored)
+}
+
+// A store of a new refresh token that fails once is retried within the read.
+func TestCredsBloqRefreshTokenStoreRetried(t *testing.T) {
+	h := newHarness(t)
+	h.sim.SetBloqRotateRefresh(true)
+	first := h.sim.BloqRefreshToken(h.bqKeyID)
+	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": first})
+	failures := 1
+	h.storage.setFailPut(func(k string) bool {
+		failures--
+		return strings.HasPrefix(k, "config/") && failures >= 0
+	})
+	if resp := h.creds("bq"); len(resp.Warnings) != 0 {
+		t.Fatalf("one failed store was not retried: %v", resp.Warnings)
+	}
+	if h.stored("bq").RefreshToken == first || h.b.refreshTokens.held("bq") {
+		t.Fatal("the new refresh token was not stored")
+	}
+}

@@ -1,0 +1,224 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+)
+
+// Backoff between the confirmation mints of a new credential.
+const (
+	confirmWaitMin = 250 * time.Millisecond
+	confirmWaitMax = 5 * time.Second
+)
+
+// rotationRefused is a 400: this account cannot be rotated.
+type rotationRefused struct{ why string }
+
+func (e *rotationRefused) Error() string { return e.why }
+
+// unsettledError is a rotation whose new credential may be the provider's but is not
+// confirmed: its WAL entry keeps it, and creds reads and Vault's rollback go on settling it.
+type unsettledError struct {
+	name, provider, identifier string
+	// activate is the activation's error: nil means the provider acknowledged the change.
+	activate error
+	// confirm is the last confirmation's error.
+	confirm error
+}
+
+func (e *unsettledError) Error() string {
+	how := "the provider acknowledged the change"
+	if e.activate != nil {
+		how = fmt.Sprintf("the provider's answer to the change is unknown (%v)", e.activate)
+	}
+	return fmt.Sprintf("rotation of %q is unsettled: %s but has not confirmed the new %s credential %s (%v); "+
+		"it is kept in a WAL entry and settled by the next creds read or Vault's rollback: do not write new credentials by hand",
+		e.name, how, e.provider, e.identifier, e.confirm)
+}
+
+func (e *unsettledError) Unwrap() error { return e.confirm }
+
+// rotate replaces config name's root credential under its exclusive lock:
+//
+//  1. settle any earlier interrupted rotation (a new one is refused while one is unsettled);
+//  2. a provider that creates the new credential upstream (Bloq) lists the account's
+//     credentials and writes a WAL entry marking the create call, so that a key orphaned by a
+//     crash during it can be named;
+//  3. Prepare the next credential (OffBlocks: generated here; Bloq: created upstream);
+//  4. write both credentials to a WAL entry: from here on nothing can be lost;
+//  5. Activate it upstream (OffBlocks PUT, after which the old pair dies). A definite refusal
+//     (400, 401, 403) keeps the old credential and ends the rotation;
+//  6. confirm it by minting, with backoff, for up to request_timeout: a provider may apply
+//     the change a moment late. Unconfirmed, it stays in the WAL entry (unsettledError);
+//  7. store it in config/<name>;
+//  8. Retire the old one upstream (Bloq DELETE; a failure is a warning), delete the WAL.
+func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*accountConfig, []string, error) {
+	lock := b.lock(name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	if _, err := b.settlePendingLocked(ctx, s, name); err != nil {
+		if errors.Is(err, logical.ErrReadOnly) {
+			return nil, nil, err
+		}
+		pending, _ := pendingRotations(ctx, s, name)
+		return nil, nil, &pendingRotationError{name: name, pending: pending, cause: err}
+	}
+	cfg, err := getConfig(ctx, s, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg == nil {
+		return nil, nil, errConfigNotFound(name)
+	}
+	p, ok := b.providerFor(name, cfg).(rotator)
+	if !ok {
+		return nil, nil, &rotationRefused{fmt.Sprintf("provider %s has no rotation API: issue a new key in its console and write it to config/%s", cfg.Provider, name)}
+	}
+	if err := p.CanRotate(cfg.credential); err != nil {
+		return nil, nil, &rotationRefused{err.Error()}
+	}
+
+	cur := cfg.credential
+	next, markerID, err := b.prepare(ctx, s, p, cfg, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	entry := newRotationWAL(name, cfg.Provider, cur, next, b.now())
+	walID, err := framework.PutWAL(ctx, s, walKindRotation, entry)
+	if err != nil {
+		b.retire(ctx, p, name, next) // nothing changed upstream but a new Bloq key
+	}
+	if markerID != "" {
+		b.deleteWAL(ctx, s, name, markerID)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("write rotation WAL: %w", err)
+	}
+
+	stepErr := p.Activate(ctx, cur, next)
+	switch {
+	case errors.Is(stepErr, errUnchanged):
+		b.deleteWAL(ctx, s, name, walID)
+		return nil, nil, fmt.Errorf("rotation failed before anything changed upstream: %w", stepErr)
+	case apiclient.IsRejected(stepErr):
+		b.deleteWAL(ctx, s, name, walID)
+		b.retire(ctx, p, name, next)
+		return nil, nil, fmt.Errorf("the provider refused the new credential; the stored one is unchanged: %w", stepErr)
+	}
+	// The provider acknowledged the change, or its outcome is unknown: from here the new
+	// credential is never given up because of a refusal.
+	if err := b.confirm(ctx, p, next, cfg.RequestTimeout); err != nil {
+		b.Logger().Warn("rotation unsettled; the new credential is kept in a WAL entry", "config", name, "error", err)
+		return nil, nil, &unsettledError{name: name, provider: cfg.Provider, identifier: next.identifier(cfg.Provider),
+			activate: stepErr, confirm: err}
+	}
+
+	cfg.credential.adoptRoot(next)
+	cfg.LastRotated = b.now().UTC()
+	if err := b.putConfig(ctx, s, name, cfg); err != nil {
+		// The WAL entry holds the new credential: the creds path or the rollback stores it.
+		return nil, nil, fmt.Errorf("store rotated credential (kept in the WAL, recovered on the next read): %w", err)
+	}
+	crashpoint("after-config-write")
+	var warnings []string
+	if stepErr != nil {
+		warnings = append(warnings, fmt.Sprintf("the provider's answer to the change was lost (%v), "+
+			"but the new credential was confirmed and stored", stepErr))
+	}
+	if err := p.Retire(ctx, cur); err != nil {
+		b.Logger().Warn("could not remove the replaced credential upstream", "config", name, "error", err)
+		warnings = append(warnings, fmt.Sprintf("the new credential is stored, but the old one could not be removed upstream: %v", err))
+	}
+	b.deleteWAL(ctx, s, name, walID)
+	b.Logger().Info("rotated root credential", "config", name, "provider", cfg.Provider)
+	return cfg, warnings, nil
+}
+
+// prepare returns the next credential. For a provider that creates it upstream, a WAL entry
+// marks the create call first, and its id is returned: the caller deletes it once the
+// rotation's own entry is written, so that no crash can hide a key created upstream. If the
+// create call fails, the credential it may have created anyway is looked for at once and
+// named in the error, and the marker is deleted here.
+func (b *backend) prepare(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, name string) (next credential, markerID string, err error) {
+	c, creates := p.(creator)
+	if !creates {
+		next, err = p.Prepare(ctx, cfg.credential)
+		return next, "", err
+	}
+	known, err := c.Inventory(ctx, cfg.credential)
+	if err != nil {
+		return credential{}, "", err
+	}
+	marker := newRotationWAL(name, cfg.Provider, cfg.credential, credential{}, b.now())
+	marker.Creating, marker.Known = true, known
+	markerID, err = framework.PutWAL(ctx, s, walKindRotation, marker)
+	if err != nil {
+		return credential{}, "", fmt.Errorf("write rotation WAL: %w", err)
+	}
+	next, err = p.Prepare(ctx, cfg.credential)
+	if err != nil {
+		if orphans := b.reportOrphans(ctx, s, p, cfg, marker); len(orphans) > 0 {
+			err = fmt.Errorf("%w; %s", err, orphans[0])
+		}
+		b.deleteWAL(ctx, s, name, markerID)
+		return credential{}, "", err
+	}
+	return next, markerID, nil
+}
+
+// confirm mints with next until the provider accepts it, backing off between tries, for at
+// most budget by the backend's clock and never past ctx. It returns nil once next works,
+// else the last error.
+func (b *backend) confirm(ctx context.Context, p provider, next credential, budget time.Duration) error {
+	deadline := b.now().Add(budget)
+	wait := confirmWaitMin
+	for {
+		_, err := p.Mint(ctx, next)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || b.now().Add(wait).After(deadline) {
+			return err
+		}
+		if b.sleep(ctx, wait) != nil {
+			return err
+		}
+		wait = min(2*wait, confirmWaitMax)
+	}
+}
+
+// pendingRotationError refuses an operation because a rotation of the config is unsettled.
+type pendingRotationError struct {
+	name    string
+	pending []pendingRotation
+	// forDelete says the refused operation is a delete, which force=true overrides.
+	forDelete bool
+	cause     error
+}
+
+func (e *pendingRotationError) Error() string {
+	what := "an earlier rotation"
+	for _, pr := range e.pending {
+		if !pr.entry.Creating {
+			what = fmt.Sprintf("a rotation begun at %s to %s credential %s", pr.entry.Started.UTC().Format(time.RFC3339),
+				pr.entry.Provider, pr.entry.New.identifier(pr.entry.Provider))
+		}
+	}
+	msg := fmt.Sprintf("config %q has %s that is unsettled (%v): the provider may accept only the credential its "+
+		"WAL entry holds. It is settled by the next creds read or Vault's rollback once the provider answers; try again then",
+		e.name, what, e.cause)
+	if e.forDelete {
+		msg += fmt.Sprintf(", or delete anyway, giving that credential up, with: vault delete <mount>/config/%s force=true", e.name)
+	}
+	return msg
+}
+
+func (e *pendingRotationError) Unwrap() error { return e.cause }
