@@ -50,6 +50,13 @@ var crashSteps = []crashStep{
 		}},
 	{name: "after the config write, before the WAL delete", provider: "offblocks",
 		crashpoint: "after-config-write"},
+	// The provider acknowledges the PUT but applies it 5 s later: after the restart the old
+	// pair still works for a while, and the new one must not be given up meanwhile.
+	{name: "provider holds the PUT and applies it 5s late", provider: "offblocks",
+		arm: func(sim *simulator.Server, kill func()) {
+			sim.SetOffBlocksLag(5 * time.Second)
+			sim.Inject(simulator.RouteOffBlocksCredentials, killOn(simulator.Fault{AfterApply: true}, kill))
+		}},
 	{name: "provider holds the key creation after applying it", provider: "bloq",
 		arm: func(sim *simulator.Server, kill func()) {
 			sim.Inject(simulator.RouteBloqKeysCreate, killOn(simulator.Fault{AfterApply: true}, kill))
@@ -104,16 +111,18 @@ func runCrashStep(t *testing.T, step crashStep, trials int) crashResult {
 	}
 	dir, port, cport := t.TempDir(), freePort(t), freePort(t)
 	v := startPersistent(t, "file", dir, port, cport)
-	reg := &api.RegisterPluginInput{Name: pluginName, Type: api.PluginTypeSecrets,
-		Command: pluginName + "-" + version1, SHA256: shas[version1], Version: version1}
+	ver := version1
+	reg := &api.RegisterPluginInput{Name: pluginName, Type: api.PluginTypeSecrets}
 	if step.crashpoint != "" {
-		reg.Env = []string{"APITOKENS_CRASHPOINT=" + step.crashpoint}
+		ver = versionCrash
+		reg.Env = []string{crashpointEnv + "=" + step.crashpoint}
 	}
+	reg.Command, reg.SHA256, reg.Version = pluginName+"-"+ver, shas[ver], ver
 	if err := v.client.Sys().RegisterPluginWithContext(context.Background(), reg); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.client.Sys().Mount("apitokens", &api.MountInput{Type: pluginName,
-		Config: api.MountConfigInput{PluginVersion: version1}}); err != nil {
+		Config: api.MountConfigInput{PluginVersion: ver}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.client.Logical().Write("apitokens/config/"+acct.name, acct.config); err != nil {
@@ -175,6 +184,11 @@ func awaitRecovery(v *vaultServer, sim *simulator.Server, acct account, ids map[
 			continue
 		}
 		if acct.config["provider"] == "offblocks" {
+			if sim.OffBlocksPending(ids["offblocks"]) {
+				why = "the provider has not applied the update yet"
+				time.Sleep(250 * time.Millisecond)
+				continue
+			}
 			if key, _ := sim.OffBlocksPair(ids["offblocks"]); cfg.Data["api_key"] != key {
 				why = fmt.Sprintf("stored api_key %v, provider holds %s", cfg.Data["api_key"], key)
 				time.Sleep(250 * time.Millisecond)

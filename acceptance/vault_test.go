@@ -32,7 +32,12 @@ const (
 	pluginName = "vault-plugin-secrets-apitokens"
 	version1   = "v0.1.0-acc"
 	version2   = "v0.2.0-acc"
+	// versionCrash is built with the crashpoint tag: only the crash tests run it.
+	versionCrash = "v0.1.0-crash"
 )
+
+// crashpointEnv is the variable the crashpoint build reads (crashpoint.go).
+const crashpointEnv = "APITOKENS_CRASHPOINT"
 
 var (
 	vaultBin  string
@@ -57,9 +62,13 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	pluginDir = dir
-	for _, v := range []string{version1, version2} {
+	for _, v := range []string{version1, version2, versionCrash} {
 		out := filepath.Join(dir, pluginName+"-"+v)
-		cmd := exec.Command("go", "build", "-ldflags",
+		tags := ""
+		if v == versionCrash {
+			tags = "crashpoint"
+		}
+		cmd := exec.Command("go", "build", "-tags", tags, "-ldflags",
 			"-X github.com/apitokens/vault-plugin-secrets-apitokens.Version="+v,
 			"-o", out, "../cmd/"+pluginName)
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -69,6 +78,11 @@ func run(m *testing.M) int {
 		data, err := os.ReadFile(out)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		// The kill switch exists only in the crash tests' own build.
+		if has := bytes.Contains(data, []byte(crashpointEnv)); has != (v == versionCrash) {
+			fmt.Fprintf(os.Stderr, "plugin %s: crash point compiled in = %v\n", v, has)
 			return 1
 		}
 		sum := sha256.Sum256(data)
