@@ -47,6 +47,8 @@ type backend struct {
 
 	// refreshTokens are new Bloq refresh tokens not stored yet.
 	refreshTokens heldRefreshTokens
+	// memo holds each config and its shared token in memory.
+	memo memo
 
 	// retryWaitMin and retryWaitMax override the HTTP backoff bounds (tests shorten them).
 	retryWaitMin, retryWaitMax time.Duration
@@ -99,6 +101,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	if name, ok := strings.CutPrefix(key, configPrefix); ok {
 		b.dropClient(name)
 		b.refreshTokens.drop(name)
+		b.memo.forget(name)
 	}
 }
 
@@ -115,6 +118,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 func (b *backend) clean(context.Context) {
+	b.memo.forgetAll()
 	b.clientsMu.Lock()
 	defer b.clientsMu.Unlock()
 	for name, c := range b.clients {

@@ -142,6 +142,10 @@ type accountConfig struct {
 	MaxTTL         time.Duration `json:"max_ttl"`
 	RequestTimeout time.Duration `json:"request_timeout"`
 	LastRotated    time.Time     `json:"last_rotated,omitempty"`
+	// TokenReuse shares one token among readers while it has MinTokenTTL left (0: half the
+	// token's own lifetime).
+	TokenReuse  bool          `json:"token_reuse,omitempty"`
+	MinTokenTTL time.Duration `json:"min_token_ttl,omitempty"`
 }
 
 // publicData is what a config read returns: every non-secret field, never a secret.
@@ -151,6 +155,8 @@ func (c *accountConfig) publicData() map[string]any {
 		"base_url":        c.BaseURL,
 		"max_ttl":         int64(c.MaxTTL / time.Second),
 		"request_timeout": int64(c.RequestTimeout / time.Second),
+		"token_reuse":     c.TokenReuse,
+		"min_token_ttl":   int64(c.MinTokenTTL / time.Second),
 	}
 	if !c.LastRotated.IsZero() {
 		d["last_rotated"] = c.LastRotated.UTC().Format(time.RFC3339)
@@ -181,15 +187,18 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	return &c, nil
 }
 
-// putConfig stores config/<name> and drops the cached client built from the old one.
+// putConfig stores config/<name>, remembers it (the caller holds the config's exclusive
+// lock), and drops the cached client built from the old one.
 func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, c *accountConfig) error {
 	entry, err := logical.StorageEntryJSON(configKey(name), c)
 	if err != nil {
 		return fmt.Errorf("encode config %q: %w", name, err)
 	}
 	if err := s.Put(ctx, entry); err != nil {
+		b.memo.forget(name) // storage may or may not hold it now: read it again
 		return fmt.Errorf("store config %q: %w", name, err)
 	}
+	b.memo.setConfig(name, c)
 	b.dropClient(name)
 	return nil
 }

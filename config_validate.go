@@ -155,6 +155,16 @@ func applyDurations(c *accountConfig, d *framework.FieldData, create bool) error
 		}
 		c.MaxTTL = ttl
 	}
+	if v, ok := d.GetOk("token_reuse"); ok {
+		c.TokenReuse = v.(bool)
+	}
+	if v, ok := d.GetOk("min_token_ttl"); ok {
+		ttl := time.Duration(v.(int)) * time.Second
+		if ttl < 0 {
+			return fieldErrorf("min_token_ttl", "must not be negative")
+		}
+		c.MinTokenTTL = ttl
+	}
 	v, ok := d.GetOk("request_timeout")
 	if !ok && !create {
 		return nil

@@ -30,6 +30,12 @@ func configFields() map[string]*framework.FieldSchema {
 			Description: "Upper bound on a creds lease. 0 means no cap beyond the provider's expiry and the mount's maximum."},
 		"request_timeout": {Type: framework.TypeDurationSecond, Default: 30,
 			Description: "Deadline for one provider call, retries included. Default 30s; at most 10m."},
+		"token_reuse": {Type: framework.TypeBool,
+			Description: "Share one token among readers while it has at least min_token_ttl left; reads that " +
+				"need a new one while it is being minted wait for that one provider call. Default false: every read mints."},
+		"min_token_ttl": {Type: framework.TypeDurationSecond,
+			Description: "With token_reuse: the least life a shared token must have left to be handed out. " +
+				"0 (default) means half of the token's own lifetime. A read can ask for more with min_ttl."},
 		"force": {Type: framework.TypeBool,
 			Description: "Delete only: delete even though a rotation of this config is unsettled, giving up " +
 				"the credential that only its WAL entry holds."},
@@ -104,6 +110,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return errorResponse(err)
 	}
 	b.refreshTokens.drop(name) // the operator's write supersedes a refresh token not stored yet
+	b.memo.forget(name)        // and any shared token
 	if len(warnings) == 0 {
 		return nil, nil
 	}
@@ -164,6 +171,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	}
 	b.dropClient(name)
 	b.refreshTokens.drop(name)
+	b.memo.forget(name)
 	return nil, nil
 }
 

@@ -18,10 +18,12 @@ func TestConfigCreateReadEachProvider(t *testing.T) {
 
 	cases := map[string]map[string]any{
 		"ob": {"provider": "offblocks", "base_url": h.url + "/offblocks/v1", "api_key": obKey,
-			"max_ttl": int64(0), "request_timeout": int64(30)},
+			"max_ttl": int64(0), "request_timeout": int64(30), "token_reuse": false, "min_token_ttl": int64(0)},
 		"bq": {"provider": "bloq", "base_url": h.url + "/bloq", "grant_type": "client_credentials",
-			"client_id": bqClient, "username": bqUser, "max_ttl": int64(0), "request_timeout": int64(30)},
-		"ops": {"provider": "opsnow", "base_url": h.url + "/opsnow", "max_ttl": int64(0), "request_timeout": int64(30)},
+			"client_id": bqClient, "username": bqUser, "max_ttl": int64(0), "request_timeout": int64(30),
+			"token_reuse": false, "min_token_ttl": int64(0)},
+		"ops": {"provider": "opsnow", "base_url": h.url + "/opsnow", "max_ttl": int64(0), "request_timeout": int64(30),
+			"token_reuse": false, "min_token_ttl": int64(0)},
 	}
 	for name, want := range cases {
 		resp := h.mustDo(logical.ReadOperation, "config/"+name, nil)

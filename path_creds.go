@@ -30,6 +30,8 @@ func pathCreds(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"name": {Type: framework.TypeString, Required: true,
 				Description: "Name of the provider account (config/<name>)."},
+			"min_ttl": {Type: framework.TypeDurationSecond,
+				Description: "With token_reuse: the least life the token must have left, if more than the config's min_token_ttl."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -61,25 +63,31 @@ func secretToken(b *backend) *framework.Secret {
 
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	m, cfg, err := b.mint(ctx, req.Storage, name)
+	minTTL := time.Duration(d.Get("min_ttl").(int)) * time.Second // never negative: the framework refuses it
+	t, err := b.token(ctx, req.Storage, name, minTTL)
 	if err != nil {
 		return errorResponse(err)
 	}
-	ttl, err := leaseTTL(b.now(), m.ExpiresAt, cfg.MaxTTL, b.System().MaxLeaseTTL())
+	now := b.now()
+	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL, b.System().MaxLeaseTTL())
 	if err != nil {
-		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", cfg.Provider, err))
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
-	expires := m.ExpiresAt.UTC().Format(time.RFC3339)
+	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
 	resp := b.Secret(secretTokenType).Response(
-		map[string]any{"token": m.Value, "token_type": "Bearer", "expires_at": expires},
-		map[string]any{"config": name, "provider": cfg.Provider, "expires_at": expires},
+		map[string]any{"token": t.Value, "token_type": "Bearer", "expires_at": expires},
+		map[string]any{"config": name, "provider": t.cfg.Provider, "expires_at": expires},
 	)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
 	resp.Secret.Renewable = false
-	resp.Warnings = m.warnings
-	b.Logger().Debug("minted token", "config", name, "provider", cfg.Provider,
-		"expiry_source", m.ExpirySource, "expires_at", expires, "lease", ttl)
+	resp.Warnings = t.warnings
+	if left := t.ExpiresAt.Sub(now); minTTL > left {
+		resp.AddWarning(fmt.Sprintf("min_ttl %s is more than this fresh token's life (%s): it is the freshest the provider gives",
+			minTTL, left.Round(time.Second)))
+	}
+	b.Logger().Debug("issued token", "config", name, "provider", t.cfg.Provider, "shared", t.shared,
+		"expiry_source", t.ExpirySource, "expires_at", expires, "lease", ttl)
 	return resp, nil
 }
 
@@ -109,7 +117,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, name string) (min
 func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) (minted, *accountConfig, error) {
 	lock := b.lock(name)
 	lock.RLock()
-	cfg, err := getConfig(ctx, s, name)
+	cfg, err := b.cachedConfig(ctx, s, name)
 	if err == nil && cfg == nil {
 		err = errConfigNotFound(name)
 	}

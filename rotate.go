@@ -63,6 +63,8 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 	lock := b.lock(name)
 	lock.Lock()
 	defer lock.Unlock()
+	// Whatever happens, the shared token may be dead afterwards.
+	defer b.memo.forget(name)
 
 	if _, err := b.settlePendingLocked(ctx, s, name); err != nil {
 		if errors.Is(err, logical.ErrReadOnly) {

@@ -64,7 +64,7 @@ func TestNoSecretInLogsReadsOrErrors(t *testing.T) {
 	h.rollback()
 
 	logs := h.logs.String()
-	if !strings.Contains(logs, "rotated root credential") || !strings.Contains(logs, "minted token") {
+	if !strings.Contains(logs, "rotated root credential") || !strings.Contains(logs, "issued token") {
 		t.Fatalf("the log capture saw nothing of the run:\n%s", logs)
 	}
 	assertNoSecrets(t, "log", logs, append(secrets, tokens...)...)

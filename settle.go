@@ -158,7 +158,10 @@ func (b *backend) settlePendingLocked(ctx context.Context, s logical.Storage, na
 		if out == unresolved {
 			return resolved, err
 		}
-		resolved = resolved || out != dropped
+		if out != dropped {
+			b.memo.forget(name) // a settled recovery: the shared token may be dead
+			resolved = true
+		}
 		if err := framework.DeleteWAL(ctx, s, pr.id); err != nil {
 			return resolved, fmt.Errorf("delete settled WAL entry: %w", err)
 		}
@@ -192,6 +195,9 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	}
 	out, err := b.settle(ctx, req.Storage, e)
 	if out != unresolved {
+		if out != dropped {
+			b.memo.forget(e.Name)
+		}
 		return nil
 	}
 	if errors.Is(err, errNotYet) {

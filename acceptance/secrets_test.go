@@ -72,7 +72,7 @@ func TestNoSecretInServerOrAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(serverLog), "[TRACE]") || !strings.Contains(string(serverLog), "minted token") {
+	if !strings.Contains(string(serverLog), "[TRACE]") || !strings.Contains(string(serverLog), "issued token") {
 		t.Fatal("the server log holds no trace or plugin output: the check would prove nothing")
 	}
 	if len(tokens) < len(accts)+2 {

@@ -1,0 +1,84 @@
+package apitokens
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// issuedToken is a token for one creds read, and whether it was the config's shared one.
+type issuedToken struct {
+	minted
+	cfg    *accountConfig
+	shared bool
+}
+
+// token returns a token for a creds read of config name. With token_reuse off it is always
+// fresh. With it on, the config's shared token is handed out while it has the life the
+// config and the read ask for (need); otherwise one provider call mints a new shared token,
+// and every read that arrives meanwhile waits for that call instead of making its own. The
+// shared call runs under the config's request_timeout, not a reader's context, so a reader
+// giving up fails no other.
+func (b *backend) token(ctx context.Context, s logical.Storage, name string, minTTL time.Duration) (issuedToken, error) {
+	lock := b.lock(name)
+	lock.RLock()
+	cfg, err := b.cachedConfig(ctx, s, name)
+	if err == nil && cfg == nil {
+		err = errConfigNotFound(name)
+	}
+	if err != nil {
+		lock.RUnlock()
+		return issuedToken{}, err
+	}
+	if cfg.TokenReuse {
+		if t, _ := b.memo.token(name); t != nil && t.ExpiresAt.Sub(b.now()) >= need(cfg, t, minTTL) {
+			lock.RUnlock()
+			return issuedToken{minted: minted{Token: t.Token}, cfg: cfg, shared: true}, nil
+		}
+	}
+	lock.RUnlock()
+	if !cfg.TokenReuse {
+		m, cfg, err := b.mint(ctx, s, name)
+		return issuedToken{minted: m, cfg: cfg}, err
+	}
+	return b.mintShared(ctx, s, name, cfg.RequestTimeout)
+}
+
+// need is the least life a shared token must have left to be handed out: min_token_ttl
+// (default half the token's own lifetime), or the read's min_ttl if that is more.
+func need(cfg *accountConfig, t *sharedToken, minTTL time.Duration) time.Duration {
+	n := cfg.MinTokenTTL
+	if n <= 0 {
+		n = t.lifetime() / 2
+	}
+	return max(n, minTTL, minLease)
+}
+
+// mintShared mints the config's next shared token in one provider call, joined by every
+// read that needs it meanwhile, and installs it unless the config changed during the call.
+func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string, timeout time.Duration) (issuedToken, error) {
+	ch := b.memo.flight.DoChan(name, func() (any, error) {
+		callCtx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, gen := b.memo.token(name)
+		issued := b.now()
+		m, cfg, err := b.mint(callCtx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.TokenReuse {
+			b.memo.share(name, gen, &sharedToken{minted: minted{Token: m.Token}, issued: issued})
+		}
+		return issuedToken{minted: m, cfg: cfg}, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return issuedToken{}, r.Err
+		}
+		return r.Val.(issuedToken), nil
+	case <-ctx.Done():
+		return issuedToken{}, ctx.Err()
+	}
+}
