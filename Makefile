@@ -6,7 +6,7 @@ LDFLAGS := -X $(PKG).Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci crash vault clean
+.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci crash bench vault clean
 
 all: build
 
@@ -63,6 +63,12 @@ CRASH_TRIALS ?= 20
 crash:
 	VAULT_BIN="$$(scripts/vault.sh)" CRASH_TRIALS=$(CRASH_TRIALS) $(GO) test -tags acceptance -count=1 -timeout 60m \
 	  -run TestCrashDuringRotation -v ./acceptance/
+
+## bench: the plugin in a real Vault dev server beside kv-v2 and a floor plugin, one table of
+## figures from interleaved rounds (bench/), then the backend's own Go benchmarks
+bench:
+	VAULT_BIN="$$(scripts/vault.sh)" $(GO) run ./bench
+	$(GO) test -run '^$$' -bench . -benchmem .
 
 ## vault: print the path of the Vault binary the suite uses, building it once if needed
 vault:

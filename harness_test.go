@@ -83,7 +83,7 @@ func (s *flakyStorage) setReadOnly() {
 }
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	b       *backend
 	sim     *simulator.Server
 	url     string
@@ -114,7 +114,7 @@ func (s *syncBuffer) String() string {
 
 // newHarness starts a simulator with one account per provider and a backend on in-memory
 // storage, sharing one fake clock. The mount's maximum lease is 24 h.
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	clock := &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	sim := simulator.New()

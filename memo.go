@@ -28,6 +28,8 @@ type memoEntry struct {
 	gen   uint64
 	cfg   *accountConfig
 	token *sharedToken
+	// slots bounds the config's provider calls in flight (see mintSlots).
+	slots chan struct{}
 }
 
 // sharedToken is a token handed to every reader of a config with token_reuse on, while it
@@ -52,6 +54,22 @@ func (m *memo) entry(name string) *memoEntry {
 		m.entries[name] = e
 	}
 	return e
+}
+
+// mintSlots bounds how many reads of one config mint at once: a burst of fresh reads waits
+// here, at the top of its call, rather than each going deep into an HTTP call that would
+// then wait for a connection (apiclient.MaxConns) with its stack and buffers grown.
+const mintSlots = 8
+
+// slots returns the config's semaphore of mintSlots.
+func (m *memo) slots(name string) chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entry(name)
+	if e.slots == nil {
+		e.slots = make(chan struct{}, mintSlots)
+	}
+	return e.slots
 }
 
 // config returns the remembered config (nil if none) and the entry's generation.

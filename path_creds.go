@@ -69,14 +69,14 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return errorResponse(err)
 	}
 	now := b.now()
-	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL, b.System().MaxLeaseTTL())
+	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL, 0)
 	if err != nil {
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
 	resp := b.Secret(secretTokenType).Response(
 		map[string]any{"token": t.Value, "token_type": "Bearer", "expires_at": expires},
-		map[string]any{"config": name, "provider": t.cfg.Provider, "expires_at": expires},
+		map[string]any{"config": name}, // revocation needs no more; Vault stores it with every lease
 	)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl

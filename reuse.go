@@ -39,6 +39,13 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name string, min
 	}
 	lock.RUnlock()
 	if !cfg.TokenReuse {
+		slots := b.memo.slots(name)
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		case <-ctx.Done():
+			return issuedToken{}, ctx.Err()
+		}
 		m, cfg, err := b.mint(ctx, s, name)
 		return issuedToken{minted: m, cfg: cfg}, err
 	}

@@ -178,14 +178,27 @@ func (s *Server) takeFault(route string) (Fault, bool) {
 	return f, true
 }
 
-// Handler serves the three providers under their prefixes, and /_sim/validate.
+// Handler serves the three providers under their prefixes, /_sim/validate and /_sim/calls.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.offblocksRoutes(mux)
 	s.bloqRoutes(mux)
 	s.opsnowRoutes(mux)
 	mux.HandleFunc("POST /_sim/validate", s.handleValidate)
+	mux.HandleFunc("GET /_sim/calls", s.handleCalls)
 	return mux
+}
+
+// handleCalls answers how many requests each route has received: {"offblocks.token": 3, ...}.
+// A simulator in another process (make dev, make bench) is counted through it.
+func (s *Server) handleCalls(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	calls := make(map[string]int, len(s.calls))
+	for k, v := range s.calls {
+		calls[k] = v
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, calls)
 }
 
 // route wraps a handler with fault injection. apply performs the request and writes the

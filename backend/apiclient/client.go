@@ -24,6 +24,11 @@ import (
 // MaxBodyBytes bounds every response body read; a token response is a few KiB.
 const MaxBodyBytes = 64 << 10
 
+// MaxConns is the default bound on connections open to one provider account at once: a
+// burst of reads queues for them instead of opening a socket (and its buffers) each, which
+// also keeps a burst well inside any provider's rate limits.
+const MaxConns = 16
+
 // DefaultTimeout is the deadline for one provider call, retries included, when none is set.
 const DefaultTimeout = 30 * time.Second
 
@@ -42,6 +47,9 @@ type Options struct {
 	RetryMax int
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff (defaults 200 ms and 5 s).
 	RetryWaitMin, RetryWaitMax time.Duration
+	// MaxConns bounds the connections open to the provider at once (default MaxConns);
+	// further calls wait for one, within their deadline.
+	MaxConns int
 	// Logger receives retry decisions at debug level; never a body, header or credential.
 	Logger hclog.Logger
 }
@@ -72,7 +80,12 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = MaxConns
+	}
 	hc := cleanhttp.DefaultPooledClient()
+	transport := hc.Transport.(*http.Transport)
+	transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost = opts.MaxConns, opts.MaxConns
 	hc.CheckRedirect = sameHostRedirects
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,
