@@ -14,18 +14,16 @@ const minLease = time.Second
 
 // leaseTTL returns the lease for a token that expires at expiresAt, read at now: the time
 // left minus a safety margin (a tenth of the time left, at most maxSafetyMargin), capped by
-// maxTTL and mountMax when they are positive, and truncated to whole seconds (Vault's lease
-// unit), so the lease never outlives the token. A token with less than minLease left after
-// the margin is an error: it is expired, or the clocks disagree.
-func leaseTTL(now, expiresAt time.Time, maxTTL, mountMax time.Duration) (time.Duration, error) {
+// maxTTL when positive, and truncated to whole seconds (Vault's lease unit), so the lease
+// never outlives the token. Vault itself caps it further by the mount's maximum lease. A
+// token with less than minLease left after the margin is an error: it is expired, or the
+// clocks disagree.
+func leaseTTL(now, expiresAt time.Time, maxTTL time.Duration) (time.Duration, error) {
 	left := expiresAt.Sub(now)
 	margin := min(left/10, maxSafetyMargin)
 	ttl := left - margin
 	if maxTTL > 0 && ttl > maxTTL {
 		ttl = maxTTL
-	}
-	if mountMax > 0 && ttl > mountMax {
-		ttl = mountMax
 	}
 	ttl = ttl.Truncate(time.Second)
 	if ttl < minLease {

@@ -8,11 +8,11 @@ import (
 func TestLeaseTTL(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	cases := []struct {
-		name          string
-		left          time.Duration // expiresAt - now
-		maxTTL, mount time.Duration
-		want          time.Duration
-		wantErr       bool
+		name    string
+		left    time.Duration // expiresAt - now
+		maxTTL  time.Duration
+		want    time.Duration
+		wantErr bool
 	}{
 		{name: "one hour: margin capped at 60s", left: time.Hour, want: 59 * time.Minute},
 		{name: "twelve hours: margin 60s", left: 12 * time.Hour, want: 12*time.Hour - time.Minute},
@@ -22,8 +22,6 @@ func TestLeaseTTL(t *testing.T) {
 		{name: "fractional seconds truncate down", left: 90*time.Second + 999*time.Millisecond, want: 81 * time.Second},
 		{name: "max_ttl caps", left: time.Hour, maxTTL: 10 * time.Minute, want: 10 * time.Minute},
 		{name: "max_ttl above expiry does not extend", left: 10 * time.Minute, maxTTL: time.Hour, want: 9 * time.Minute},
-		{name: "mount max caps", left: 12 * time.Hour, mount: 2 * time.Hour, want: 2 * time.Hour},
-		{name: "smaller of max_ttl and mount max", left: 12 * time.Hour, maxTTL: 3 * time.Hour, mount: 2 * time.Hour, want: 2 * time.Hour},
 		{name: "max_ttl 1s still leases", left: time.Hour, maxTTL: time.Second, want: time.Second},
 		{name: "already expired", left: -time.Minute, wantErr: true},
 		{name: "expires now", left: 0, wantErr: true},
@@ -32,7 +30,7 @@ func TestLeaseTTL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := leaseTTL(now, now.Add(tc.left), tc.maxTTL, tc.mount)
+			got, err := leaseTTL(now, now.Add(tc.left), tc.maxTTL)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("want an error, got lease %s", got)
@@ -57,7 +55,7 @@ func TestLeaseTTLClockSkew(t *testing.T) {
 	providerNow := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	exp := providerNow.Add(time.Hour)
 	for _, skew := range []time.Duration{0, 30 * time.Second, 5 * time.Minute, -2 * time.Minute} {
-		got, err := leaseTTL(providerNow.Add(skew), exp, 0, 0)
+		got, err := leaseTTL(providerNow.Add(skew), exp, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,8 @@ const secretTokenType = "apitokens_token"
 const pathCredsHelpDesc = `
 Reading creds/<name> mints a fresh Bearer token from the provider with the account's stored
 root credential. The lease ends a little before the provider's expiry (a tenth of the token's
-life, at most 60 s), capped by the config's max_ttl and the mount's maximum TTL. Leases are
+life, at most 60 s), capped by the config's max_ttl (and by Vault, by the mount's maximum
+lease TTL). With token_reuse, reads share one token while it has min_token_ttl left. Leases are
 not renewable: no provider can extend a token; read again for a new one. Revoking a lease
 succeeds but cannot kill the token upstream: none of the providers can revoke one token.
 `
@@ -69,7 +70,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return errorResponse(err)
 	}
 	now := b.now()
-	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL, 0)
+	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
 	if err != nil {
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}

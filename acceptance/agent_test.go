@@ -25,52 +25,11 @@ func TestVaultAgentRendersAndRefreshes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "token"), v.client.Token())
-	var templates strings.Builder
-	for _, a := range accts {
-		fmt.Fprintf(&templates, `template {
-  contents    = "{{ with secret \"apitokens/creds/%s\" }}{{ .Data.token }}{{ end }}"
-  destination = %q
-}
-`, a.name, filepath.Join(dir, a.name+".token"))
+	names := make([]string, len(accts))
+	for i, a := range accts {
+		names[i] = a.name
 	}
-	writeFile(t, filepath.Join(dir, "agent.hcl"), fmt.Sprintf(`
-vault {
-  address = %q
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = %q
-    }
-  }
-}
-template_config {
-  exit_on_retry_failure = true
-}
-%s`, v.addr, filepath.Join(dir, "token"), templates.String()))
-
-	var logs bytes.Buffer
-	cmd := exec.Command(vaultBin, "agent", "-config="+filepath.Join(dir, "agent.hcl"))
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.Env = append(os.Environ(), "HOME="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("agent log:\n%s", logs.String())
-		}
-	}()
-
-	read := func(name string) string {
-		b, _ := os.ReadFile(filepath.Join(dir, name+".token"))
-		return strings.TrimSpace(string(b))
-	}
+	read := startAgent(t, v, names)
 	first := map[string]string{}
 	deadline := time.Now().Add(60 * time.Second)
 	for _, a := range accts {
@@ -98,4 +57,57 @@ template_config {
 		}
 	}
 	t.Logf("the agent re-rendered every token within %s of the first render (20s leases)", time.Since(start).Round(time.Second))
+}
+
+// startAgent runs Vault Agent (token_file auto-auth with the root token) with one template
+// per config name, rendering creds/<name>'s token into a file, and returns a reader of the
+// file for a name. The agent is stopped when the test ends.
+func startAgent(t *testing.T, v *vaultServer, names []string) func(name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "token"), v.client.Token())
+	var templates strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&templates, `template {
+  contents    = "{{ with secret \"apitokens/creds/%s\" }}{{ .Data.token }}{{ end }}"
+  destination = %q
+}
+`, name, filepath.Join(dir, name+".token"))
+	}
+	writeFile(t, filepath.Join(dir, "agent.hcl"), fmt.Sprintf(`
+vault {
+  address = %q
+}
+auto_auth {
+  method "token_file" {
+    config = {
+      token_file_path = %q
+    }
+  }
+}
+template_config {
+  exit_on_retry_failure = true
+}
+%s`, v.addr, filepath.Join(dir, "token"), templates.String()))
+
+	var logs bytes.Buffer
+	cmd := exec.Command(vaultBin, "agent", "-config="+filepath.Join(dir, "agent.hcl"))
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
+
+	return func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name+".token"))
+		return strings.TrimSpace(string(b))
+	}
 }

@@ -139,6 +139,23 @@ func TestCredsMaxTTLAndRevoke(t *testing.T) {
 	if !strings.Contains(out, "Success") && !strings.Contains(out, "queued") {
 		t.Errorf("prefix revoke: %s", out)
 	}
+
+	// The mount's maximum lease caps every lease; Vault applies it (the plugin does not ask
+	// for it on every read).
+	if err := v.client.Sys().Mount("apitokens-cap", &api.MountInput{Type: pluginName,
+		Config: api.MountConfigInput{PluginVersion: version1, MaxLeaseTTL: "90s"}}); err != nil {
+		t.Fatal(err)
+	}
+	delete(a.config, "max_ttl")
+	if _, err := v.client.Logical().Write("apitokens-cap/config/"+a.name, a.config); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = v.client.Logical().Read("apitokens-cap/creds/" + a.name); err != nil {
+		t.Fatal(err)
+	}
+	if s.LeaseDuration != 90 {
+		t.Errorf("mount max_lease_ttl 90s: lease %d", s.LeaseDuration)
+	}
 }
 
 func TestRotateRootInVault(t *testing.T) {
