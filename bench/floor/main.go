@@ -20,7 +20,9 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	b = &framework.Backend{
 		BackendType: logical.TypeLogical,
 		Secrets: []*framework.Secret{{Type: "floor",
-			Revoke: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) { return nil, nil }}},
+			Revoke: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+				return nil, nil
+			}}},
 		Paths: []*framework.Path{{
 			Pattern: "read",
 			Operations: map[logical.Operation]framework.OperationHandler{
