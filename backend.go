@@ -95,12 +95,13 @@ func (b *backend) lock(name string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.locks, name)
 }
 
-// invalidate drops what this node holds for a config that changed on another node: its
-// client and any refresh token not stored yet (the change supersedes it).
+// invalidate drops what this node remembers of a config that changed on another node: its
+// client, its decoded config and its shared token. A refresh token not stored yet is kept:
+// it is newer than anything the change can hold, unless an operator wrote one, which is
+// done on this node (the active one) and drops it there.
 func (b *backend) invalidate(_ context.Context, key string) {
 	if name, ok := strings.CutPrefix(key, configPrefix); ok {
 		b.dropClient(name)
-		b.refreshTokens.drop(name)
 		b.memo.forget(name)
 	}
 }

@@ -187,8 +187,9 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	return &c, nil
 }
 
-// putConfig stores config/<name>, remembers it (the caller holds the config's exclusive
-// lock), and drops the cached client built from the old one.
+// putConfig stores config/<name> and remembers it (the caller holds the config's exclusive
+// lock). The cached client stays: providerFor rebuilds it when its provider, base URL or
+// timeout change.
 func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, c *accountConfig) error {
 	entry, err := logical.StorageEntryJSON(configKey(name), c)
 	if err != nil {
@@ -199,6 +200,5 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 		return fmt.Errorf("store config %q: %w", name, err)
 	}
 	b.memo.setConfig(name, c)
-	b.dropClient(name)
 	return nil
 }

@@ -19,11 +19,11 @@ func (e errConfigNotFound) Error() string { return fmt.Sprintf("no config named 
 //   - storage that cannot be written here: logical.ErrReadOnly itself, so that Vault
 //     forwards the request to the node that can write;
 //   - bad input, a missing config, a refused rotation, an unsettled rotation blocking the
-//     operation: 400 with the message (which names the field or the config);
+//     operation because of the provider: 400 with the message (which names the field or
+//     the config); blocking it because of Vault's own storage: 500;
 //   - a rotation left unsettled by the provider, or any provider failure: 502 whose text
 //     names the provider, the call and the status;
-//   - an error already carrying an HTTP code: as it is;
-//   - anything else (storage): 500.
+//   - anything else (storage, or an error already carrying an HTTP code): as it is.
 func errorResponse(err error) (*logical.Response, error) {
 	var (
 		field     *fieldError
@@ -32,17 +32,16 @@ func errorResponse(err error) (*logical.Response, error) {
 		pending   *pendingRotationError
 		unsettled *unsettledError
 		provider  *apiclient.Error
-		coded     logical.HTTPCodedError
 	)
 	switch {
-	case errors.Is(err, logical.ErrReadOnly):
+	case readOnlyAware(err) == logical.ErrReadOnly:
 		return nil, logical.ErrReadOnly
+	case errors.As(err, &pending) && !errors.As(pending.cause, &provider) && !errors.Is(pending.cause, errNotYet):
+		return nil, err // the rotation could not be settled for a reason of Vault's own (storage)
 	case errors.As(err, &field), errors.As(err, &notFound), errors.As(err, &refused), errors.As(err, &pending):
 		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
 	case errors.As(err, &unsettled), errors.As(err, &provider):
 		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
-	case errors.As(err, &coded):
-		return nil, err
 	}
 	return nil, err
 }

@@ -2,7 +2,6 @@ package apitokens
 
 import (
 	"context"
-	"errors"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -106,11 +105,18 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
+	// A refresh token Bloq issued that is not stored yet is newer than the stored one: the
+	// write stores it, unless it sets refresh_token itself.
+	if held, ok := b.refreshTokens.get(name); ok {
+		if _, given := d.GetOk("refresh_token"); !given && c.GrantType == grantRefreshToken {
+			c.RefreshToken = held
+		}
+	}
 	if err := b.putConfig(ctx, req.Storage, name, c); err != nil {
 		return errorResponse(err)
 	}
-	b.refreshTokens.drop(name) // the operator's write supersedes a refresh token not stored yet
-	b.memo.forget(name)        // and any shared token
+	b.refreshTokens.drop(name)
+	b.memo.forget(name) // drop any shared token
 	if len(warnings) == 0 {
 		return nil, nil
 	}
@@ -146,7 +152,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	defer lock.Unlock()
 
 	if _, err := b.settlePendingLocked(ctx, req.Storage, name); err != nil {
-		if errors.Is(err, logical.ErrReadOnly) {
+		if err == logical.ErrReadOnly {
 			return errorResponse(err)
 		}
 		pending, lerr := pendingRotations(ctx, req.Storage, name)
@@ -157,10 +163,16 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 			return errorResponse(&pendingRotationError{name: name, pending: pending, forDelete: true, cause: err})
 		}
 		for _, pr := range pending {
-			b.Logger().Error("forced delete: giving up an unsettled rotation; the provider may now accept only "+
-				"the credential this WAL entry held, which no longer exists anywhere",
-				"config", name, "provider", pr.entry.Provider, "new_identifier", pr.entry.New.identifier(pr.entry.Provider),
-				"started", pr.entry.Started, "unsettled_because", err)
+			if pr.entry.Creating {
+				b.Logger().Error("forced delete: an interrupted rotation may have created a credential upstream that "+
+					"nobody holds; look in the provider's console for one created at about this time that is not listed here",
+					"config", name, "provider", pr.entry.Provider, "started", pr.entry.Started, "listed_before", pr.entry.Known)
+			} else {
+				b.Logger().Error("forced delete: giving up an unsettled rotation; the provider may now accept only "+
+					"the credential this WAL entry held, which no longer exists anywhere",
+					"config", name, "provider", pr.entry.Provider, "new_identifier", pr.entry.New.identifier(pr.entry.Provider),
+					"started", pr.entry.Started, "unsettled_because", err)
+			}
 			if err := framework.DeleteWAL(ctx, req.Storage, pr.id); err != nil {
 				return errorResponse(err)
 			}

@@ -2,7 +2,6 @@ package apitokens
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -104,7 +103,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, name string) (min
 	}
 	settled, serr := b.settlePending(ctx, s, name)
 	switch {
-	case errors.Is(serr, logical.ErrReadOnly):
+	case serr == logical.ErrReadOnly:
 		return minted{}, nil, serr // Vault forwards the read to the node that can write
 	case serr != nil:
 		b.Logger().Warn("an interrupted rotation could not be settled", "config", name, "error", serr)

@@ -15,7 +15,7 @@ import (
 type minted struct {
 	apiclient.Token
 	// NewRefreshToken is set when a Bloq refresh grant returned a new refresh token, which
-	// must replace the stored one.
+	// must replace the stored one; it may be set beside an error (a malformed access token).
 	NewRefreshToken string
 	// warnings are for the creds response.
 	warnings []string
@@ -37,8 +37,14 @@ type rotator interface {
 	// cur working.
 	Prepare(ctx context.Context, cur credential) (credential, error)
 	// Activate makes next the account's credential upstream; cur may stop working. An error
-	// that wraps errUnchanged says nothing was changed upstream.
+	// that wraps errUnchanged says nothing was changed upstream. Sending it again with the
+	// same next is safe: it sets the same credential.
 	Activate(ctx context.Context, cur, next credential) error
+	// Exclusive reports whether activating next makes cur stop working (OffBlocks). Then a
+	// new credential the provider refuses may still be on its way in, and only a refusal of
+	// the activation itself lets Vault keep cur. Otherwise (Bloq, whose old key lives until
+	// Vault deletes it) keeping cur loses nothing.
+	Exclusive() bool
 	// Retire removes gone upstream once it is no longer stored (best effort).
 	Retire(ctx context.Context, gone credential) error
 }
@@ -116,6 +122,9 @@ func (p offblocksProvider) Mint(ctx context.Context, cr credential) (minted, err
 
 func (offblocksProvider) CanRotate(credential) error { return nil }
 
+// Exclusive: the PUT kills the old pair (and every token it minted).
+func (offblocksProvider) Exclusive() bool { return true }
+
 func (offblocksProvider) Prepare(_ context.Context, cur credential) (credential, error) {
 	pair, err := offblocks.GenerateCredentials()
 	if err != nil {
@@ -149,8 +158,8 @@ func (p bloqProvider) Mint(ctx context.Context, cr credential) (minted, error) {
 	case grantRefreshToken:
 		tr, err := p.c.Refresh(ctx, cr.RefreshToken)
 		m := minted{Token: tr.Token}
-		if err == nil && tr.RefreshToken != "" && tr.RefreshToken != cr.RefreshToken {
-			m.NewRefreshToken = tr.RefreshToken
+		if tr.RefreshToken != "" && tr.RefreshToken != cr.RefreshToken {
+			m.NewRefreshToken = tr.RefreshToken // even with an error: it must not be lost
 		}
 		return m, err
 	default:
@@ -190,6 +199,9 @@ func (p bloqProvider) Prepare(ctx context.Context, cur credential) (credential, 
 
 // Activate has nothing to do: a new Bloq key works as soon as it exists.
 func (bloqProvider) Activate(context.Context, credential, credential) error { return nil }
+
+// Exclusive is false: the old key works until Retire deletes it.
+func (bloqProvider) Exclusive() bool { return false }
 
 // Inventory lists the account's client keys: each by clientId, or by id when the list
 // carries no clientId.

@@ -2,7 +2,6 @@ package apitokens
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,8 +15,8 @@ const refreshStoreTries = 3
 
 // heldRefreshTokens are Bloq refresh tokens the provider issued that could not be stored
 // yet, by config name. Each is newer than the stored one, which the provider may already
-// have invalidated: the next refresh grant uses it, and stores it. It is dropped when an
-// operator writes or deletes the config.
+// have invalidated: the next refresh grant uses it, and stores it; so does the next config
+// write, unless it sets refresh_token itself (then, and on a delete, it is dropped).
 type heldRefreshTokens struct {
 	mu sync.Mutex
 	m  map[string]string
@@ -76,32 +75,40 @@ func (b *backend) mintRefresh(ctx context.Context, s logical.Storage, name strin
 	if isHeld {
 		cred.RefreshToken = held
 	}
-	m, err := b.providerFor(name, cfg).Mint(ctx, cred)
-	if err != nil {
-		return m, cfg, err
-	}
+	m, mintErr := b.providerFor(name, cfg).Mint(ctx, cred)
 	newest := cred.RefreshToken
-	if m.NewRefreshToken != "" {
+	if m.NewRefreshToken != "" { // with or without mintErr: it may be the only valid one now
 		newest, m.NewRefreshToken = m.NewRefreshToken, ""
 	}
-	if newest == cfg.RefreshToken {
-		return m, cfg, nil
+	if newest != cfg.RefreshToken {
+		if w, err := b.keepRefreshToken(ctx, s, name, cfg, newest); err != nil {
+			return minted{}, nil, err
+		} else if w != "" {
+			m.warnings = append(m.warnings, w)
+		}
 	}
+	return m, cfg, mintErr
+}
+
+// keepRefreshToken stores newest as config name's refresh token (cfg is changed), holding
+// it in memory until it is stored. It returns a warning if the store failed, and
+// logical.ErrReadOnly if this node cannot write.
+func (b *backend) keepRefreshToken(ctx context.Context, s logical.Storage, name string, cfg *accountConfig, newest string) (string, error) {
 	b.refreshTokens.hold(name, newest)
 	cfg.RefreshToken = newest
-	if err := b.storeRetrying(ctx, s, name, cfg); err != nil {
-		if errors.Is(err, logical.ErrReadOnly) {
-			return minted{}, nil, logical.ErrReadOnly
-		}
-		b.Logger().Error("bloq issued a new refresh token that could not be stored; this node holds it in memory "+
-			"and stores it on the next creds read", "config", name, "error", err)
-		m.warnings = append(m.warnings, fmt.Sprintf("bloq issued a new refresh token that could not be stored (%v): "+
-			"this node holds it in memory and stores it on the next read; if this node restarts first, "+
-			"write a new refresh_token to config/%s", err, name))
-		return m, cfg, nil
+	err := b.storeRetrying(ctx, s, name, cfg)
+	switch {
+	case err == nil:
+		b.refreshTokens.drop(name)
+		return "", nil
+	case readOnlyAware(err) == logical.ErrReadOnly:
+		return "", logical.ErrReadOnly
 	}
-	b.refreshTokens.drop(name)
-	return m, cfg, nil
+	b.Logger().Error("bloq issued a new refresh token that could not be stored; this node holds it in memory "+
+		"and stores it on the next creds read", "config", name, "error", err)
+	return fmt.Sprintf("bloq issued a new refresh token that could not be stored (%v): "+
+		"this node holds it in memory and stores it on the next read; if this node restarts first, "+
+		"write a new refresh_token to config/%s", err, name), nil
 }
 
 // storeRetrying writes cfg, trying refreshStoreTries times with a short backoff; a
@@ -110,7 +117,7 @@ func (b *backend) storeRetrying(ctx context.Context, s logical.Storage, name str
 	wait := 100 * time.Millisecond
 	var err error
 	for try := 1; ; try++ {
-		if err = b.putConfig(ctx, s, name, cfg); err == nil || errors.Is(err, logical.ErrReadOnly) || try == refreshStoreTries {
+		if err = b.putConfig(ctx, s, name, cfg); err == nil || readOnlyAware(err) == logical.ErrReadOnly || try == refreshStoreTries {
 			return err
 		}
 		if b.sleep(ctx, wait) != nil {

@@ -83,3 +83,48 @@ func TestCredsBloqRefreshTokenStoreRetried(t *testing.T) {
 		t.Fatal("the new refresh token was not stored")
 	}
 }
+
+// A config write that does not set refresh_token stores the held one (the stored one is
+// dead); one that sets it drops the held one.
+func TestConfigWriteKeepsHeldRefreshToken(t *testing.T) {
+	h := newHarness(t)
+	h.sim.SetBloqRotateRefresh(true)
+	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
+	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+	h.creds("bq")
+	h.storage.setFailPut(nil)
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"max_ttl": "10m"})
+	if h.b.refreshTokens.held("bq") {
+		t.Fatal("the write did not store the held refresh token")
+	}
+	h.creds("bq") // fails with the provider's 401 if the held token was dropped
+	fresh := h.sim.BloqRefreshToken(h.bqKeyID)
+	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+	h.creds("bq")
+	h.storage.setFailPut(nil)
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"refresh_token": fresh})
+	if h.b.refreshTokens.held("bq") || h.stored("bq").RefreshToken != fresh {
+		t.Fatal("an operator's refresh_token did not win over the held one")
+	}
+	h.creds("bq")
+}
+
+// An answer whose access token is malformed but which carries a new refresh token: the read
+// fails (502), and the new refresh token is stored all the same.
+func TestRefreshTokenKeptFromMalformedAnswer(t *testing.T) {
+	h := newHarness(t)
+	first := h.sim.BloqRefreshToken(h.bqKeyID)
+	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": first})
+	next := h.sim.BloqRefreshToken(h.bqKeyID)
+	bad := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln" // exp "soon": unreadable
+	h.sim.Inject(simulator.RouteBloqToken, simulator.Fault{Status: 200,
+		Body: `{"accessToken":"` + bad + `","refreshToken":"` + next + `"}`})
+	_, err := h.do(logical.ReadOperation, "creds/bq", nil)
+	wantCoded(t, err, 502, "malformed response")
+	if h.stored("bq").RefreshToken != next {
+		t.Fatal("the new refresh token of a malformed answer was lost")
+	}
+	assertNoSecrets(t, "error", err.Error(), next, first)
+}

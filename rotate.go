@@ -55,8 +55,9 @@ func (e *unsettledError) Unwrap() error { return e.confirm }
 //  4. write both credentials to a WAL entry: from here on nothing can be lost;
 //  5. Activate it upstream (OffBlocks PUT, after which the old pair dies). A definite refusal
 //     (400, 401, 403) keeps the old credential and ends the rotation;
-//  6. confirm it by minting, with backoff, for up to request_timeout: a provider may apply
-//     the change a moment late. Unconfirmed, it stays in the WAL entry (unsettledError);
+//  6. confirm it by minting, retried with backoff for up to request_timeout: a provider may
+//     apply the change a moment late. Unconfirmed, it stays in the WAL entry, marked as
+//     acknowledged if the activation answered 2xx (unsettledError);
 //  7. store it in config/<name>;
 //  8. Retire the old one upstream (Bloq DELETE; a failure is a warning), delete the WAL.
 func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*accountConfig, []string, error) {
@@ -67,7 +68,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 	defer b.memo.forget(name)
 
 	if _, err := b.settlePendingLocked(ctx, s, name); err != nil {
-		if errors.Is(err, logical.ErrReadOnly) {
+		if err == logical.ErrReadOnly {
 			return nil, nil, err
 		}
 		pending, _ := pendingRotations(ctx, s, name)
@@ -96,13 +97,15 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 	entry := newRotationWAL(name, cfg.Provider, cur, next, b.now())
 	walID, err := framework.PutWAL(ctx, s, walKindRotation, entry)
 	if err != nil {
-		b.retire(ctx, p, name, next) // nothing changed upstream but a new Bloq key
+		// Nothing changed upstream but a new Bloq key, which nobody can hold now: remove it.
+		// If that fails too, the marker stays, and the rollback names the key.
+		if markerID != "" && b.retire(ctx, p, cfg.Provider, name, next) == nil {
+			b.deleteWAL(ctx, s, name, markerID)
+		}
+		return nil, nil, fmt.Errorf("write rotation WAL: %w", err)
 	}
 	if markerID != "" {
 		b.deleteWAL(ctx, s, name, markerID)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("write rotation WAL: %w", err)
 	}
 
 	stepErr := p.Activate(ctx, cur, next)
@@ -112,12 +115,17 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 		return nil, nil, fmt.Errorf("rotation failed before anything changed upstream: %w", stepErr)
 	case apiclient.IsRejected(stepErr):
 		b.deleteWAL(ctx, s, name, walID)
-		b.retire(ctx, p, name, next)
 		return nil, nil, fmt.Errorf("the provider refused the new credential; the stored one is unchanged: %w", stepErr)
 	}
 	// The provider acknowledged the change, or its outcome is unknown: from here the new
 	// credential is never given up because of a refusal.
 	if err := b.confirm(ctx, p, next, cfg.RequestTimeout); err != nil {
+		if stepErr == nil && p.Exclusive() {
+			if _, aerr := b.acknowledge(ctx, s, walID, entry); aerr != nil {
+				b.Logger().Warn("could not record the provider's acknowledgement; recovery will send the change again",
+					"config", name, "error", aerr)
+			}
+		}
 		b.Logger().Warn("rotation unsettled; the new credential is kept in a WAL entry", "config", name, "error", err)
 		return nil, nil, &unsettledError{name: name, provider: cfg.Provider, identifier: next.identifier(cfg.Provider),
 			activate: stepErr, confirm: err}
@@ -167,7 +175,12 @@ func (b *backend) prepare(ctx context.Context, s logical.Storage, p rotator, cfg
 	}
 	next, err = p.Prepare(ctx, cfg.credential)
 	if err != nil {
-		if orphans := b.reportOrphans(ctx, s, p, cfg, marker); len(orphans) > 0 {
+		orphans, lerr := b.reportOrphans(ctx, s, p, cfg, marker)
+		switch {
+		case lerr != nil:
+			// The marker stays: the rollback looks for the orphan once the provider answers.
+			return credential{}, "", fmt.Errorf("%w; a key it may have created upstream is looked for later (%v)", err, lerr)
+		case len(orphans) > 0:
 			err = fmt.Errorf("%w; %s", err, orphans[0])
 		}
 		b.deleteWAL(ctx, s, name, markerID)

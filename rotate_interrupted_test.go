@@ -41,6 +41,8 @@ func TestRotateOffBlocksInterrupted(t *testing.T) {
 		// advance: time that passes (after a first, too early recovery attempt that must
 		// settle nothing wrongly) before the final recovery.
 		advance time.Duration
+		// wantWarning is in the successful rotation's warnings.
+		wantWarning string
 	}{
 		{name: "WAL write fails", wantErr: true,
 			setup: func(h *harness) { h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "wal/") }) }},
@@ -50,10 +52,11 @@ func TestRotateOffBlocksInterrupted(t *testing.T) {
 			}},
 		{name: "PUT refused with 401", wantErr: true,
 			setup: func(h *harness) { h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 401}) }},
-		// A 500 may or may not have been applied: the new pair is kept until the grace ends.
-		{name: "PUT answered 500, not applied", wantErr: true, advance: settleGrace,
+		// A 500 may or may not have been applied: the new pair is kept, and recovery sends the
+		// PUT again, which completes the rotation.
+		{name: "PUT answered 500, not applied", wantErr: true, wantRotated: true,
 			setup: func(h *harness) { h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 500}) }},
-		{name: "PUT applied, response lost", wantRotated: true,
+		{name: "PUT applied, response lost", wantRotated: true, wantWarning: "answer to the change was lost",
 			setup: func(h *harness) {
 				h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true, Status: 502})
 			}},
@@ -100,6 +103,9 @@ func TestRotateOffBlocksInterrupted(t *testing.T) {
 				}
 				if err != nil {
 					assertNoSecrets(t, "rotate error", err.Error(), obSecret)
+				}
+				if tc.wantWarning != "" && (resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), tc.wantWarning)) {
+					t.Errorf("warnings lack %q: %v", tc.wantWarning, resp)
 				}
 				h.storage.setFailPut(nil)
 				h.sim.ClearFaults()
@@ -167,9 +173,9 @@ func TestRotateLaggingProviderUnsettled(t *testing.T) {
 }
 
 // A crash between the WAL write and the PUT leaves an entry whose new pair never reached
-// the provider. Within settleGrace nothing is given up (the provider might apply it late);
-// after it the rollback keeps the old pair and clears the entry.
-func TestRotateCrashBeforePUT(t *testing.T) {
+// the provider. Reads go on with the old pair; the rollback sends the PUT again (whether the
+// provider got it is unknown), and the rotation completes.
+func TestRotateCrashBeforePUTRollsForward(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
 	cur := h.stored("ob").credential
@@ -179,14 +185,36 @@ func TestRotateCrashBeforePUT(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.creds("ob") // the stored pair still works: nothing to settle on the read path
-	h.rollback()
 	if h.walCount() != 1 {
-		t.Fatal("the rollback gave up the new pair within the grace period")
+		t.Fatal("a read settled a rotation it had no reason to")
 	}
-	h.clock.Advance(settleGrace)
 	h.rollback()
 	h.assertStoredIsProviders("ob")
-	if h.stored("ob").APIKey != obKey {
-		t.Fatal("rollback adopted a pair the provider never took")
+	if h.stored("ob").APIKey != next.APIKey {
+		t.Fatal("the rollback did not complete the rotation")
 	}
+}
+
+// An acknowledged change is never given up, however long the provider takes to apply it.
+func TestAcknowledgedRotationNeverKeepsOld(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.sim.SetOffBlocksLag(3 * time.Hour)
+	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
+		t.Fatal("the rotation should be unsettled")
+	}
+	puts := h.sim.Calls(simulator.RouteOffBlocksCredentials)
+	for i := 0; i < 5; i++ { // rollbacks, every half hour: nothing to do but wait
+		h.clock.Advance(30 * time.Minute)
+		h.rollback()
+		if h.walCount() != 1 {
+			t.Fatal("an acknowledged rotation was given up")
+		}
+	}
+	if n := h.sim.Calls(simulator.RouteOffBlocksCredentials); n != puts {
+		t.Fatalf("an acknowledged change was sent again (%d PUTs)", n-puts)
+	}
+	h.clock.Advance(31 * time.Minute)
+	h.rollback()
+	h.assertStoredIsProviders("ob")
 }

@@ -5,19 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
+	"strings"
+
+	"github.com/google/uuid"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
 )
-
-// settleGrace is how long after an interrupted rotation began the provider may still refuse
-// the new credential while accepting the old one, before Vault concludes that the provider
-// never took the new one. Credential stores behind an API apply changes a moment late; until
-// the grace has passed, such a refusal settles nothing and the WAL entry is kept.
-const settleGrace = 10 * time.Minute
 
 // outcome of settling an interrupted rotation.
 type outcome int
@@ -27,24 +23,30 @@ const (
 	unresolved outcome = iota
 	// adoptedNew: the new credential works and is now stored.
 	adoptedNew
-	// keptOld: the provider never took the new credential; the old one stays stored.
+	// keptOld: the provider refused the new credential outright; the old one stays stored.
 	keptOld
 	// dropped: nothing to recover (the config was deleted or replaced by an operator, or
-	// the entry marked a create call whose orphan, if any, has been reported).
+	// the entry marked a create call whose orphan, if any, has been named).
 	dropped
 )
 
-// errNotYet is an unresolved settle in which the provider still accepts the old credential
-// and refuses the new one, within settleGrace of the rotation.
-var errNotYet = errors.New("the provider still accepts the old credential and refuses the new one: " +
-	"it may not have applied the change yet")
+// errNotYet is an unresolved settle in which the provider acknowledged the new credential
+// but still accepts the old one and refuses the new: it has not applied the change yet.
+var errNotYet = errors.New("the provider acknowledged the new credential but still accepts the old one: " +
+	"it has not applied the change yet")
 
 // settle decides an interrupted rotation by asking the provider which credential it
-// accepts, and stores that one. The caller holds the config's exclusive lock. Once a new
-// credential may have reached the provider, a refusal of it is final only when the old one
-// still works and settleGrace has passed since the rotation began. Retiring the losing
-// credential upstream is best effort and only logged.
-func (b *backend) settle(ctx context.Context, s logical.Storage, e rotationWAL) (outcome, error) {
+// accepts, and stores that one. The caller holds the config's exclusive lock; id is the
+// entry's WAL id (settle may replace the entry, see below).
+//
+// The new credential is never given up because the provider refuses it: a provider may
+// apply a change a moment after acknowledging it. When the new one is refused and the old
+// one works, a provider whose activation kills the old credential (Exclusive) is asked
+// again, with the same new credential: a definite refusal (400, 401, 403) of that means it
+// never took it (kept old); an acknowledgement is written to a new WAL entry, and from then
+// on the rotation waits for the provider to apply it, never keeping the old one. Retiring
+// the losing credential upstream is best effort and only logged.
+func (b *backend) settle(ctx context.Context, s logical.Storage, id string, e rotationWAL) (outcome, error) {
 	cfg, err := getConfig(ctx, s, e.Name)
 	if err != nil {
 		return unresolved, err
@@ -58,64 +60,107 @@ func (b *backend) settle(ctx context.Context, s logical.Storage, e rotationWAL) 
 		return dropped, nil
 	}
 	if e.Creating {
-		b.reportOrphans(ctx, s, p, cfg, e)
+		if _, err := b.reportOrphans(ctx, s, p, cfg, e); err != nil {
+			return unresolved, err // keep the marker until the orphan can be looked for
+		}
 		return dropped, nil
 	}
 	if cfg.credential.sameRoot(e.New) {
 		// Stored already; only the old credential's retirement may be outstanding.
-		b.retire(ctx, p, e.Name, e.Old)
+		b.retire(ctx, p, e.Provider, e.Name, e.Old)
 		return adoptedNew, nil
 	}
 
 	_, errNew := p.Mint(ctx, e.New)
 	if errNew == nil {
-		cfg.credential.adoptRoot(e.New)
-		cfg.LastRotated = b.now().UTC()
-		if err := b.putConfig(ctx, s, e.Name, cfg); err != nil {
-			return unresolved, err
-		}
-		b.Logger().Info("settled an interrupted rotation: the new credential works and is stored", "config", e.Name)
-		b.retire(ctx, p, e.Name, e.Old)
-		return adoptedNew, nil
+		return b.adopt(ctx, s, p, cfg, e)
 	}
 	if !apiclient.IsRejected(errNew) {
 		return unresolved, fmt.Errorf("confirm new credential: %w", errNew)
 	}
-	_, errOld := p.Mint(ctx, e.Old)
-	if errOld != nil {
-		return unresolved, fmt.Errorf("the provider refuses both the new credential (%v) and the old one: %w", errNew, errOld)
+	if _, errOld := p.Mint(ctx, e.Old); errOld != nil {
+		return unresolved, fmt.Errorf("the provider refuses the new credential (%v), and the old one does not work either: %w", errNew, errOld)
 	}
-	if age := b.now().Sub(e.Started); age < settleGrace {
-		return unresolved, fmt.Errorf("%w (%s after the rotation began; the old one is kept only after %s)",
-			errNotYet, age.Round(time.Second), settleGrace)
+	switch {
+	case !p.Exclusive():
+		b.Logger().Info("settled an interrupted rotation: the new credential does not work, the old one does and is kept", "config", e.Name)
+		b.retire(ctx, p, e.Provider, e.Name, e.New)
+		return keptOld, nil
+	case e.Acknowledged:
+		return unresolved, errNotYet
 	}
-	b.Logger().Info("settled an interrupted rotation: the provider never took the new credential", "config", e.Name)
-	b.retire(ctx, p, e.Name, e.New)
-	return keptOld, nil
+	// Whether the provider ever received the change is unknown: send it again.
+	actErr := p.Activate(ctx, e.Old, e.New)
+	switch {
+	case apiclient.IsRejected(actErr):
+		b.Logger().Info("settled an interrupted rotation: the provider refuses the new credential", "config", e.Name, "error", actErr)
+		return keptOld, nil
+	case actErr != nil:
+		return unresolved, fmt.Errorf("send the new credential again: %w", actErr)
+	}
+	ackID, err := b.acknowledge(ctx, s, id, e)
+	if err != nil {
+		return unresolved, err
+	}
+	if _, errNew = p.Mint(ctx, e.New); errNew != nil {
+		return unresolved, fmt.Errorf("%w (%v)", errNotYet, errNew)
+	}
+	out, err := b.adopt(ctx, s, p, cfg, e)
+	if out == adoptedNew {
+		b.deleteWAL(ctx, s, e.Name, ackID)
+	}
+	return out, err
 }
 
-func (b *backend) retire(ctx context.Context, p rotator, name string, gone credential) {
-	if err := p.Retire(ctx, gone); err != nil {
-		b.Logger().Warn("could not remove the replaced credential upstream", "config", name, "error", err)
+// adopt stores the rotation's new credential, confirmed to work, and retires the old one.
+func (b *backend) adopt(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, e rotationWAL) (outcome, error) {
+	cfg.credential.adoptRoot(e.New)
+	cfg.LastRotated = b.now().UTC()
+	if err := b.putConfig(ctx, s, e.Name, cfg); err != nil {
+		return unresolved, err
 	}
+	b.Logger().Info("settled an interrupted rotation: the new credential works and is stored", "config", e.Name)
+	b.retire(ctx, p, e.Provider, e.Name, e.Old)
+	return adoptedNew, nil
+}
+
+// acknowledge replaces WAL entry id by one that records that the provider acknowledged the
+// new credential, under a new nonce (a rollback holding the old entry finds it gone), and
+// returns the new entry's id.
+func (b *backend) acknowledge(ctx context.Context, s logical.Storage, id string, e rotationWAL) (string, error) {
+	e.Acknowledged, e.Nonce = true, uuid.NewString()
+	ackID, err := framework.PutWAL(ctx, s, walKindRotation, e)
+	if err != nil {
+		return "", fmt.Errorf("record the provider's acknowledgement: %w", err)
+	}
+	b.deleteWAL(ctx, s, e.Name, id)
+	return ackID, nil
+}
+
+// retire removes gone upstream, best effort: a failure is logged with gone's identifier,
+// so that an operator can remove it by hand.
+func (b *backend) retire(ctx context.Context, p rotator, provider, name string, gone credential) error {
+	err := p.Retire(ctx, gone)
+	if err != nil {
+		b.Logger().Warn("could not remove a credential upstream that nobody uses now; remove it in the provider's console",
+			"config", name, "provider", provider, "identifier", gone.identifier(provider), "error", err)
+	}
+	return err
 }
 
 // reportOrphans names, in a warning in the log, every credential upstream that an
 // interrupted create call may have made and nobody holds: listed now, absent before the
 // call (e.Known), and neither stored nor held by another rotation of the config. Vault never
-// deletes it: an operator could have created it in the same moment. It returns the warnings.
-func (b *backend) reportOrphans(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, e rotationWAL) []string {
+// deletes it: an operator could have created it in the same moment. It returns the
+// warnings, or an error when the provider cannot be asked.
+func (b *backend) reportOrphans(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, e rotationWAL) ([]string, error) {
 	c, ok := p.(creator)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	now, err := c.Inventory(ctx, cfg.credential)
 	if err != nil {
-		msg := fmt.Sprintf("an interrupted rotation of %q may have created a %s credential upstream that nobody holds, "+
-			"and the provider could not be asked (%v): look in its console for one created around %s other than %s",
-			e.Name, e.Provider, err, e.Started.UTC().Format(time.RFC3339), cfg.credential.identifier(cfg.Provider))
-		b.Logger().Warn(msg)
-		return []string{msg}
+		return nil, fmt.Errorf("list the credentials upstream to look for one an interrupted rotation created: %w", err)
 	}
 	held := []string{cfg.credential.identifier(cfg.Provider)}
 	if pending, err := pendingRotations(ctx, s, e.Name); err == nil {
@@ -133,7 +178,7 @@ func (b *backend) reportOrphans(ctx context.Context, s logical.Storage, p rotato
 		b.Logger().Warn(msg, "config", e.Name, "orphan", id)
 		warnings = append(warnings, msg)
 	}
-	return warnings
+	return warnings, nil
 }
 
 // settlePending settles every interrupted rotation of config name under its exclusive lock
@@ -148,23 +193,24 @@ func (b *backend) settlePending(ctx context.Context, s logical.Storage, name str
 // settlePendingLocked is settlePending for a caller that holds the lock. It stops at the
 // first entry it cannot settle and returns why.
 func (b *backend) settlePendingLocked(ctx context.Context, s logical.Storage, name string) (bool, error) {
+	if !b.WriteSafeReplicationState() {
+		return false, logical.ErrReadOnly // settling writes: Vault forwards to the node that can
+	}
 	pending, err := pendingRotations(ctx, s, name)
 	if err != nil {
 		return false, err
 	}
 	resolved := false
 	for _, pr := range pending {
-		out, err := b.settle(ctx, s, pr.entry)
+		out, err := b.settle(ctx, s, pr.id, pr.entry)
 		if out == unresolved {
-			return resolved, err
+			return resolved, readOnlyAware(err)
 		}
 		if out != dropped {
 			b.memo.forget(name) // a settled recovery: the shared token may be dead
 			resolved = true
 		}
-		if err := framework.DeleteWAL(ctx, s, pr.id); err != nil {
-			return resolved, fmt.Errorf("delete settled WAL entry: %w", err)
-		}
+		b.deleteWAL(ctx, s, name, pr.id)
 	}
 	return resolved, nil
 }
@@ -185,15 +231,17 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	lock.Lock()
 	defer lock.Unlock()
 
-	// The rotation that wrote the entry may have finished while we waited for the lock.
+	// The rotation that wrote the entry may have finished, or replaced it, while we waited
+	// for the lock: settle the entry as it is stored now, if it still is.
 	pending, err := pendingRotations(ctx, req.Storage, e.Name)
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(pending, func(pr pendingRotation) bool { return pr.entry.Nonce == e.Nonce }) {
+	i := slices.IndexFunc(pending, func(pr pendingRotation) bool { return pr.entry.Nonce == e.Nonce })
+	if i < 0 {
 		return nil
 	}
-	out, err := b.settle(ctx, req.Storage, e)
+	out, err := b.settle(ctx, req.Storage, pending[i].id, pending[i].entry)
 	if out != unresolved {
 		if out != dropped {
 			b.memo.forget(e.Name)
@@ -205,8 +253,15 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	} else {
 		b.Logger().Warn("interrupted rotation still unresolved; will retry", "config", e.Name, "error", err)
 	}
-	if errors.Is(err, logical.ErrReadOnly) {
+	return fmt.Errorf("config %q: %w", e.Name, readOnlyAware(err))
+}
+
+// readOnlyAware returns logical.ErrReadOnly for a storage write refused because this node
+// cannot write (the sentinel itself in-process; over the plugin's gRPC storage, only its
+// text survives), so that Vault forwards the request; any other error as it is.
+func readOnlyAware(err error) error {
+	if err != nil && (errors.Is(err, logical.ErrReadOnly) || strings.Contains(err.Error(), logical.ErrReadOnly.Error())) {
 		return logical.ErrReadOnly
 	}
-	return fmt.Errorf("config %q: %w", e.Name, err)
+	return err
 }

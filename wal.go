@@ -29,9 +29,11 @@ type rotationWAL struct {
 	Provider string     `json:"provider"`
 	Old      credential `json:"old"`
 	New      credential `json:"new"`
-	// Started is when the entry was written, by the backend's clock. Until settleGrace after
-	// it, the provider refusing New is not taken as proof that it never took New.
+	// Started is when the rotation began, by the backend's clock.
 	Started time.Time `json:"started"`
+	// Acknowledged records that the provider answered the activation of New with a 2xx:
+	// from then on the old credential is never kept, whatever the provider answers.
+	Acknowledged bool `json:"acknowledged,omitempty"`
 	// Creating marks an entry written before a create call; New is empty.
 	Creating bool `json:"creating,omitempty"`
 	// Known are the identifiers of the account's credentials upstream before the create call.

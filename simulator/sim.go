@@ -66,6 +66,9 @@ type Fault struct {
 	AfterApply bool
 	// OnHit is called (in the handler's goroutine) when the fault triggers, after any apply.
 	OnHit func()
+	// Match, when set, picks the requests the fault applies to by their body (say, one
+	// credential of two); the others are answered normally and do not use the fault up.
+	Match func(body []byte) bool
 	// Times is how many requests the fault applies to (default 1; negative: forever).
 	Times int
 }
@@ -159,13 +162,13 @@ func (s *Server) Calls(route string) int {
 	return s.calls[route]
 }
 
-// takeFault counts a call and pops the route's next fault, if any.
-func (s *Server) takeFault(route string) (Fault, bool) {
+// takeFault counts a call and pops the route's next fault that matches body, if any.
+func (s *Server) takeFault(route string, body []byte) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[route]++
 	q := s.faults[route]
-	if len(q) == 0 {
+	if len(q) == 0 || (q[0].Match != nil && !q[0].Match(body)) {
 		return Fault{}, false
 	}
 	f := q[0]
@@ -205,18 +208,19 @@ func (s *Server) handleCalls(w http.ResponseWriter, _ *http.Request) {
 // normal response to w; with an AfterApply fault the response is discarded.
 func (s *Server) route(name string, apply http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		f, ok := s.takeFault(name)
-		if !ok {
-			apply(w, r)
-			return
-		}
-		// Read the body now: the server notices a client that gave up (and cancels
-		// r.Context) only once the body is consumed, and Hang and Delay rely on that.
+		// Read the body now: faults may match on it, and the server notices a client that
+		// gave up (and cancels r.Context) only once the body is consumed, which Hang and
+		// Delay rely on.
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if err != nil {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		f, ok := s.takeFault(name, body)
+		if !ok {
+			apply(w, r)
+			return
+		}
 		if f.Delay > 0 && !sleep(r.Context(), f.Delay) {
 			return
 		}

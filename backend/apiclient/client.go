@@ -140,9 +140,6 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if !retry || perr != nil {
 		return retry, perr
 	}
-	if attempt >= c.opts.RetryMax {
-		return false, nil // retryablehttp would give up here anyway, without waiting
-	}
 	wait := c.retry.Backoff(c.opts.RetryWaitMin, c.opts.RetryWaitMax, attempt, resp)
 	status := 0
 	if resp != nil {
@@ -274,7 +271,8 @@ func (c *Client) errorf(r Request, status int, format string, args ...any) error
 }
 
 // Call performs r and decodes its 2xx body with parse; a parse failure becomes a
-// "malformed response" error naming the call (parse's error must not quote the body).
+// "malformed response" error naming the call (parse's error must not quote the body),
+// returned with what parse returned.
 func Call[T any](ctx context.Context, c *Client, r Request, parse func(body []byte) (T, error)) (T, error) {
 	var zero T
 	resp, err := c.Do(ctx, r)
@@ -283,7 +281,9 @@ func Call[T any](ctx context.Context, c *Client, r Request, parse func(body []by
 	}
 	v, err := parse(resp.Body)
 	if err != nil {
-		return zero, c.Malformed(r, err)
+		// v is whatever parse could read (a parser may return a part that must not be lost,
+		// such as a new refresh token beside an unreadable access token).
+		return v, c.Malformed(r, err)
 	}
 	return v, nil
 }

@@ -62,7 +62,8 @@ type TokenResponse struct {
 
 // ParseTokenResponse decodes {"accessToken": ..., "refreshToken"?: ...}. Bloq returns no
 // expiry field: the expiry is the JWT's exp, else issued plus lifetime. An exp claim that is
-// present but unreadable is an error wrapping apiclient.ErrBadExpiry, never a default.
+// present but unreadable is an error wrapping apiclient.ErrBadExpiry, never a default; the
+// response's refreshToken, if any, is returned with that error all the same.
 func ParseTokenResponse(body []byte, issued time.Time, lifetime time.Duration) (TokenResponse, error) {
 	var v struct {
 		AccessToken  string `json:"accessToken"`
@@ -76,7 +77,8 @@ func ParseTokenResponse(body []byte, issued time.Time, lifetime time.Duration) (
 	}
 	tok, err := apiclient.NewToken(v.AccessToken, time.Time{}, issued, lifetime)
 	if err != nil {
-		return TokenResponse{}, fmt.Errorf("accessToken: %w", err)
+		// The refresh token may be the only valid one now: it goes back with the error.
+		return TokenResponse{RefreshToken: v.RefreshToken}, fmt.Errorf("accessToken: %w", err)
 	}
 	return TokenResponse{Token: tok, RefreshToken: v.RefreshToken}, nil
 }

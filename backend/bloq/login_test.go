@@ -52,6 +52,11 @@ func TestAccountLoginLegacyFallbackRemembered(t *testing.T) {
 	sim.SetBloqLegacyLogin(true)
 	login(t, sim, c, [2]int{1, 1})
 	login(t, sim, c, [2]int{1, 2}) // straight to /auth/login
+	// The deployment moves back to the current page's path: it is learned again.
+	sim.SetBloqLegacyLogin(false)
+	sim.Inject(simulator.RouteBloqAuthLogin, simulator.Fault{Status: 404})
+	login(t, sim, c, [2]int{2, 3})
+	login(t, sim, c, [2]int{3, 3}) // straight to /auth
 }
 
 func TestAccountLoginFallbackOn405(t *testing.T) {
