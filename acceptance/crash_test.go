@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +73,8 @@ var crashSteps = []crashStep{
 type crashResult struct {
 	trials, recovered, lost int
 	worst                   time.Duration
+	// pluginExit is the longest a plugin process outlived its killed Vault.
+	pluginExit time.Duration
 }
 
 // TestCrashDuringRotation kills Vault (file storage) at each step of OffBlocks and Bloq
@@ -92,10 +93,11 @@ func TestCrashDuringRotation(t *testing.T) {
 		})
 	}
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-10s %-50s %6s %9s %4s %14s\n", "provider", "step", "trials", "recovered", "lost", "worst recovery")
+	fmt.Fprintf(&table, "\n%-10s %-50s %6s %9s %4s %14s %12s\n", "provider", "step", "trials", "recovered", "lost", "worst recovery", "plugin exit")
 	for i, s := range crashSteps {
 		r := results[i]
-		fmt.Fprintf(&table, "%-10s %-50s %6d %9d %4d %14s\n", s.provider, s.name, r.trials, r.recovered, r.lost, r.worst.Round(time.Millisecond))
+		fmt.Fprintf(&table, "%-10s %-50s %6d %9d %4d %14s %12s\n", s.provider, s.name, r.trials, r.recovered, r.lost,
+			r.worst.Round(time.Millisecond), r.pluginExit.Round(time.Millisecond))
 	}
 	t.Log(table.String())
 }
@@ -133,7 +135,13 @@ func runCrashStep(t *testing.T, step crashStep, trials int) crashResult {
 	for trial := 0; trial < trials; trial++ {
 		res.trials++
 		victim := v
-		kill := func() { _ = syscall.Kill(-victim.cmd.Process.Pid, syscall.SIGKILL) }
+		kidsCh := make(chan []int, 1)
+		kill := func() {
+			select {
+			case kidsCh <- killVaultAlone(victim): // Vault alone: its plugins must exit by themselves
+			default:
+			}
+		}
 		if step.arm != nil {
 			step.arm(sim, kill)
 		}
@@ -142,6 +150,12 @@ func runCrashStep(t *testing.T, step crashStep, trials int) crashResult {
 		case <-v.done:
 		case <-time.After(60 * time.Second):
 			t.Fatalf("trial %d: Vault was not killed (rotate returned %v)", trial, err)
+		}
+		select {
+		case kids := <-kidsCh:
+			res.pluginExit = max(res.pluginExit, checkPluginsExit(t, kids))
+		default: // the plugin's own crash point killed Vault: look for any plugin left
+			res.pluginExit = max(res.pluginExit, checkPluginsExit(t, orphanedPlugins()))
 		}
 		sim.ClearFaults()
 		v.cmd = nil

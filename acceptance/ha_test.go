@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -160,12 +159,14 @@ func TestHALeaderDiesMidRotation(t *testing.T) {
 
 	// The leader dies while the provider holds the rotation's PUT, already applied.
 	var killedAt atomic.Int64
+	kids := make(chan []int, 1)
 	sim.Inject(simulator.RouteOffBlocksCredentials, killOn(simulator.Fault{AfterApply: true}, func() {
 		killedAt.Store(time.Now().UnixNano())
-		_ = syscall.Kill(-leader.cmd.Process.Pid, syscall.SIGKILL)
+		kids <- killVaultAlone(leader) // the leader alone: its plugins must exit by themselves
 	}))
 	_, _ = leader.client.Logical().Write("apitokens/rotate-root/"+accts[0].name, nil)
 	<-leader.done
+	t.Logf("the dead leader's plugin processes exited within %s", checkPluginsExit(t, <-kids).Round(time.Millisecond))
 	sim.ClearFaults()
 	okAtKill := ok.Load()
 

@@ -90,6 +90,15 @@ func run(m *testing.M) int {
 	}
 	code := m.Run()
 	stopShared()
+	// Nothing of the suite's own may outlive it: no Vault, no plugin process.
+	deadline := time.Now().Add(pluginExitLimit)
+	for left := leftovers(); len(left) > 0; left = leftovers() {
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "FAIL: the suite left processes running: %v\n", left)
+			return 1
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	return code
 }
 
@@ -196,6 +205,9 @@ func (v *vaultServer) start(args ...string) {
 		v.t.Fatal(err)
 	}
 	v.cmd, v.done = cmd, make(chan struct{})
+	startedMu.Lock()
+	started = append(started, cmd.Process.Pid)
+	startedMu.Unlock()
 	go func() { _ = cmd.Wait(); logf.Close(); close(v.done) }()
 	v.t.Cleanup(func() { v.stop(syscall.SIGKILL) })
 

@@ -11,8 +11,10 @@ import (
 )
 
 func main() {
+	logger := hclog.New(&hclog.LoggerOptions{})
+	apitokens.ExitWithParent(logger) // never outlive the Vault that started this process
 	if err := plugin.ServeMultiplex(&plugin.ServeOpts{BackendFactoryFunc: apitokens.Factory}); err != nil {
-		hclog.New(&hclog.LoggerOptions{}).Error("plugin shutting down", "error", err)
+		logger.Error("plugin shutting down", "error", err)
 		os.Exit(1)
 	}
 }
