@@ -49,6 +49,8 @@ type backend struct {
 	refreshTokens heldRefreshTokens
 	// memo holds each config and its shared token in memory.
 	memo memo
+	// metrics are the mount's figures (metrics.go).
+	metrics *metrics
 
 	// retryWaitMin and retryWaitMax override the HTTP backoff bounds (tests shorten them).
 	retryWaitMin, retryWaitMax time.Duration
@@ -69,6 +71,7 @@ func newBackend() *backend {
 		now:     time.Now,
 		sleep:   sleepCtx,
 		clients: make(map[string]*cachedProvider),
+		metrics: newMetrics(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -78,8 +81,9 @@ func newBackend() *backend {
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
-			[]*framework.Path{pathCreds(b), pathRotateRoot(b)},
+			[]*framework.Path{pathCreds(b), pathRotateRoot(b), pathMetrics(b)},
 		),
+		PeriodicFunc:      b.periodic,
 		Secrets:           []*framework.Secret{secretToken(b)},
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,

@@ -146,10 +146,12 @@ type accountConfig struct {
 	// token's own lifetime).
 	TokenReuse  bool          `json:"token_reuse,omitempty"`
 	MinTokenTTL time.Duration `json:"min_token_ttl,omitempty"`
+	// Rotation is the automated rotation schedule and its record (schedule.go).
+	Rotation rotationState `json:"rotation"`
 }
 
-// publicData is what a config read returns: every non-secret field, never a secret.
-func (c *accountConfig) publicData() map[string]any {
+// publicData is what a config read at now returns: every non-secret field, never a secret.
+func (c *accountConfig) publicData(now time.Time) map[string]any {
 	d := map[string]any{
 		"provider":        c.Provider,
 		"base_url":        c.BaseURL,
@@ -165,6 +167,9 @@ func (c *accountConfig) publicData() map[string]any {
 		if v := *f.ptr(&c.credential); v != "" && f.roles[c.Provider] == identifier {
 			d[f.name] = v
 		}
+	}
+	if c.Provider == offblocks.Name || c.Provider == bloq.Name { // the providers that can rotate
+		c.rotationData(d, now)
 	}
 	return d
 }

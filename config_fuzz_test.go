@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 )
@@ -26,7 +27,7 @@ func FuzzConfigFields(f *testing.F) {
 		if err := d.Validate(); err != nil {
 			return // the framework's own type checks refused it (a 400 naming the field)
 		}
-		c, _, err := applyFields(nil, d)
+		c, _, err := applyFields(nil, d, time.Now())
 		if err != nil {
 			if _, ok := err.(*fieldError); !ok {
 				t.Fatalf("non-field error %T: %v", err, err)

@@ -35,7 +35,7 @@ func fieldErrorf(field, format string, args ...any) *fieldError {
 // existing (nil on create), or a *fieldError. Only fields present in the request change.
 // Secrets are stored byte for byte as given; an identifier with surrounding white space is
 // refused, naming the field. warnings are for the write's response.
-func applyFields(existing *accountConfig, d *framework.FieldData) (c *accountConfig, warnings []string, err error) {
+func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time) (c *accountConfig, warnings []string, err error) {
 	c = &accountConfig{}
 	if existing != nil {
 		*c = *existing
@@ -87,6 +87,9 @@ func applyFields(existing *accountConfig, d *framework.FieldData) (c *accountCon
 		return nil, nil, err
 	}
 	if err := validateCredential(c, existing == nil, d); err != nil {
+		return nil, nil, err
+	}
+	if err := applyRotationFields(c, d, now); err != nil {
 		return nil, nil, err
 	}
 	if c.Provider == offblocks.Name && !strings.HasSuffix(c.BaseURL, "/v1") {

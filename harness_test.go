@@ -90,6 +90,7 @@ type harness struct {
 	storage *flakyStorage
 	clock   *fakeClock
 	logs    *syncBuffer
+	events  *logical.MockEventSender
 	// seeded account ids at the simulator
 	obID, bqUserID, bqKeyID string
 }
@@ -122,7 +123,8 @@ func newHarness(t testing.TB) *harness {
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
 
-	h := &harness{t: t, sim: sim, url: srv.URL, storage: &flakyStorage{}, clock: clock, logs: &syncBuffer{}}
+	h := &harness{t: t, sim: sim, url: srv.URL, storage: &flakyStorage{}, clock: clock, logs: &syncBuffer{},
+		events: &logical.MockEventSender{}}
 	h.obID = sim.AddOffBlocks(obKey, obSecret)
 	h.bqUserID = sim.AddBloqUser(bqUser, bqPass)
 	h.bqKeyID = sim.AddBloqKey(h.bqUserID, bqClient, bqSecret)
@@ -132,6 +134,7 @@ func newHarness(t testing.TB) *harness {
 	conf.StorageView = h.storage
 	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Trace})
+	conf.EventsSender = h.events
 	b := newBackend()
 	b.now = clock.Now
 	// Waits within a request (confirming a rotation, retrying a store) pass on the fake

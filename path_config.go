@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -39,6 +40,15 @@ func configFields() map[string]*framework.FieldSchema {
 			Description: "Delete only: delete even though a rotation of this config is unsettled, giving up " +
 				"the credential that only its WAL entry holds."},
 	}
+	automatedrotationutil.AddAutomatedRotationFieldsWithGroup(fields, "Rotation")
+	fields["rotation_period"].Description = "Rotate the root credential this often (at least 1m), counted from the " +
+		"last rotation. Mutually exclusive with rotation_schedule. Run by the plugin itself, on Vault Community Edition too."
+	fields["rotation_schedule"].Description = "Rotate the root credential on this cron schedule (UTC). Mutually exclusive with rotation_period."
+	fields["rotation_window"].Description = "With rotation_schedule: how long after a scheduled time a missed rotation " +
+		"may still run (at least 1h); past it, the next scheduled time is waited for. 0: a missed rotation runs at once."
+	fields["disable_automated_rotation"].Description = "Pause scheduled rotation (the schedule is kept)."
+	fields["rotation_policy"].Description = "Not supported (a Vault Enterprise rotation manager setting): a failed " +
+		"scheduled rotation is retried after 1 minute, doubling, at most 1 hour."
 	for _, f := range credentialFields {
 		schema := &framework.FieldSchema{Type: framework.TypeString, Description: f.desc, AllowedValues: f.allowed,
 			DisplayAttrs: &framework.DisplayAttributes{Name: f.display}}
@@ -101,7 +111,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
-	c, warnings, err := applyFields(existing, d)
+	c, warnings, err := applyFields(existing, d, b.now())
 	if err != nil {
 		return errorResponse(err)
 	}
@@ -117,6 +127,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	b.refreshTokens.drop(name)
 	b.memo.forget(name) // drop any shared token
+	b.event(ctx, eventConfigWrite, name, c.Provider)
 	if len(warnings) == 0 {
 		return nil, nil
 	}
@@ -133,7 +144,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil || c == nil {
 		return nil, err
 	}
-	resp := &logical.Response{Data: c.publicData()}
+	resp := &logical.Response{Data: c.publicData(b.now())}
 	if b.refreshTokens.held(name) {
 		resp.AddWarning("bloq issued a newer refresh token that could not be stored yet: this node holds it " +
 			"in memory and stores it on the next creds read; check Vault's storage")
@@ -178,12 +189,20 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 			}
 		}
 	}
+	cfg, err := getConfig(ctx, req.Storage, name)
+	if err != nil {
+		return errorResponse(err)
+	}
+	if cfg == nil {
+		return nil, nil // deleting what does not exist succeeds, as everywhere in Vault
+	}
 	if err := req.Storage.Delete(ctx, configKey(name)); err != nil {
 		return errorResponse(err)
 	}
 	b.dropClient(name)
 	b.refreshTokens.drop(name)
 	b.memo.forget(name)
+	b.event(ctx, eventConfigDelete, name, cfg.Provider)
 	return nil, nil
 }
 

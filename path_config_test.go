@@ -18,10 +18,12 @@ func TestConfigCreateReadEachProvider(t *testing.T) {
 
 	cases := map[string]map[string]any{
 		"ob": {"provider": "offblocks", "base_url": h.url + "/offblocks/v1", "api_key": obKey,
-			"max_ttl": int64(0), "request_timeout": int64(30), "token_reuse": false, "min_token_ttl": int64(0)},
+			"max_ttl": int64(0), "request_timeout": int64(30), "token_reuse": false, "min_token_ttl": int64(0),
+			"rotation_period": int64(0), "rotation_schedule": "", "rotation_window": int64(0), "disable_automated_rotation": false},
 		"bq": {"provider": "bloq", "base_url": h.url + "/bloq", "grant_type": "client_credentials",
 			"client_id": bqClient, "username": bqUser, "max_ttl": int64(0), "request_timeout": int64(30),
-			"token_reuse": false, "min_token_ttl": int64(0)},
+			"token_reuse": false, "min_token_ttl": int64(0),
+			"rotation_period": int64(0), "rotation_schedule": "", "rotation_window": int64(0), "disable_automated_rotation": false},
 		"ops": {"provider": "opsnow", "base_url": h.url + "/opsnow", "max_ttl": int64(0), "request_timeout": int64(30),
 			"token_reuse": false, "min_token_ttl": int64(0)},
 	}
@@ -83,7 +85,7 @@ func TestConfigPartialUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.APIKey != obKey || c.APISecret != obSecret || c.MaxTTL.Minutes() != 5 || c.RequestTimeout.Seconds() != 30 {
-		t.Fatalf("partial update changed other fields: %+v", c.publicData())
+		t.Fatalf("partial update changed other fields: %+v", c.publicData(h.clock.Now()))
 	}
 	// Same provider may be restated; base_url "" resets to the default.
 	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"provider": "offblocks", "base_url": ""})

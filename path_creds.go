@@ -73,6 +73,13 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
+	// A scheduled rotation kills the tokens of the credential it replaces (OffBlocks' PUT,
+	// Bloq's key delete): the lease ends no later than it, so that clients fetch a token of
+	// the new credential when the old ones die.
+	if next := t.cfg.nextRotation(now); !next.IsZero() && capLeasesAtRotation() {
+		ttl = min(ttl, max(next.Sub(now).Truncate(time.Second), minLease))
+	}
+	b.metrics.tokenIssued(t.cfg.Provider, name, t.shared)
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
 	resp := b.Secret(secretTokenType).Response(
 		map[string]any{"token": t.Value, "token_type": "Bearer", "expires_at": expires},

@@ -57,7 +57,7 @@ func pathRotateRoot(b *backend) *framework.Path {
 
 func (b *backend) pathRotateRoot(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	cfg, warnings, err := b.rotate(ctx, req.Storage, name)
+	cfg, warnings, err := b.rotate(ctx, req.Storage, name, triggerManual)
 	if err != nil {
 		return errorResponse(err)
 	}

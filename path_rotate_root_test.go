@@ -110,7 +110,7 @@ func TestRotateBloq(t *testing.T) {
 	}
 	c := h.stored("bq")
 	if c.ClientID != newID || c.ClientSecret == bqSecret || c.Username != bqUser {
-		t.Errorf("stored config after rotation: %+v", c.publicData())
+		t.Errorf("stored config after rotation: %+v", c.publicData(h.clock.Now()))
 	}
 	assertNoSecrets(t, "rotate response", strings.Join(valuesOf(resp.Data), " "), c.ClientSecret, bqPass)
 	h.creds("bq")

@@ -85,6 +85,7 @@ func (b *backend) providerFor(name string, c *accountConfig) provider {
 		RetryWaitMin: b.retryWaitMin,
 		RetryWaitMax: b.retryWaitMax,
 		Logger:       b.Logger().Named(c.Provider),
+		Observe:      b.metrics.observeCall(c.Provider, name),
 	})
 	var p provider
 	switch c.Provider {

@@ -20,12 +20,27 @@ type issuedToken struct {
 // and every read that arrives meanwhile waits for that call instead of making its own. The
 // shared call runs under the config's request_timeout, not a reader's context, so a reader
 // giving up fails no other.
+//
+// A scheduled rotation that is due is performed first, so that the token comes from the new
+// credential (the old one's tokens die with the rotation).
 func (b *backend) token(ctx context.Context, s logical.Storage, name string, minTTL time.Duration) (issuedToken, error) {
 	lock := b.lock(name)
 	lock.RLock()
 	cfg, err := b.cachedConfig(ctx, s, name)
 	if err == nil && cfg == nil {
 		err = errConfigNotFound(name)
+	}
+	if err == nil && cfg.rotationDue(b.now()) {
+		lock.RUnlock()
+		if _, err := b.rotateIfDue(ctx, s, name); err == logical.ErrReadOnly {
+			return issuedToken{}, err // the active node rotates: Vault forwards the read there
+		} else if err != nil {
+			b.Logger().Warn("a due scheduled rotation failed; the token comes from the stored credential", "config", name, "error", err)
+		}
+		lock.RLock()
+		if cfg, err = b.cachedConfig(ctx, s, name); err == nil && cfg == nil {
+			err = errConfigNotFound(name)
+		}
 	}
 	if err != nil {
 		lock.RUnlock()

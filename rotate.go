@@ -60,12 +60,36 @@ func (e *unsettledError) Unwrap() error { return e.confirm }
 //     acknowledged if the activation answered 2xx (unsettledError);
 //  7. store it in config/<name>;
 //  8. Retire the old one upstream (Bloq DELETE; a failure is a warning), delete the WAL.
-func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*accountConfig, []string, error) {
+//
+// trigger (manual or scheduled) labels the rotation's metrics and event.
+func (b *backend) rotate(ctx context.Context, s logical.Storage, name, trigger string) (*accountConfig, []string, error) {
 	lock := b.lock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	// Whatever happens, the shared token may be dead afterwards.
-	defer b.memo.forget(name)
+	return b.rotateLocked(ctx, s, name, trigger)
+}
+
+// rotateLocked is rotate for a caller that holds the config's exclusive lock. It counts the
+// rotation and sends its event, unless it was refused before anything started.
+func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, trigger string) (cfg *accountConfig, warnings []string, err error) {
+	defer b.memo.forget(name) // whatever happens, the shared token may be dead afterwards
+	provider := ""
+	defer func() {
+		var refused *rotationRefused
+		if provider == "" || errors.As(err, &refused) || err == logical.ErrReadOnly {
+			return
+		}
+		outcome := outcomeSuccess
+		var unsettled *unsettledError
+		switch {
+		case errors.As(err, &unsettled):
+			outcome = outcomeUnsettled
+		case err != nil:
+			outcome = outcomeFailure
+		}
+		b.metrics.rotation(provider, name, trigger, outcome)
+		b.event(ctx, eventRotate, name, provider, "trigger", trigger, "outcome", outcome)
+	}()
 
 	if _, err := b.settlePendingLocked(ctx, s, name); err != nil {
 		if err == logical.ErrReadOnly {
@@ -74,8 +98,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 		pending, _ := pendingRotations(ctx, s, name)
 		return nil, nil, &pendingRotationError{name: name, pending: pending, cause: err}
 	}
-	cfg, err := getConfig(ctx, s, name)
-	if err != nil {
+	if cfg, err = getConfig(ctx, s, name); err != nil {
 		return nil, nil, err
 	}
 	if cfg == nil {
@@ -89,6 +112,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 		return nil, nil, &rotationRefused{err.Error()}
 	}
 
+	provider = cfg.Provider
 	cur := cfg.credential
 	next, markerID, err := b.prepare(ctx, s, p, cfg, name)
 	if err != nil {
@@ -133,12 +157,12 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, name string) (*
 
 	cfg.credential.adoptRoot(next)
 	cfg.LastRotated = b.now().UTC()
+	cfg.Rotation.Failures, cfg.Rotation.RetryAt, cfg.Rotation.LastError = 0, time.Time{}, ""
 	if err := b.putConfig(ctx, s, name, cfg); err != nil {
 		// The WAL entry holds the new credential: the creds path or the rollback stores it.
 		return nil, nil, fmt.Errorf("store rotated credential (kept in the WAL, recovered on the next read): %w", err)
 	}
 	crashpoint("after-config-write")
-	var warnings []string
 	if stepErr != nil {
 		warnings = append(warnings, fmt.Sprintf("the provider's answer to the change was lost (%v), "+
 			"but the new credential was confirmed and stored", stepErr))

@@ -207,7 +207,7 @@ func (b *backend) settlePendingLocked(ctx context.Context, s logical.Storage, na
 			return resolved, readOnlyAware(err)
 		}
 		if out != dropped {
-			b.memo.forget(name) // a settled recovery: the shared token may be dead
+			b.recovered(ctx, pr.entry, out)
 			resolved = true
 		}
 		b.deleteWAL(ctx, s, name, pr.id)
@@ -244,7 +244,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	out, err := b.settle(ctx, req.Storage, pending[i].id, pending[i].entry)
 	if out != unresolved {
 		if out != dropped {
-			b.memo.forget(e.Name)
+			b.recovered(ctx, pending[i].entry, out)
 		}
 		return nil
 	}
@@ -254,6 +254,18 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 		b.Logger().Warn("interrupted rotation still unresolved; will retry", "config", e.Name, "error", err)
 	}
 	return fmt.Errorf("config %q: %w", e.Name, readOnlyAware(err))
+}
+
+// recovered accounts for a settled recovery: it drops the shared token (the credential may
+// have changed, or the old tokens died), counts it and sends its event.
+func (b *backend) recovered(ctx context.Context, e rotationWAL, out outcome) {
+	b.memo.forget(e.Name)
+	o := outcomeSuccess
+	if out == keptOld {
+		o = outcomeKeptOld
+	}
+	b.metrics.rotation(e.Provider, e.Name, triggerRecovered, o)
+	b.event(ctx, eventRotate, e.Name, e.Provider, "trigger", triggerRecovered, "outcome", o)
 }
 
 // readOnlyAware returns logical.ErrReadOnly for a storage write refused because this node

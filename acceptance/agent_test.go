@@ -60,19 +60,30 @@ func TestVaultAgentRendersAndRefreshes(t *testing.T) {
 }
 
 // startAgent runs Vault Agent (token_file auto-auth with the root token) with one template
-// per config name, rendering creds/<name>'s token into a file, and returns a reader of the
-// file for a name. The agent is stopped when the test ends.
+// per config name, rendering apitokens/creds/<name>'s token into a file, and returns a reader
+// of the file for a name. The agent is stopped when the test ends.
 func startAgent(t *testing.T, v *vaultServer, names []string) func(name string) string {
+	t.Helper()
+	paths := map[string]string{}
+	for _, name := range names {
+		paths[name] = "apitokens/creds/" + name
+	}
+	return startAgentFor(t, v, paths)
+}
+
+// startAgentFor is startAgent with one template per file name, rendering the token read at
+// its path.
+func startAgentFor(t *testing.T, v *vaultServer, paths map[string]string) func(name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "token"), v.client.Token())
 	var templates strings.Builder
-	for _, name := range names {
+	for name, path := range paths {
 		fmt.Fprintf(&templates, `template {
-  contents    = "{{ with secret \"apitokens/creds/%s\" }}{{ .Data.token }}{{ end }}"
+  contents    = "{{ with secret \"%s\" }}{{ .Data.token }}{{ end }}"
   destination = %q
 }
-`, name, filepath.Join(dir, name+".token"))
+`, path, filepath.Join(dir, name+".token"))
 	}
 	writeFile(t, filepath.Join(dir, "agent.hcl"), fmt.Sprintf(`
 vault {

@@ -5,6 +5,7 @@ package acceptance
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -62,6 +63,22 @@ func TestNoSecretInServerOrAuditLog(t *testing.T) {
 	_, obSecret := sim.OffBlocksPair(ids["offblocks"])
 	bqKeys := sim.BloqClientIDs(ids["bloq-user"])
 	secrets = append(secrets, obSecret, sim.BloqKeySecret(bqKeys[0]))
+	// A schedule and shared tokens; then the metrics, in both formats.
+	v.cli(false, "write", "apitokens/config/"+accts[0].name, "rotation_period=1h", "token_reuse=true")
+	read("apitokens/config/" + accts[0].name)
+	read("apitokens/creds/" + accts[0].name)
+	read("apitokens/creds/" + accts[0].name)
+	metrics := v.cli(false, "read", "-format=json", "apitokens/metrics") +
+		v.cli(false, "read", "-field=metrics", "-format=json", "apitokens/metrics")
+	resp, err := v.client.Logical().ReadRawWithData("apitokens/metrics", map[string][]string{"format": {"prometheus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(metrics, "apitokens_tokens_issued_total") || !strings.Contains(string(prom), `kind="shared"`) {
+		t.Fatalf("the metrics hold nothing: the check would prove nothing\n%s", prom)
+	}
 	v.cli(false, "lease", "revoke", "-prefix", "apitokens/creds")
 
 	serverLog, err := os.ReadFile(v.logPath)
@@ -82,7 +99,8 @@ func TestNoSecretInServerOrAuditLog(t *testing.T) {
 		if s == "" {
 			t.Fatal("an empty secret in the list")
 		}
-		for name, content := range map[string][]byte{"server log": serverLog, "audit log": auditLog} {
+		for name, content := range map[string][]byte{"server log": serverLog, "audit log": auditLog,
+			"metrics": []byte(metrics), "prometheus metrics": prom} {
 			if strings.Contains(string(content), s) {
 				t.Errorf("%s contains a secret or token (%.8s…)", name, s)
 			}

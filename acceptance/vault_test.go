@@ -32,12 +32,15 @@ const (
 	pluginName = "vault-plugin-secrets-apitokens"
 	version1   = "v0.1.0-acc"
 	version2   = "v0.2.0-acc"
-	// versionCrash is built with the crashpoint tag: only the crash tests run it.
+	// versionCrash is built with the testhooks tag: only the crash and scheduling tests run it.
 	versionCrash = "v0.1.0-crash"
 )
 
-// crashpointEnv is the variable the crashpoint build reads (crashpoint.go).
-const crashpointEnv = "APITOKENS_CRASHPOINT"
+// The variables the testhooks build reads (testhooks.go).
+const (
+	crashpointEnv = "APITOKENS_CRASHPOINT"
+	noLeaseCapEnv = "APITOKENS_TEST_NO_ROTATION_LEASE_CAP"
+)
 
 var (
 	vaultBin  string
@@ -66,7 +69,7 @@ func run(m *testing.M) int {
 		out := filepath.Join(dir, pluginName+"-"+v)
 		tags := ""
 		if v == versionCrash {
-			tags = "crashpoint"
+			tags = "testhooks"
 		}
 		cmd := exec.Command("go", "build", "-tags", tags, "-ldflags",
 			"-X github.com/apitokens/vault-plugin-secrets-apitokens.Version="+v,

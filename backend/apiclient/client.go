@@ -50,6 +50,10 @@ type Options struct {
 	// MaxConns bounds the connections open to the provider at once (default MaxConns);
 	// further calls wait for one, within their deadline.
 	MaxConns int
+	// Observe, when set, is told of every call once it ends: its Request.Call, the HTTP
+	// status of the last answer (0 when none came) and how long the call took, retries
+	// included. It must be quick and safe for concurrent use.
+	Observe func(call string, status int, took time.Duration)
 	// Logger receives retry decisions at debug level; never a body, header or credential.
 	Logger hclog.Logger
 }
@@ -181,6 +185,19 @@ type Response struct {
 
 // Do performs the call within the client's timeout. Any non-2xx status becomes an *Error.
 func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	start := time.Now()
+	resp, err := c.do(ctx, r)
+	if c.opts.Observe != nil {
+		status := StatusOf(err)
+		if err == nil {
+			status = resp.Status
+		}
+		c.opts.Observe(r.Call, status, time.Since(start))
+	}
+	return resp, err
+}
+
+func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, attemptKey{}, &attempts{})

@@ -263,3 +263,32 @@ func TestErrorText(t *testing.T) {
 		t.Error("IsRejected/StatusOf do not see through wrapping")
 	}
 }
+
+// Observe hears of every call with its name, its last status (0 when no answer came) and its
+// duration.
+func TestObserve(t *testing.T) {
+	srv, _ := sequence(t, []int{503, 200}, nil)
+	type seen struct {
+		call   string
+		status int
+	}
+	var got []seen
+	c := New(Options{Provider: "testprov", BaseURL: srv.URL, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond,
+		Observe: func(call string, status int, took time.Duration) {
+			if took <= 0 {
+				t.Errorf("took %s", took)
+			}
+			got = append(got, seen{call, status})
+		}})
+	if _, err := c.Do(context.Background(), Request{Call: "mint", Method: "POST", Path: "/t"}); err != nil {
+		t.Fatal(err)
+	}
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	c2 := New(Options{Provider: "testprov", BaseURL: closed.URL, RetryMax: -1, Timeout: time.Second,
+		Observe: func(call string, status int, _ time.Duration) { got = append(got, seen{call, status}) }})
+	_, _ = c2.Do(context.Background(), Request{Call: "down", Method: "POST", Path: "/t"})
+	if want := []seen{{"mint", 200}, {"down", 0}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("observed %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,136 @@
+package apitokens
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+)
+
+const pathMetricsHelpDesc = `
+Reading metrics returns what this mount has been doing on this node since the plugin
+started: provider calls by operation and status and their duration, tokens handed out
+(fresh or shared), rotations by trigger and outcome, unsettled rotations and the next
+scheduled rotation of each config. JSON by default; format=prometheus returns the
+Prometheus text format, like Vault's sys/metrics. Labels never carry a secret.
+`
+
+func pathMetrics(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern:      "metrics",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apitokens", OperationSuffix: "metrics"},
+		Fields: map[string]*framework.FieldSchema{
+			"format": {Type: framework.TypeString, AllowedValues: []any{"", "json", "prometheus"},
+				Description: "json (default) or prometheus (the Prometheus text format)."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: b.pathMetricsRead,
+				Summary: "The mount's metrics, as JSON or in the Prometheus text format."},
+		},
+		HelpSynopsis:    "The mount's metrics.",
+		HelpDescription: pathMetricsHelpDesc,
+	}
+}
+
+func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if err := b.refreshGauges(ctx, req.Storage); err != nil {
+		return errorResponse(err)
+	}
+	families, err := b.metrics.registry.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("gather metrics: %w", err)
+	}
+	if d.Get("format").(string) == "prometheus" {
+		var buf bytes.Buffer
+		format := expfmt.NewFormat(expfmt.TypeTextPlain)
+		enc := expfmt.NewEncoder(&buf, format)
+		for _, f := range families {
+			if err := enc.Encode(f); err != nil {
+				return nil, fmt.Errorf("encode metrics: %w", err)
+			}
+		}
+		return &logical.Response{Data: map[string]any{
+			logical.HTTPContentType: string(format),
+			logical.HTTPRawBody:     buf.Bytes(),
+			logical.HTTPStatusCode:  http.StatusOK,
+		}}, nil
+	}
+	return &logical.Response{Data: map[string]any{
+		"timestamp": b.now().UTC().Format(time.RFC3339),
+		"metrics":   jsonFamilies(families),
+	}}, nil
+}
+
+// refreshGauges sets the gauges that describe storage as it is now: the unsettled rotations
+// and the next scheduled rotation of each config.
+func (b *backend) refreshGauges(ctx context.Context, s logical.Storage) error {
+	names, err := s.List(ctx, configPrefix)
+	if err != nil {
+		return err
+	}
+	b.metrics.unsettled.Reset()
+	b.metrics.nextRotation.Reset()
+	now := b.now()
+	for _, name := range names {
+		cfg, err := getConfig(ctx, s, name)
+		if err != nil || cfg == nil {
+			continue
+		}
+		pending, err := pendingRotations(ctx, s, name)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, pr := range pending {
+			if !pr.entry.Creating {
+				n++
+			}
+		}
+		b.metrics.unsettled.WithLabelValues(cfg.Provider, name).Set(float64(n))
+		if next := cfg.nextRotation(now); !next.IsZero() {
+			b.metrics.nextRotation.WithLabelValues(cfg.Provider, name).Set(float64(next.Unix()))
+		}
+	}
+	return nil
+}
+
+// jsonFamilies turns gathered metrics into plain JSON: for each series its name, help, type
+// and samples, each with its labels and value (counters, gauges) or count, sum and
+// cumulative buckets (histograms).
+func jsonFamilies(families []*dto.MetricFamily) []map[string]any {
+	out := make([]map[string]any, 0, len(families))
+	for _, f := range families {
+		samples := make([]map[string]any, 0, len(f.Metric))
+		for _, m := range f.Metric {
+			labels := map[string]string{}
+			for _, l := range m.Label {
+				labels[l.GetName()] = l.GetValue()
+			}
+			s := map[string]any{"labels": labels}
+			switch {
+			case m.Counter != nil:
+				s["value"] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				s["value"] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				buckets := map[string]uint64{}
+				for _, bk := range m.Histogram.Bucket {
+					buckets[fmt.Sprint(bk.GetUpperBound())] = bk.GetCumulativeCount()
+				}
+				s["count"], s["sum"], s["buckets"] = m.Histogram.GetSampleCount(), m.Histogram.GetSampleSum(), buckets
+			}
+			samples = append(samples, s)
+		}
+		out = append(out, map[string]any{"name": f.GetName(), "help": f.GetHelp(),
+			"type": f.GetType().String(), "samples": samples})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i]["name"].(string) < out[j]["name"].(string) })
+	return out
+}

@@ -1,0 +1,221 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/rotation"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
+)
+
+// minRotationPeriod is the shortest rotation_period accepted.
+const minRotationPeriod = time.Minute
+
+// Backoff of a failed scheduled rotation: 1 minute after the first failure, doubling, at
+// most an hour.
+const (
+	rotationRetryMin = time.Minute
+	rotationRetryMax = time.Hour
+)
+
+// rotationState is a config's automated rotation: Vault's own fields (parsed with the sdk's
+// automatedrotationutil, like its engines) and the plugin's record of it. It is stored with
+// the config, so every node, and a restarted one, sees the same schedule.
+type rotationState struct {
+	automatedrotationutil.AutomatedRotationParams
+	// Since is when the current schedule was set: the first period counts from it.
+	Since time.Time `json:"since,omitempty"`
+	// Failures counts scheduled rotations failed in a row; RetryAt is when the next try is
+	// due, and LastError says why the last one failed (never a secret: provider errors
+	// carry none).
+	Failures  int       `json:"failures,omitempty"`
+	RetryAt   time.Time `json:"retry_at,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// scheduled reports whether the config rotates on a schedule.
+func (c *accountConfig) scheduled() bool {
+	r := c.Rotation
+	return !r.DisableAutomatedRotation && (r.RotationPeriod > 0 || r.RotationSchedule != "")
+}
+
+// nextRotation returns when config c is next due to rotate, by now, or the zero time when it
+// has no schedule. It counts from the later of the last rotation (by any trigger) and the
+// time the schedule was set. A cron slot whose rotation_window has passed is skipped for the
+// next one; without a window a missed slot is due at once. After a failure, the next try is
+// not before its backoff.
+func (c *accountConfig) nextRotation(now time.Time) time.Time {
+	if !c.scheduled() {
+		return time.Time{}
+	}
+	r := c.Rotation
+	from := c.LastRotated
+	if r.Since.After(from) {
+		from = r.Since
+	}
+	var next time.Time
+	if r.RotationPeriod > 0 {
+		next = from.Add(r.RotationPeriod)
+	} else {
+		sched, err := rotation.DefaultScheduler.Parse(r.RotationSchedule)
+		if err != nil { // validated on write; a stored one that no longer parses rotates never
+			return time.Time{}
+		}
+		next = sched.Next(from)
+		if r.RotationWindow > 0 && !now.Before(next.Add(r.RotationWindow)) {
+			next = sched.Next(now.Add(-r.RotationWindow)) // the earliest slot whose window is open or to come
+		}
+	}
+	if r.Failures > 0 && r.RetryAt.After(next) {
+		next = r.RetryAt
+	}
+	return next.UTC()
+}
+
+// rotationDue reports whether config c must rotate before a token is minted at now: its
+// next rotation is at most minLease away, so that no lease would be left before it.
+func (c *accountConfig) rotationDue(now time.Time) bool {
+	next := c.nextRotation(now)
+	return !next.IsZero() && !now.Before(next.Add(-minLease))
+}
+
+// applyRotationFields reads rotation_period, rotation_schedule, rotation_window,
+// disable_automated_rotation (and rotation_policy, which is refused) into c, as Vault's
+// engines do, and checks them. A change to the schedule restarts it from now and clears its
+// failures. A config that cannot rotate cannot have a schedule.
+func applyRotationFields(c *accountConfig, d *framework.FieldData, now time.Time) error {
+	if p, ok := d.GetOk("rotation_policy"); ok && p.(string) != "" {
+		return fieldErrorf("rotation_policy", "is a setting of Vault Enterprise's rotation manager; this plugin "+
+			"schedules rotations itself and retries a failed one with backoff (1 minute, doubling, at most 1 hour)")
+	}
+	before := c.Rotation.AutomatedRotationParams
+	p := before
+	if err := p.ParseAutomatedRotationFields(d); err != nil {
+		field := "rotation_schedule"
+		if strings.Contains(err.Error(), "rotation_window") {
+			field = "rotation_window"
+		}
+		return fieldErrorf(field, "%v", err)
+	}
+	if p.RotationSchedule != "" && p.RotationPeriod > 0 {
+		return fieldErrorf("rotation_period", "%v", automatedrotationutil.ErrRotationMutuallyExclusiveFields)
+	}
+	if p.RotationPeriod > 0 && p.RotationPeriod < minRotationPeriod {
+		return fieldErrorf("rotation_period", "must be at least %s", minRotationPeriod)
+	}
+	if p.RotationWindow > 0 {
+		if p.RotationSchedule == "" {
+			return fieldErrorf("rotation_window", "applies only to rotation_schedule")
+		}
+		if err := rotation.DefaultScheduler.ValidateRotationWindow(int(p.RotationWindow.Seconds())); err != nil {
+			return fieldErrorf("rotation_window", "%v", err)
+		}
+	}
+	c.Rotation.AutomatedRotationParams = p
+	if p != before {
+		c.Rotation.Since, c.Rotation.Failures, c.Rotation.RetryAt, c.Rotation.LastError = now, 0, time.Time{}, ""
+	}
+	if c.scheduled() {
+		if err := canRotate(c); err != nil {
+			return fieldErrorf("rotation_period", "this config cannot rotate, so it cannot rotate on a schedule: %v", err)
+		}
+	}
+	return nil
+}
+
+// canRotate says why config c cannot be rotated, or nil. It needs no client.
+func canRotate(c *accountConfig) error {
+	switch c.Provider {
+	case offblocks.Name:
+		return offblocksProvider{}.CanRotate(c.credential)
+	case bloq.Name:
+		return bloqProvider{}.CanRotate(c.credential)
+	}
+	return fmt.Errorf("provider %s has no rotation API", c.Provider)
+}
+
+// rotationData adds the schedule's fields to a config read, in Vault's engines' shape, with
+// next_vault_rotation and last_vault_rotation (RFC 3339) and the last failure, if any.
+func (c *accountConfig) rotationData(d map[string]any, now time.Time) {
+	r := c.Rotation
+	r.PopulateAutomatedRotationData(d)
+	delete(d, "rotation_policy")
+	// Whole seconds, like max_ttl (the helper gives floats).
+	d["rotation_period"], d["rotation_window"] = int64(r.RotationPeriod/time.Second), int64(r.RotationWindow/time.Second)
+	if next := c.nextRotation(now); !next.IsZero() {
+		d["next_vault_rotation"] = next.Format(time.RFC3339)
+	}
+	if !c.LastRotated.IsZero() {
+		d["last_vault_rotation"] = c.LastRotated.UTC().Format(time.RFC3339)
+	}
+	if r.Failures > 0 {
+		d["rotation_failures"] = r.Failures
+		d["last_rotation_error"] = r.LastError
+	}
+}
+
+// rotateIfDue rotates config name if its scheduled rotation is due, under the config's
+// lock, through the same WAL-first rotation as rotate-root. A failure is recorded on the
+// config (retried with backoff); the rotation's own error is returned as well. It reports
+// whether a rotation was due. Where storage cannot be written it rotates nothing and
+// returns logical.ErrReadOnly.
+func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage, name string) (bool, error) {
+	lock := b.lock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	cfg, err := getConfig(ctx, s, name)
+	if err != nil || cfg == nil || !cfg.rotationDue(b.now()) {
+		return false, err
+	}
+	if !b.WriteSafeReplicationState() {
+		return true, logical.ErrReadOnly
+	}
+	_, _, rerr := b.rotateLocked(ctx, s, name, triggerScheduled)
+	if rerr == nil {
+		return true, nil
+	}
+	var refused *rotationRefused
+	if errors.As(rerr, &refused) {
+		return true, rerr
+	}
+	// Record the failure on the config as it is now (the rotation may have changed it).
+	if cfg, err = getConfig(ctx, s, name); err != nil || cfg == nil {
+		return true, rerr
+	}
+	r := &cfg.Rotation
+	r.Failures++
+	r.RetryAt = b.now().Add(min(rotationRetryMin<<min(r.Failures-1, 10), rotationRetryMax)).UTC()
+	r.LastError = rerr.Error()
+	if err := b.putConfig(ctx, s, name, cfg); err != nil {
+		b.Logger().Error("could not record a failed scheduled rotation", "config", name, "error", err)
+	}
+	b.Logger().Warn("scheduled rotation failed; will retry", "config", name, "retry_at", r.RetryAt, "error", rerr)
+	return true, rerr
+}
+
+// periodic is the backend's PeriodicFunc, which Vault calls about once a minute: it performs
+// every scheduled rotation that is due, one config at a time. It does nothing where storage
+// cannot be written (a performance standby or secondary): the active node rotates.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	names, err := req.Storage.List(ctx, configPrefix)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, err := b.rotateIfDue(ctx, req.Storage, name); err != nil {
+			b.Logger().Debug("scheduled rotation not done", "config", name, "error", err)
+		}
+	}
+	return nil
+}

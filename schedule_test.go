@@ -1,0 +1,233 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+// periodic runs the backend's PeriodicFunc as Vault's rollback manager does.
+func (h *harness) periodic() {
+	h.t.Helper()
+	if err := h.b.periodic(context.Background(), &logical.Request{Storage: h.storage}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// rotated reports whether the provider's OffBlocks pair is no longer key.
+func (h *harness) rotatedFrom(key string) bool {
+	k, _ := h.sim.OffBlocksPair(h.obID)
+	return k != key
+}
+
+func (h *harness) nextRotation(name string) string {
+	h.t.Helper()
+	v, _ := h.mustDo(logical.ReadOperation, "config/"+name, nil).Data["next_vault_rotation"].(string)
+	return v
+}
+
+func (h *harness) scheduledOffBlocks(extra map[string]any) {
+	h.t.Helper()
+	cfg := h.offblocksConfig()
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	h.mustDo(logical.CreateOperation, "config/ob", cfg)
+}
+
+// rotation_period counts from the time the schedule is set, then from each rotation.
+func TestScheduleRotationPeriod(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	start := h.clock.Now()
+	if got := h.nextRotation("ob"); got != start.Add(time.Hour).Format(time.RFC3339) {
+		t.Fatalf("next_vault_rotation = %s", got)
+	}
+	h.clock.Advance(59 * time.Minute)
+	h.periodic()
+	if h.rotatedFrom(obKey) {
+		t.Fatal("rotated a minute early")
+	}
+	h.clock.Advance(time.Minute)
+	h.periodic()
+	if !h.rotatedFrom(obKey) {
+		t.Fatal("not rotated when due")
+	}
+	h.assertStoredIsProviders("ob")
+	data := h.mustDo(logical.ReadOperation, "config/ob", nil).Data
+	if data["last_vault_rotation"] != h.clock.Now().Format(time.RFC3339) ||
+		data["next_vault_rotation"] != h.clock.Now().Add(time.Hour).Format(time.RFC3339) {
+		t.Fatalf("after the rotation: last %v next %v", data["last_vault_rotation"], data["next_vault_rotation"])
+	}
+}
+
+// rotation_schedule (cron, UTC): due at each slot; with a rotation_window a slot missed by
+// more than the window is skipped for the next one; without one, a missed slot runs at once.
+func TestScheduleCronAndWindow(t *testing.T) {
+	h := newHarness(t) // the clock starts at 2026-11-23T12:00Z
+	h.scheduledOffBlocks(map[string]any{"rotation_schedule": "0 0 * * *", "rotation_window": "1h"})
+	if got := h.nextRotation("ob"); got != "2026-11-24T00:00:00Z" {
+		t.Fatalf("next_vault_rotation = %s", got)
+	}
+	h.clock.Advance(14 * time.Hour) // 02:00: the 00:00 slot's window closed at 01:00
+	h.periodic()
+	if h.rotatedFrom(obKey) {
+		t.Fatal("rotated outside the window of a missed slot")
+	}
+	if got := h.nextRotation("ob"); got != "2026-11-25T00:00:00Z" {
+		t.Fatalf("after a missed slot, next_vault_rotation = %s", got)
+	}
+	h.clock.Advance(22*time.Hour + 30*time.Minute) // 00:30, inside the window
+	h.periodic()
+	if !h.rotatedFrom(obKey) {
+		t.Fatal("not rotated inside the window")
+	}
+
+	// Without a window, a missed slot is caught up at once.
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"rotation_window": 0, "rotation_schedule": "0 6 * * *"})
+	key, _ := h.sim.OffBlocksPair(h.obID)
+	h.clock.Advance(8 * time.Hour) // 08:30: the 06:00 slot was missed
+	h.periodic()
+	if !h.rotatedFrom(key) {
+		t.Fatal("a missed slot without a window was not caught up")
+	}
+}
+
+// A failed scheduled rotation is retried with backoff (1 min, 2 min, ...), not every minute,
+// and its error shows on the config read; a success clears it.
+func TestScheduleFailureBackoff(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1})
+	h.clock.Advance(time.Hour)
+	h.periodic()
+	data := h.mustDo(logical.ReadOperation, "config/ob", nil).Data
+	if data["rotation_failures"] != 1 || !strings.Contains(data["last_rotation_error"].(string), "status 503") {
+		t.Fatalf("after a failure: %v %v", data["rotation_failures"], data["last_rotation_error"])
+	}
+	if data["next_vault_rotation"] != h.clock.Now().Add(time.Minute).Format(time.RFC3339) {
+		t.Fatalf("next try %v, want in 1 minute", data["next_vault_rotation"])
+	}
+	assertNoSecrets(t, "config read", data["last_rotation_error"].(string), obSecret)
+	calls := h.sim.Calls(simulator.RouteOffBlocksToken)
+	h.clock.Advance(30 * time.Second)
+	h.periodic()
+	if h.sim.Calls(simulator.RouteOffBlocksToken) != calls {
+		t.Fatal("retried before the backoff ended")
+	}
+	h.clock.Advance(30 * time.Second)
+	h.periodic() // second failure: next try in 2 minutes
+	if got := h.nextRotation("ob"); got != h.clock.Now().Add(2*time.Minute).Format(time.RFC3339) {
+		t.Fatalf("after a second failure, next try %s, want in 2 minutes", got)
+	}
+	h.sim.ClearFaults()
+	h.clock.Advance(2 * time.Minute)
+	h.periodic()
+	if !h.rotatedFrom(obKey) {
+		t.Fatal("not retried after the backoff")
+	}
+	data = h.mustDo(logical.ReadOperation, "config/ob", nil).Data
+	if _, ok := data["rotation_failures"]; ok {
+		t.Fatalf("a success did not clear the failures: %v", data)
+	}
+}
+
+// A config update that changes the schedule restarts it; disable_automated_rotation pauses it.
+func TestScheduleUpdatedAndPaused(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.clock.Advance(30 * time.Minute)
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"rotation_period": "2h"})
+	if got := h.nextRotation("ob"); got != h.clock.Now().Add(2*time.Hour).Format(time.RFC3339) {
+		t.Fatalf("next_vault_rotation after the update = %s", got)
+	}
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"max_ttl": "5m"})
+	if got := h.nextRotation("ob"); got != h.clock.Now().Add(2*time.Hour).Format(time.RFC3339) {
+		t.Fatalf("an update that left the schedule alone moved it: %s", got)
+	}
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": true})
+	h.clock.Advance(3 * time.Hour)
+	h.periodic()
+	if h.rotatedFrom(obKey) || h.nextRotation("ob") != "" {
+		t.Fatal("a paused schedule rotated or shows a next rotation")
+	}
+}
+
+// Only a node that can write rotates: a performance standby's periodic call does nothing.
+func TestScheduleNotOnStandby(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1m"})
+	h.b.System().(*logical.StaticSystemView).ReplicationStateVal = consts.ReplicationPerformanceStandby
+	h.clock.Advance(2 * time.Minute)
+	h.periodic()
+	if h.rotatedFrom(obKey) {
+		t.Fatal("a performance standby rotated")
+	}
+	if _, err := h.do(logical.ReadOperation, "creds/ob", nil); err != logical.ErrReadOnly {
+		t.Fatalf("a read on a standby that finds a rotation due: %v, want it forwarded", err)
+	}
+}
+
+// Leases end no later than the next scheduled rotation, and a read that finds one due
+// performs it first, then mints from the new credential; with token_reuse the shared token
+// is dropped at the rotation.
+func TestScheduleLeasesAndReadTriggeredRotation(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "10m", "token_reuse": true})
+	first := h.creds("ob")
+	if first.Secret.TTL != 10*time.Minute {
+		t.Fatalf("lease %s, want 10m (the next rotation), not the token's 59m", first.Secret.TTL)
+	}
+	h.clock.Advance(9*time.Minute + 59*time.Second + 500*time.Millisecond)
+	second := h.creds("ob") // half a second before the rotation: it is due, done first
+	if !h.rotatedFrom(obKey) || second.Data["token"] == first.Data["token"] {
+		t.Fatal("the read did not perform the due rotation first")
+	}
+	if _, err := h.sim.Validate(first.Data["token"].(string)); err == nil {
+		t.Fatal("the old token outlived the rotation")
+	}
+	h.clock.Advance(4 * time.Minute)
+	if ttl := h.creds("ob").Secret.TTL; ttl != 6*time.Minute {
+		t.Fatalf("lease %s, want 6m", ttl)
+	}
+}
+
+// Bad schedules are 400s naming the field, as are schedules on configs that cannot rotate.
+func TestScheduleValidation(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(map[string]any{"username": "", "password": ""}))
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	cases := []struct {
+		path  string
+		data  map[string]any
+		field string
+		why   string
+	}{
+		{"config/ops", map[string]any{"rotation_period": "1h"}, "rotation_period", "no rotation API"},
+		{"config/bq", map[string]any{"rotation_period": "1h"}, "rotation_period", "account login"},
+		{"config/ob", map[string]any{"rotation_period": "30s"}, "rotation_period", "at least 1m"},
+		{"config/ob", map[string]any{"rotation_period": "1h", "rotation_schedule": "0 * * * *"}, "rotation_schedule", "mutually exclusive"},
+		{"config/ob", map[string]any{"rotation_schedule": "not cron"}, "rotation_schedule", "parse"},
+		{"config/ob", map[string]any{"rotation_window": "2h"}, "rotation_window", "rotation_schedule"},
+		{"config/ob", map[string]any{"rotation_schedule": "0 * * * *", "rotation_window": "10m"}, "rotation_window", "3600"},
+		{"config/ob", map[string]any{"rotation_policy": "retry-3"}, "rotation_policy", "Enterprise"},
+	}
+	for _, tc := range cases {
+		resp, err := h.do(logical.UpdateOperation, tc.path, tc.data)
+		if !errors.Is(err, logical.ErrInvalidRequest) || !strings.HasPrefix(respErr(resp).(string), tc.field+":") ||
+			!strings.Contains(respErr(resp).(string), tc.why) {
+			t.Errorf("%s %v: want a 400 naming %s with %q, got %v %v", tc.path, tc.data, tc.field, tc.why, err, respErr(resp))
+		}
+	}
+	if h.stored("ob").scheduled() {
+		t.Fatal("a refused write stored a schedule")
+	}
+}

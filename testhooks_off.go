@@ -1,0 +1,11 @@
+//go:build !testhooks
+
+package apitokens
+
+// crashpoint marks a rotation step the crash tests can kill Vault at. Without the testhooks
+// build tag (every binary but the acceptance suite's own test build) it does nothing.
+func crashpoint(string) {}
+
+// capLeasesAtRotation reports whether leases end no later than the next scheduled rotation:
+// always, but in the acceptance suite's test build (testhooks.go).
+func capLeasesAtRotation() bool { return true }
