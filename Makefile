@@ -6,7 +6,7 @@ LDFLAGS := -X $(PKG).Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci crash bench vault clean
+.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci crash bench vault clean release
 
 all: build
 
@@ -69,6 +69,12 @@ crash:
 bench:
 	VAULT_BIN="$$(scripts/vault.sh)" $(GO) run ./bench
 	$(GO) test -run '^$$' -bench . -benchmem .
+
+## release: VERSION=vX.Y.Z (required, not the default): a zip per platform, SHA256SUMS, and
+## each plugin binary's sha256 for `vault plugin register`, in dist/ (scripts/release.sh)
+release:
+	@if [ "$(origin VERSION)" = "file" ]; then echo "make release needs VERSION=vX.Y.Z" >&2; exit 2; fi
+	VERSION=$(VERSION) GO=$(GO) scripts/release.sh
 
 ## vault: print the path of the Vault binary the suite uses, building it once if needed
 vault:
