@@ -126,8 +126,10 @@ func waitToken(t *testing.T, k *keeper, want string, limit time.Duration) {
 func TestKeeperRetriesWithBackoff(t *testing.T) {
 	f := &fakeVault{lease: 60, life: time.Hour, down: true}
 	k, logs := startKeeper(t, f)
-	for len(f.readTimes()) < 4 {
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); len(f.readTimes()) < 4; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads in 5s against a failing Vault, want retries", len(f.readTimes()))
+		}
 	}
 	if _, ok := k.Token(); ok {
 		t.Fatal("the keeper holds a token although every read failed")
@@ -179,12 +181,8 @@ func TestKeeperReadsAtOnceWhenTheTokenIsRefused(t *testing.T) {
 	if n := len(f.readTimes()); n != 1 {
 		t.Fatalf("refusing a token not in hand caused %d reads", n-1)
 	}
-	start := time.Now()
 	k.Refused(tokenN(1))
-	waitToken(t, k, tokenN(2), time.Second)
-	if took := time.Since(start); took > 300*time.Millisecond {
-		t.Errorf("the new token came %s after the refusal, want at once", took)
-	}
+	waitToken(t, k, tokenN(2), time.Second) // at once: the lease has 60 s to go
 	k.Refused(tokenN(2))
 	waitToken(t, k, tokenN(3), 2*time.Second)
 	reads := f.readTimes()
