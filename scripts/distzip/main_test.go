@@ -14,8 +14,9 @@ import (
 )
 
 // fakeBuild lays out a build directory as scripts/release.sh does, one binary per platform
-// with content unique to it, and returns the directory.
-func fakeBuild(t *testing.T, platforms ...string) string {
+// with content unique to it, and returns the directory. skew shifts the files' times on
+// disk and changes their mode, which must not reach the zips.
+func fakeBuild(t *testing.T, skew time.Duration, platforms ...string) string {
 	t.Helper()
 	build := t.TempDir()
 	for _, p := range platforms {
@@ -26,12 +27,15 @@ func fakeBuild(t *testing.T, platforms ...string) string {
 		if err := os.MkdirAll(filepath.Join(build, p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		// Mode and mtime on disk differ per platform: neither may reach the zip.
 		path := filepath.Join(build, p, bin)
-		if err := os.WriteFile(path, []byte(strings.Repeat("binary for "+p+"\n", 1000)), 0o700); err != nil {
+		mode := os.FileMode(0o700)
+		if skew != 0 {
+			mode = 0o750
+		}
+		if err := os.WriteFile(path, []byte(strings.Repeat("binary for "+p+"\n", 1000)), mode); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chtimes(path, time.Now(), time.Now().Add(-time.Duration(len(p))*time.Hour)); err != nil {
+		if err := os.Chtimes(path, time.Now(), time.Now().Add(skew)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -41,7 +45,7 @@ func fakeBuild(t *testing.T, platforms ...string) string {
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 func TestReleaseLayoutAndSums(t *testing.T) {
-	build := fakeBuild(t, "linux_amd64", "windows_amd64", "darwin_arm64")
+	build := fakeBuild(t, 0, "linux_amd64", "windows_amd64", "darwin_arm64")
 	dist := t.TempDir()
 	mtime := time.Date(2026, 11, 25, 18, 30, 0, 0, time.UTC)
 	arts, err := release("plug", "v1.2.3-rc.1", mtime, build, dist)
@@ -101,7 +105,7 @@ func TestReleaseLayoutAndSums(t *testing.T) {
 }
 
 // The same binaries and mtime give byte-identical zips, whatever the files' own modes and
-// times; another mtime gives other bytes (the time is really in the zip).
+// times on disk; another mtime gives other bytes (the time is really in the zip).
 func TestZipsAreDeterministic(t *testing.T) {
 	mtime := time.Unix(1764095400, 0)
 	zipsOf := func(build string, mtime time.Time) map[string]string {
@@ -117,20 +121,19 @@ func TestZipsAreDeterministic(t *testing.T) {
 		}
 		return out
 	}
-	a := zipsOf(fakeBuild(t, "linux_amd64", "freebsd_arm64"), mtime)
-	time.Sleep(10 * time.Millisecond)
-	b := zipsOf(fakeBuild(t, "linux_amd64", "freebsd_arm64"), mtime)
+	a := zipsOf(fakeBuild(t, 0, "linux_amd64", "freebsd_arm64"), mtime)
+	b := zipsOf(fakeBuild(t, -3*time.Hour, "linux_amd64", "freebsd_arm64"), mtime)
 	if fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Errorf("two packagings of the same binaries differ:\n%v\n%v", a, b)
 	}
-	if c := zipsOf(fakeBuild(t, "linux_amd64", "freebsd_arm64"), mtime.Add(2*time.Second)); c["SHA256SUMS"] == a["SHA256SUMS"] {
+	if c := zipsOf(fakeBuild(t, 0, "linux_amd64", "freebsd_arm64"), mtime.Add(2*time.Second)); c["SHA256SUMS"] == a["SHA256SUMS"] {
 		t.Error("another mtime gave the same zips")
 	}
 }
 
 func TestReleaseRefusesBadInput(t *testing.T) {
-	good := fakeBuild(t, "linux_amd64")
-	stray := fakeBuild(t, "linux_amd64")
+	good := fakeBuild(t, 0, "linux_amd64")
+	stray := fakeBuild(t, 0, "linux_amd64")
 	if err := os.WriteFile(filepath.Join(stray, "notes.txt"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
