@@ -84,3 +84,15 @@ func (m *metrics) tokenIssued(provider, name string, shared bool) {
 func (m *metrics) rotation(provider, name, trigger, outcome string) {
 	m.rotations.WithLabelValues(provider, name, trigger, outcome).Inc()
 }
+
+// forget removes every series of a deleted config, so that configs that come and go do not
+// pile up series.
+func (m *metrics) forget(name string) {
+	l := prometheus.Labels{"config": name}
+	m.calls.DeletePartialMatch(l)
+	m.callDuration.DeletePartialMatch(l)
+	m.tokens.DeletePartialMatch(l)
+	m.rotations.DeletePartialMatch(l)
+	m.unsettled.DeletePartialMatch(l)
+	m.nextRotation.DeletePartialMatch(l)
+}

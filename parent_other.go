@@ -1,11 +1,19 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package apitokens
 
-import "time"
+import (
+	"os"
+	"time"
+)
 
-// watchParent polls the parent process id: this platform cannot ask the kernel for a
-// signal on the parent's death.
+// watchParent polls the parent process id, which changes when the parent dies (the process
+// is handed to a reaper): this platform cannot ask the kernel for a signal then. A parent
+// gone already is noticed at once.
 func watchParent(ppid int, interval time.Duration, stop <-chan struct{}, gone func()) {
+	if os.Getppid() != ppid {
+		gone()
+		return
+	}
 	go pollParent(ppid, interval, stop, gone)
 }

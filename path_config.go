@@ -202,6 +202,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	b.dropClient(name)
 	b.refreshTokens.drop(name)
 	b.memo.forget(name)
+	b.metrics.forget(name)
 	b.event(ctx, eventConfigDelete, name, cfg.Provider)
 	return nil, nil
 }

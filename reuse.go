@@ -74,13 +74,16 @@ func need(cfg *accountConfig, t *sharedToken, minTTL time.Duration) time.Duratio
 	if n <= 0 {
 		n = t.lifetime() / 2
 	}
-	return max(n, minTTL, minLease)
+	return max(n, minTTL, 2*minLease) // less would leave no lease after the margin
 }
 
 // mintShared mints the config's next shared token in one provider call, joined by every
 // read that needs it meanwhile, and installs it unless the config changed during the call.
 func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string, timeout time.Duration) (issuedToken, error) {
+	// Only the read whose call runs sets led: for the others the token is a shared one.
+	led := false
 	ch := b.memo.flight.DoChan(name, func() (any, error) {
+		led = true
 		callCtx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		_, gen := b.memo.token(name)
@@ -99,7 +102,9 @@ func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string
 		if r.Err != nil {
 			return issuedToken{}, r.Err
 		}
-		return r.Val.(issuedToken), nil
+		t := r.Val.(issuedToken)
+		t.shared = !led // the channel's delivery orders led's write before this read
+		return t, nil
 	case <-ctx.Done():
 		return issuedToken{}, ctx.Err()
 	}

@@ -169,6 +169,14 @@ func TestReuseSingleFlight(t *testing.T) {
 	if h.tokenCalls() != 1 || len(seen) != 1 {
 		t.Fatalf("%d provider calls, %d distinct tokens for 50 concurrent reads", h.tokenCalls(), len(seen))
 	}
+	// One read minted the token; the 49 that waited for it were handed a shared one.
+	text := h.scrape()
+	for _, want := range []string{`apitokens_tokens_issued_total{config="ob",kind="fresh",provider="offblocks"} 1`,
+		`apitokens_tokens_issued_total{config="ob",kind="shared",provider="offblocks"} 49`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
 
 // A reader that gives up while the shared call is under way fails alone: the call goes on

@@ -157,7 +157,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 
 	cfg.credential.adoptRoot(next)
 	cfg.LastRotated = b.now().UTC()
-	cfg.Rotation.Failures, cfg.Rotation.RetryAt, cfg.Rotation.LastError = 0, time.Time{}, ""
+	cfg.Rotation.clearFailures()
 	if err := b.putConfig(ctx, s, name, cfg); err != nil {
 		// The WAL entry holds the new credential: the creds path or the rollback stores it.
 		return nil, nil, fmt.Errorf("store rotated credential (kept in the WAL, recovered on the next read): %w", err)

@@ -2,7 +2,6 @@ package apitokens
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -41,6 +40,11 @@ type rotationState struct {
 	LastError string    `json:"last_error,omitempty"`
 }
 
+// clearFailures forgets the failed scheduled rotations: the credential has just rotated.
+func (r *rotationState) clearFailures() {
+	r.Failures, r.RetryAt, r.LastError = 0, time.Time{}, ""
+}
+
 // scheduled reports whether the config rotates on a schedule.
 func (c *accountConfig) scheduled() bool {
 	r := c.Rotation
@@ -69,7 +73,9 @@ func (c *accountConfig) nextRotation(now time.Time) time.Time {
 		if err != nil { // validated on write; a stored one that no longer parses rotates never
 			return time.Time{}
 		}
-		next = sched.Next(from)
+		// A rotation may run up to minLease before its slot (rotationDue): the slot it
+		// served must not come out as the next one.
+		next = sched.Next(from.Add(minLease))
 		if r.RotationWindow > 0 && !now.Before(next.Add(r.RotationWindow)) {
 			next = sched.Next(now.Add(-r.RotationWindow)) // the earliest slot whose window is open or to come
 		}
@@ -121,7 +127,8 @@ func applyRotationFields(c *accountConfig, d *framework.FieldData, now time.Time
 	}
 	c.Rotation.AutomatedRotationParams = p
 	if p != before {
-		c.Rotation.Since, c.Rotation.Failures, c.Rotation.RetryAt, c.Rotation.LastError = now, 0, time.Time{}, ""
+		c.Rotation.Since = now
+		c.Rotation.clearFailures()
 	}
 	if c.scheduled() {
 		if err := canRotate(c); err != nil {
@@ -163,10 +170,11 @@ func (c *accountConfig) rotationData(d map[string]any, now time.Time) {
 }
 
 // rotateIfDue rotates config name if its scheduled rotation is due, under the config's
-// lock, through the same WAL-first rotation as rotate-root. A failure is recorded on the
-// config (retried with backoff); the rotation's own error is returned as well. It reports
-// whether a rotation was due. Where storage cannot be written it rotates nothing and
-// returns logical.ErrReadOnly.
+// lock, through the same WAL-first rotation as rotate-root, under a deadline of its own (not
+// ctx's cancellation). A failure of any kind is recorded on the config, which retries it
+// with backoff; the rotation's own error is returned as well. It reports whether a rotation
+// was due. Where storage cannot be written it rotates nothing and returns
+// logical.ErrReadOnly.
 func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage, name string) (bool, error) {
 	lock := b.lock(name)
 	lock.Lock()
@@ -178,13 +186,13 @@ func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage, name strin
 	if !b.WriteSafeReplicationState() {
 		return true, logical.ErrReadOnly
 	}
+	// The rotation is not the caller's to cancel (a reader that gives up, say): once begun it
+	// runs to its end, or to its own deadline, and its outcome is recorded.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rotationBudget(cfg))
+	defer cancel()
 	_, _, rerr := b.rotateLocked(ctx, s, name, triggerScheduled)
 	if rerr == nil {
 		return true, nil
-	}
-	var refused *rotationRefused
-	if errors.As(rerr, &refused) {
-		return true, rerr
 	}
 	// Record the failure on the config as it is now (the rotation may have changed it).
 	if cfg, err = getConfig(ctx, s, name); err != nil || cfg == nil {
@@ -200,6 +208,10 @@ func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage, name strin
 	b.Logger().Warn("scheduled rotation failed; will retry", "config", name, "retry_at", r.RetryAt, "error", rerr)
 	return true, rerr
 }
+
+// rotationBudget bounds one scheduled rotation: its provider calls (each within
+// request_timeout) and its confirmation (at most request_timeout more).
+func rotationBudget(cfg *accountConfig) time.Duration { return 4 * cfg.RequestTimeout }
 
 // periodic is the backend's PeriodicFunc, which Vault calls about once a minute: it performs
 // every scheduled rotation that is due, one config at a time. It does nothing where storage

@@ -116,6 +116,7 @@ func (b *backend) settle(ctx context.Context, s logical.Storage, id string, e ro
 func (b *backend) adopt(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, e rotationWAL) (outcome, error) {
 	cfg.credential.adoptRoot(e.New)
 	cfg.LastRotated = b.now().UTC()
+	cfg.Rotation.clearFailures()
 	if err := b.putConfig(ctx, s, e.Name, cfg); err != nil {
 		return unresolved, err
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures the plugin in a real Vault dev server (log level warn), beside
 // kv-v2 and a floor plugin of its own (bench/floor: a leased constant, no storage, no
 // upstream call), against the provider simulator served from this process. It prints one

@@ -1,0 +1,136 @@
+package apitokens
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+// A read in the last second before a cron slot rotates early; the slot it served is not due
+// again (no second rotation a moment later), and the next one is the day after.
+func TestScheduleEarlyRotationServesItsSlot(t *testing.T) {
+	h := newHarness(t) // 2026-11-23T12:00Z
+	h.scheduledOffBlocks(map[string]any{"rotation_schedule": "0 0 * * *"})
+	h.clock.Advance(12*time.Hour - 600*time.Millisecond)
+	h.creds("ob")
+	if !h.rotatedFrom(obKey) {
+		t.Fatal("not rotated 0.6 s before the slot")
+	}
+	key, _ := h.sim.OffBlocksPair(h.obID)
+	h.clock.Advance(300 * time.Millisecond)
+	h.creds("ob")
+	h.clock.Advance(time.Second)
+	h.periodic()
+	if h.rotatedFrom(key) {
+		t.Fatal("the slot was rotated twice")
+	}
+	if got := h.nextRotation("ob"); got != "2026-11-25T00:00:00Z" {
+		t.Fatalf("next_vault_rotation = %s", got)
+	}
+}
+
+// A read that triggers a due rotation and then gives up does not cut the rotation short:
+// it completes, and nothing is recorded as failed.
+func TestScheduleRotationOutlivesItsReader(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.clock.Advance(time.Hour)
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Delay: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, _ = h.b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "creds/ob",
+		Storage: h.storage, MountPoint: "apitokens/"})
+	h.assertStoredIsProviders("ob")
+	if !h.rotatedFrom(obKey) {
+		t.Fatal("the rotation was cut short with its reader")
+	}
+	if d := h.mustDo(logical.ReadOperation, "config/ob", nil).Data; d["rotation_failures"] != nil {
+		t.Fatalf("a completed rotation was recorded as failed: %v", d["last_rotation_error"])
+	}
+}
+
+// A due rotation that fails (the provider refuses the change) does not fail the read: the
+// token comes from the stored credential, and the rotation is retried after its backoff.
+func TestScheduleFailedRotationStillServesReads(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.clock.Advance(time.Hour)
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 401})
+	h.creds("ob") // valid at the provider
+	if h.rotatedFrom(obKey) || h.mustDo(logical.ReadOperation, "config/ob", nil).Data["rotation_failures"] != 1 {
+		t.Fatal("the refused rotation was not recorded")
+	}
+}
+
+// Failures back off to at most an hour; a recovery that settles the rotation clears them.
+func TestScheduleBackoffCapAndRecoveryClearsFailures(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1})
+	h.clock.Advance(time.Hour)
+	for i := 0; i < 9; i++ {
+		h.periodic()
+		next, _ := time.Parse(time.RFC3339, h.nextRotation("ob"))
+		if wait := next.Sub(h.clock.Now()); wait > time.Hour || wait < time.Minute {
+			t.Fatalf("after %d failures the next try is %s away", i+1, wait)
+		}
+		h.clock.Advance(next.Sub(h.clock.Now()))
+	}
+	h.periodic() // one more failure: the next try is an hour away, so no rotation masks the recovery's
+	h.sim.ClearFaults()
+	h.unsettledRotationOf("ob") // a manual rotation left unsettled, as a failure would be
+	h.sim.ClearFaults()
+	h.rollback()
+	if d := h.mustDo(logical.ReadOperation, "config/ob", nil).Data; d["rotation_failures"] != nil {
+		t.Fatalf("a settled recovery left the failures: %v", d["rotation_failures"])
+	}
+}
+
+// A settled recovery drops the shared token itself (not only a rotation does).
+func TestReuseDroppedBySettledRecovery(t *testing.T) {
+	h := newHarness(t)
+	h.reuseConfig(nil)
+	h.sim.SetOffBlocksLag(2 * time.Minute)
+	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
+		t.Fatal("the rotation should be unsettled")
+	}
+	before := h.creds("ob").Data["token"] // shared, from the old pair, which still works
+	h.clock.Advance(2 * time.Minute)      // the provider switches: the shared token dies
+	h.rollback()                          // settles: adopts the new pair
+	if after := h.creds("ob").Data["token"]; after == before {
+		t.Fatal("the shared token outlived the settled recovery")
+	}
+}
+
+// Series of a deleted config go; a rotation settled by keeping the old credential counts as
+// kept_old; interrupted create markers are not unsettled rotations.
+func TestMetricsDeletedConfigsKeptOldAndMarkers(t *testing.T) {
+	h := newHarness(t)
+	h.pendingOffBlocks(false)
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 400})
+	h.rollback()
+	if text := h.scrape(); !strings.Contains(text,
+		`apitokens_rotations_total{config="ob",outcome="kept_old",provider="offblocks",trigger="recovered"} 1`) {
+		t.Fatalf("kept_old not counted:\n%s", text)
+	}
+	h.mustDo(logical.DeleteOperation, "config/ob", nil)
+	if text := h.scrape(); strings.Contains(text, `config="ob"`) {
+		t.Fatalf("a deleted config's series remain:\n%s", text)
+	}
+
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	marker := newRotationWAL("bq", "bloq", h.stored("bq").credential, credential{}, h.clock.Now())
+	marker.Creating = true
+	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, marker); err != nil {
+		t.Fatal(err)
+	}
+	if text := h.scrape(); !strings.Contains(text, `apitokens_unsettled_rotations{config="bq",provider="bloq"} 0`) {
+		t.Fatalf("a create marker counted as an unsettled rotation:\n%s", text)
+	}
+}
