@@ -200,6 +200,13 @@ func (h *harness) bloqConfig(extra map[string]any) map[string]any {
 	return m
 }
 
+// bloqRefreshConfig writes config/bq with a Client Refresh Token as its root credential.
+func (h *harness) bloqRefreshConfig(refreshToken string) {
+	h.t.Helper()
+	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": refreshToken})
+}
+
 func (h *harness) opsnowConfig() map[string]any {
 	return map[string]any{"provider": "opsnow", "base_url": h.url + simulator.OpsNowPrefix, "api_key": opsAPIKey}
 }

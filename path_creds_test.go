@@ -145,8 +145,7 @@ func TestCredsBloqRefreshTokenReplaced(t *testing.T) {
 	h := newHarness(t)
 	h.sim.SetBloqRotateRefresh(true)
 	first := h.sim.BloqRefreshToken(h.bqKeyID)
-	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": first})
+	h.bloqRefreshConfig(first)
 	for i := 0; i < 3; i++ {
 		h.creds("bq") // each use invalidates the refresh token used: the new one must be stored
 	}

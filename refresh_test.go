@@ -17,8 +17,7 @@ import (
 func TestCredsRefreshGrantOnPerformanceStandbyForwards(t *testing.T) {
 	h := newHarness(t)
 	h.sim.SetBloqRotateRefresh(true)
-	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
+	h.bloqRefreshConfig(h.sim.BloqRefreshToken(h.bqKeyID))
 	h.b.System().(*logical.StaticSystemView).ReplicationStateVal = consts.ReplicationPerformanceStandby
 	_, err := h.do(logical.ReadOperation, "creds/bq", nil)
 	if !errors.Is(err, logical.ErrReadOnly) {
@@ -36,8 +35,7 @@ func TestCredsBloqRefreshTokenStoreFails(t *testing.T) {
 	h := newHarness(t)
 	h.sim.SetBloqRotateRefresh(true)
 	first := h.sim.BloqRefreshToken(h.bqKeyID)
-	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": first})
+	h.bloqRefreshConfig(first)
 	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
 
 	resp := h.creds("bq")
@@ -69,8 +67,7 @@ func TestCredsBloqRefreshTokenStoreRetried(t *testing.T) {
 	h := newHarness(t)
 	h.sim.SetBloqRotateRefresh(true)
 	first := h.sim.BloqRefreshToken(h.bqKeyID)
-	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": first})
+	h.bloqRefreshConfig(first)
 	failures := 1
 	h.storage.setFailPut(func(k string) bool {
 		failures--
@@ -89,8 +86,7 @@ func TestCredsBloqRefreshTokenStoreRetried(t *testing.T) {
 func TestConfigWriteKeepsHeldRefreshToken(t *testing.T) {
 	h := newHarness(t)
 	h.sim.SetBloqRotateRefresh(true)
-	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
+	h.bloqRefreshConfig(h.sim.BloqRefreshToken(h.bqKeyID))
 	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
 	h.creds("bq")
 	h.storage.setFailPut(nil)
@@ -115,8 +111,7 @@ func TestConfigWriteKeepsHeldRefreshToken(t *testing.T) {
 func TestRefreshTokenKeptFromMalformedAnswer(t *testing.T) {
 	h := newHarness(t)
 	first := h.sim.BloqRefreshToken(h.bqKeyID)
-	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": first})
+	h.bloqRefreshConfig(first)
 	next := h.sim.BloqRefreshToken(h.bqKeyID)
 	bad := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln" // exp "soon": unreadable
 	h.sim.Inject(simulator.RouteBloqToken, simulator.Fault{Status: 200,
