@@ -215,20 +215,6 @@ func TestReleaseIsReproducible(t *testing.T) {
 		releaseVersion, hexSum(bin), len(zipBytes), time.Since(start).Round(100*time.Millisecond))
 }
 
-// startDevWithPlugins is startDev with a plugin directory of its own.
-func startDevWithPlugins(t *testing.T, plugins string) *vaultServer {
-	t.Helper()
-	dir := t.TempDir()
-	port := freePort(t)
-	cfg := filepath.Join(dir, "plugins.hcl")
-	writeFile(t, cfg, fmt.Sprintf("plugin_directory = %q\n", plugins))
-	v := &vaultServer{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), config: cfg, dev: true}
-	v.start("server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+cfg)
-	v.waitUp()
-	v.client.SetToken("root")
-	return v
-}
-
 // The README's install, from the release zip: unzip into the plugin directory, register
 // the binary's sha256 (as PLUGIN_SHA256SUMS gives it) under the release version, enable. The
 // mount runs that version and that binary, serves creds, and its plugin process ends with

@@ -129,14 +129,20 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startDev starts `vault server -dev` with the plugin directory; root token "root". extra
-// arguments go to `vault server`.
+// startDev starts `vault server -dev` with the suite's plugin directory; root token
+// "root". extra arguments go to `vault server`.
 func startDev(t testing.TB, extra ...string) *vaultServer {
+	t.Helper()
+	return startDevWithPlugins(t, pluginDir, extra...)
+}
+
+// startDevWithPlugins is startDev with the plugin directory plugins.
+func startDevWithPlugins(t testing.TB, plugins string, extra ...string) *vaultServer {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	cfg := filepath.Join(dir, "plugins.hcl")
-	writeFile(t, cfg, fmt.Sprintf("plugin_directory = %q\n", pluginDir))
+	writeFile(t, cfg, fmt.Sprintf("plugin_directory = %q\n", plugins))
 	v := &vaultServer{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", port), config: cfg, dev: true}
 	v.start(append([]string{"server", "-dev", "-dev-root-token-id=root",
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config=" + cfg}, extra...)...)
