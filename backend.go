@@ -5,6 +5,7 @@ package apitokens
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,11 @@ type backend struct {
 
 	// retryWaitMin and retryWaitMax override the HTTP backoff bounds (tests shorten them).
 	retryWaitMin, retryWaitMax time.Duration
+	// transport and backoff, when set, replace the HTTP transport and the wait before a
+	// retry of every provider client: the deterministic simulation serves the providers in
+	// process and retries without waiting in real time.
+	transport http.RoundTripper
+	backoff   func(min, max time.Duration, attempt int, resp *http.Response) time.Duration
 }
 
 // Factory returns a configured backend; it is the plugin's entry point.

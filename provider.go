@@ -86,6 +86,8 @@ func (b *backend) providerFor(name string, c *accountConfig) provider {
 		RetryWaitMax: b.retryWaitMax,
 		Logger:       b.Logger().Named(c.Provider),
 		Observe:      b.metrics.observeCall(c.Provider, name),
+		Transport:    b.transport,
+		Backoff:      b.backoff,
 	})
 	var p provider
 	switch c.Provider {

@@ -74,6 +74,15 @@ func (s *Server) SetBloqKeyListIDOnly(on bool) {
 	s.bloqKeyListIDOnly = on
 }
 
+// BloqLiveSecrets returns the client secrets of a user's live keys, oldest first.
+func (s *Server) BloqLiveSecrets(userID string) []string {
+	var secrets []string
+	for _, id := range s.BloqClientIDs(userID) {
+		secrets = append(secrets, s.BloqKeySecret(id))
+	}
+	return secrets
+}
+
 // BloqClientIDs returns the client ids of a user's live keys, oldest first.
 func (s *Server) BloqClientIDs(userID string) []string {
 	s.mu.Lock()

@@ -12,14 +12,19 @@ type offblocksAccount struct {
 	apiKey, apiSecret string
 	gen               int // bumped by every credential update: older tokens die
 	deleted           bool
-	// pending is an accepted credential update that takes effect later (lag mode).
-	pending *offblocksUpdate
+	// pending are accepted credential updates not applied yet (lag mode).
+	pending []offblocksUpdate
 }
 
-// offblocksUpdate is a credential update the provider has acknowledged but not yet applied.
+// offblocksUpdate is a credential update the provider has accepted but not yet applied. It
+// applies at its own time, whatever the order the updates were sent in, and only if the pair
+// whose Bearer token authorised it is still the account's then (base is that pair's
+// generation): an update applied kills every token of the pair it replaces, the Bearer of
+// every other update authorised by that pair included, so those never apply.
 type offblocksUpdate struct {
 	apiKey, apiSecret string
 	at                time.Time
+	base              int
 }
 
 // SetOffBlocksLag makes every later credential update (PUT /auth/credentials) answer 204 at
@@ -31,27 +36,106 @@ func (s *Server) SetOffBlocksLag(lag time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.offblocksLag = lag
+	s.offblocksLagFunc = nil
 }
 
-// OffBlocksPending reports whether the account has an acknowledged credential update that
-// has not taken effect yet.
+// SetOffBlocksLagFunc makes each later credential update take effect lag() after it is
+// accepted, a lag of its own per update (zero: at once), so that updates may apply in another
+// order than they were sent in. The deterministic simulation draws the lags from its seed.
+func (s *Server) SetOffBlocksLagFunc(lag func() time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offblocksLagFunc = lag
+}
+
+// OffBlocksPending reports whether the account has an accepted credential update that has
+// not taken effect yet and still can.
 func (s *Server) OffBlocksPending(id string) bool {
+	return len(s.OffBlocksPendingPairs(id)) > 0
+}
+
+// OffBlocksPendingPairs returns the pairs (API key, secret) of the account's accepted
+// updates that have not taken effect yet and still can (their authorising pair is still the
+// account's), in the order they were accepted.
+func (s *Server) OffBlocksPendingPairs(id string) [][2]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.applyDueOffBlocks()
 	a := s.offblocks[id]
-	return a != nil && a.pending != nil
+	if a == nil {
+		return nil
+	}
+	var pairs [][2]string
+	for _, u := range a.pending {
+		if u.base == a.gen {
+			pairs = append(pairs, [2]string{u.apiKey, u.apiSecret})
+		}
+	}
+	return pairs
 }
 
-// applyDueOffBlocks applies every lagged update whose time has come; the caller holds s.mu.
+// ApplyOffBlocksPending makes the account's i-th pending update (as OffBlocksPendingPairs
+// orders them) take effect now, as a provider catching up at an unforeseen moment would.
+// It reports whether there was one.
+func (s *Server) ApplyOffBlocksPending(id string, i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyDueOffBlocks()
+	a := s.offblocks[id]
+	if a == nil {
+		return false
+	}
+	n := 0
+	for j, u := range a.pending {
+		if u.base != a.gen {
+			continue
+		}
+		if n == i {
+			a.pending = append(a.pending[:j:j], a.pending[j+1:]...)
+			a.apply(u)
+			return true
+		}
+		n++
+	}
+	return false
+}
+
+// apply makes u the account's pair if its authorising pair is still current.
+func (a *offblocksAccount) apply(u offblocksUpdate) {
+	if u.base != a.gen {
+		return
+	}
+	a.apiKey, a.apiSecret = u.apiKey, u.apiSecret
+	a.gen++
+}
+
+// applyDueOffBlocks applies every lagged update whose time has come, earliest first (by
+// acceptance order among equal times), and drops those that can no longer apply; the
+// caller holds s.mu.
 func (s *Server) applyDueOffBlocks() {
 	now := s.now()
 	for _, a := range s.offblocks {
-		if a.pending != nil && !now.Before(a.pending.at) {
-			a.apiKey, a.apiSecret = a.pending.apiKey, a.pending.apiSecret
-			a.gen++
-			a.pending = nil
+		for {
+			best := -1
+			for j, u := range a.pending {
+				if !now.Before(u.at) && (best < 0 || u.at.Before(a.pending[best].at)) {
+					best = j
+				}
+			}
+			if best < 0 {
+				break
+			}
+			u := a.pending[best]
+			a.pending = append(a.pending[:best:best], a.pending[best+1:]...)
+			a.apply(u)
 		}
+		live := a.pending[:0:0]
+		for _, u := range a.pending {
+			if u.base == a.gen {
+				live = append(live, u)
+			}
+		}
+		a.pending = live
 	}
 }
 
@@ -143,11 +227,15 @@ func (s *Server) offblocksUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a := s.offblocks[id]
-	if s.offblocksLag > 0 {
-		a.pending = &offblocksUpdate{apiKey: p.APIKey, apiSecret: p.APISecret, at: s.now().Add(s.offblocksLag)}
+	lag := s.offblocksLag
+	if s.offblocksLagFunc != nil {
+		lag = s.offblocksLagFunc()
+	}
+	u := offblocksUpdate{apiKey: p.APIKey, apiSecret: p.APISecret, at: s.now().Add(lag), base: a.gen}
+	if lag > 0 {
+		a.pending = append(a.pending, u)
 	} else {
-		a.apiKey, a.apiSecret, a.pending = p.APIKey, p.APISecret, nil
-		a.gen++
+		a.apply(u)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

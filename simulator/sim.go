@@ -93,6 +93,7 @@ type Server struct {
 	bloqLegacyLogin   bool // POST /bloq/auth answers 404: only /bloq/auth/login logs in
 	bloqKeyListIDOnly bool // the key list gives only {id: clientId, createdAt}
 	offblocksLag      time.Duration
+	offblocksLagFunc  func() time.Duration
 	opsnowShape       OpsNowShape
 	seq               int
 }

@@ -56,6 +56,13 @@ type Options struct {
 	Observe func(call string, status int, took time.Duration)
 	// Logger receives retry decisions at debug level; never a body, header or credential.
 	Logger hclog.Logger
+	// Transport, when set, carries every request instead of a pooled cleanhttp transport
+	// (MaxConns then does not apply): the deterministic simulation serves the provider in
+	// process through it.
+	Transport http.RoundTripper
+	// Backoff, when set, replaces retryablehttp.DefaultBackoff for the wait before a retry
+	// (same contract); the simulation retries without waiting in real time.
+	Backoff func(min, max time.Duration, attempt int, resp *http.Response) time.Duration
 }
 
 // Client performs JSON calls against one provider account's API. It is safe for concurrent use.
@@ -88,16 +95,24 @@ func New(opts Options) *Client {
 		opts.MaxConns = MaxConns
 	}
 	hc := cleanhttp.DefaultPooledClient()
-	transport := hc.Transport.(*http.Transport)
-	transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost = opts.MaxConns, opts.MaxConns
+	if opts.Transport != nil {
+		hc.Transport = opts.Transport
+	} else {
+		transport := hc.Transport.(*http.Transport)
+		transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost = opts.MaxConns, opts.MaxConns
+	}
 	hc.CheckRedirect = sameHostRedirects
+	backoff := retryablehttp.Backoff(retryablehttp.DefaultBackoff)
+	if opts.Backoff != nil {
+		backoff = opts.Backoff
+	}
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,
 		Logger:       nil, // retryablehttp's own logger prints URLs; we log decisions ourselves
 		RetryWaitMin: opts.RetryWaitMin,
 		RetryWaitMax: opts.RetryWaitMax,
 		RetryMax:     opts.RetryMax,
-		Backoff:      retryablehttp.DefaultBackoff,
+		Backoff:      backoff,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	c := &Client{opts: opts, retry: rc}
