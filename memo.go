@@ -13,13 +13,22 @@ import (
 // provider call touches neither storage nor the network: the decoded config and, with
 // token_reuse, the shared token. Neither is ever written to storage.
 //
-// Every config change drops both (forget): a write or delete by an operator, a rotation, a
-// settled recovery, and Vault's Invalidate for a config changed on another node. Each entry
-// carries a generation, bumped by forget: a value loaded or minted before a forget is never
-// installed after it.
+// An entry exists only for a config that exists: lookups (config, token) never create one;
+// remembering a config found in storage (fillConfig, setConfig), sharing its token (share)
+// or needing its mint slots (slots, after the config was found) do. So reads of names that
+// do not exist leave nothing behind.
+//
+// Every config change drops its entry (forget): a write or delete by an operator, a
+// rotation, a settled recovery, and Vault's Invalidate for a config changed on another
+// node. A value loaded or minted before a forget is never installed after it: a lookup
+// hands out a generation, which an install must present, and every forget bumps a
+// memo-wide counter from which each entry takes its generation when it is created, so a
+// re-created entry never carries a generation handed out before the forget.
 type memo struct {
 	mu      sync.Mutex
 	entries map[string]*memoEntry
+	// gen is the memo-wide generation: bumped by every forget; a new entry takes its value.
+	gen uint64
 	// flight makes concurrent reads that need a new shared token wait for one provider call.
 	flight singleflight.Group
 }
@@ -44,15 +53,36 @@ type sharedToken struct {
 // lifetime is the token's whole life as minted.
 func (t *sharedToken) lifetime() time.Duration { return t.ExpiresAt.Sub(t.issued) }
 
-func (m *memo) entry(name string) *memoEntry {
+// lookup returns name's entry, nil if none, and the generation a value loaded or minted from
+// now on must be installed with: the entry's, or the memo's when there is none. It creates
+// nothing. The caller holds m.mu.
+func (m *memo) lookup(name string) (*memoEntry, uint64) {
+	if e := m.entries[name]; e != nil {
+		return e, e.gen
+	}
+	return nil, m.gen
+}
+
+// install returns name's entry for a value obtained at generation gen, creating it if need
+// be, or nil if name was forgotten since (the value must be dropped). The caller holds m.mu.
+func (m *memo) install(name string, gen uint64) *memoEntry {
+	e := m.entries[name]
+	switch {
+	case e != nil && e.gen == gen:
+		return e
+	case e == nil && gen == m.gen: // no forget since the lookup (of any name: safe, if not exact)
+		return m.create(name)
+	}
+	return nil
+}
+
+// create adds an empty entry for name at the memo's generation. The caller holds m.mu.
+func (m *memo) create(name string) *memoEntry {
 	if m.entries == nil {
 		m.entries = map[string]*memoEntry{}
 	}
-	e, ok := m.entries[name]
-	if !ok {
-		e = &memoEntry{}
-		m.entries[name] = e
-	}
+	e := &memoEntry{gen: m.gen}
+	m.entries[name] = e
 	return e
 }
 
@@ -61,31 +91,39 @@ func (m *memo) entry(name string) *memoEntry {
 // then wait for a connection (apiclient.MaxConns) with its stack and buffers grown.
 const mintSlots = 8
 
-// slots returns the config's semaphore of mintSlots.
+// slots returns the config's semaphore of mintSlots, creating its entry if need be: call it
+// only for a config that was found. A forget drops the semaphore with the entry: mints
+// already holding a slot of the old one finish outside the new one's count.
 func (m *memo) slots(name string) chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.entry(name)
+	e := m.entries[name]
+	if e == nil {
+		e = m.create(name)
+	}
 	if e.slots == nil {
 		e.slots = make(chan struct{}, mintSlots)
 	}
 	return e.slots
 }
 
-// config returns the remembered config (nil if none) and the entry's generation.
+// config returns the remembered config (nil if none) and the generation to fill it at.
 func (m *memo) config(name string) (*accountConfig, uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.entry(name)
-	return e.cfg, e.gen
+	e, gen := m.lookup(name)
+	if e == nil {
+		return nil, gen
+	}
+	return e.cfg, gen
 }
 
-// fillConfig remembers cfg, loaded from storage at generation gen, unless the config was
-// forgotten since.
+// fillConfig remembers cfg, an existing config loaded from storage at generation gen, unless
+// the config was forgotten since.
 func (m *memo) fillConfig(name string, gen uint64, cfg *accountConfig) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e := m.entry(name); e.gen == gen {
+	if e := m.install(name, gen); e != nil {
 		e.cfg = cfg
 	}
 }
@@ -97,43 +135,49 @@ func (m *memo) setConfig(name string, cfg *accountConfig) {
 	cp := *cfg // callers may go on changing theirs; the remembered one is never changed
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.entry(name).cfg = &cp
+	e := m.entries[name]
+	if e == nil {
+		e = m.create(name)
+	}
+	e.cfg = &cp
 }
 
-// token returns the shared token (nil if none) and the entry's generation.
+// token returns the shared token (nil if none) and the generation to share a new one at.
 func (m *memo) token(name string) (*sharedToken, uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.entry(name)
-	return e.token, e.gen
+	e, gen := m.lookup(name)
+	if e == nil {
+		return nil, gen
+	}
+	return e.token, gen
 }
 
-// share installs t, minted at generation gen, unless the config was forgotten since.
+// share installs t, minted at generation gen for a config with token_reuse on, unless the
+// config was forgotten since.
 func (m *memo) share(name string, gen uint64, t *sharedToken) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e := m.entry(name); e.gen == gen {
+	if e := m.install(name, gen); e != nil {
 		e.token = t
 	}
 }
 
-// forget drops the config and the shared token of name and bumps its generation.
+// forget drops the entry of name (its config, shared token and mint slots) and bumps the
+// memo's generation.
 func (m *memo) forget(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.entry(name)
-	e.gen++
-	e.cfg, e.token = nil, nil
+	m.gen++
+	delete(m.entries, name)
 }
 
 // forgetAll drops everything (the backend is being cleaned up).
 func (m *memo) forgetAll() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, e := range m.entries {
-		e.gen++
-		e.cfg, e.token = nil, nil
-	}
+	m.gen++
+	m.entries = nil
 }
 
 // cachedConfig returns config name from memory, or loads it from storage and remembers it.

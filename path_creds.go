@@ -74,10 +74,17 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
 	// A scheduled rotation kills the tokens of the credential it replaces (OffBlocks' PUT,
-	// Bloq's key delete): the lease ends no later than it, so that clients fetch a token of
-	// the new credential when the old ones die.
-	if next := t.cfg.nextRotation(now); !next.IsZero() && capLeasesAtRotation() {
-		ttl = min(ttl, max(next.Sub(now).Truncate(time.Second), minLease))
+	// Bloq's key delete): the lease ends a margin before the rotation may run (rotationStart),
+	// so that clients fetch a token of the new credential before the old ones die. A read
+	// that finds no lease fits rotates first (token); one whose mint outlasted the room left
+	// is refused, never leased past the rotation.
+	if limit, ok := t.cfg.rotationLeaseCap(now); ok && capLeasesAtRotation() {
+		if limit < minLease {
+			return nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates on its "+
+				"schedule at %s, too soon for a lease of this token: read again", name,
+				t.cfg.rotationStart(now).Format(time.RFC3339)))
+		}
+		ttl = min(ttl, limit)
 	}
 	b.metrics.tokenIssued(t.cfg.Provider, name, t.shared)
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)

@@ -69,6 +69,8 @@ func (b *backend) pathRotateRoot(ctx context.Context, req *logical.Request, d *f
 			"revoke their leases with: vault lease revoke -prefix %screds/%s", req.MountPoint, name))
 	case bloq.Name:
 		data["client_id"] = cfg.ClientID
+		warnings = append(warnings, fmt.Sprintf("tokens issued with the old client key stop working once it is deleted; "+
+			"revoke their leases with: vault lease revoke -prefix %screds/%s", req.MountPoint, name))
 	}
 	return &logical.Response{Data: data, Warnings: warnings}, nil
 }

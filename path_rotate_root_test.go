@@ -231,8 +231,8 @@ func TestRotateBloqLegacyLoginAndIDOnlyList(t *testing.T) {
 	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != newID {
 		t.Fatalf("provider keys after rotation = %v, want only %s", keys, newID)
 	}
-	if len(resp.Warnings) != 0 {
-		t.Errorf("warnings = %v", resp.Warnings)
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "vault lease revoke -prefix apitokens/creds/bq") {
+		t.Errorf("warnings = %v, want only the one to revoke the old leases", resp.Warnings)
 	}
 	h.creds("bq")
 }

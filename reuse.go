@@ -21,8 +21,9 @@ type issuedToken struct {
 // shared call runs under the config's request_timeout, not a reader's context, so a reader
 // giving up fails no other.
 //
-// A scheduled rotation that is due is performed first, so that the token comes from the new
-// credential (the old one's tokens die with the rotation).
+// A scheduled rotation that is due, or so close that no lease would fit before it
+// (rotateFirst), is performed first, waiting for it if need be, so that the token comes from
+// the new credential (the old one's tokens die with the rotation).
 func (b *backend) token(ctx context.Context, s logical.Storage, name string, minTTL time.Duration) (issuedToken, error) {
 	lock := b.lock(name)
 	lock.RLock()
@@ -30,7 +31,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name string, min
 	if err == nil && cfg == nil {
 		err = errConfigNotFound(name)
 	}
-	if err == nil && cfg.rotationDue(b.now()) {
+	if err == nil && cfg.rotateFirst(b.now()) {
 		lock.RUnlock()
 		if _, err := b.rotateIfDue(ctx, s, name); err == logical.ErrReadOnly {
 			return issuedToken{}, err // the active node rotates: Vault forwards the read there

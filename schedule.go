@@ -73,9 +73,9 @@ func (c *accountConfig) nextRotation(now time.Time) time.Time {
 		if err != nil { // validated on write; a stored one that no longer parses rotates never
 			return time.Time{}
 		}
-		// A rotation may run up to minLease before its slot (rotationDue): the slot it
+		// A rotation may run up to rotationEarly before its slot (rotationStart): the slot it
 		// served must not come out as the next one.
-		next = sched.Next(from.Add(minLease))
+		next = sched.Next(from.Add(rotationEarly))
 		if r.RotationWindow > 0 && !now.Before(next.Add(r.RotationWindow)) {
 			next = sched.Next(now.Add(-r.RotationWindow)) // the earliest slot whose window is open or to come
 		}
@@ -86,11 +86,68 @@ func (c *accountConfig) nextRotation(now time.Time) time.Time {
 	return next.UTC()
 }
 
-// rotationDue reports whether config c must rotate before a token is minted at now: its
-// next rotation is at most minLease away, so that no lease would be left before it.
-func (c *accountConfig) rotationDue(now time.Time) bool {
+// rotationEarly is how long before its next_vault_rotation a scheduled rotation may run,
+// whether Vault's periodic call or a creds read performs it.
+const rotationEarly = time.Second
+
+// rotationLeaseMargin is how long before the earliest moment a scheduled rotation may run
+// every creds lease ends: Vault starts the lease a moment after the plugin's clock reads,
+// and a client needs a moment to read again.
+const rotationLeaseMargin = time.Second
+
+// rotationStart returns W, the earliest moment config c's next scheduled rotation may run,
+// by now: nextRotation(now) - rotationEarly; the zero time when c has no schedule. It is the
+// one rule that the schedule and the leases share:
+//
+//   - the rotation runs at W or later, never before: rotationDue(now) is exactly now >= W;
+//   - every creds lease issued at now ends no later than W - rotationLeaseMargin: its TTL is
+//     at most that bound minus now, truncated to whole seconds, and never lengthened to
+//     minLease (rotationLeaseCap);
+//   - a read at a time when no lease of minLease fits before that bound performs the
+//     rotation before it mints (rotateFirst): at once if it is due, else it waits until W
+//     (rotationImminent, rotateIfDue).
+//
+// So no token is leased past the rotation that kills it (OffBlocks' PUT, Bloq's key delete).
+func (c *accountConfig) rotationStart(now time.Time) time.Time {
 	next := c.nextRotation(now)
-	return !next.IsZero() && !now.Before(next.Add(-minLease))
+	if next.IsZero() {
+		return time.Time{}
+	}
+	return next.Add(-rotationEarly)
+}
+
+// rotationDue reports whether config c's scheduled rotation may run at now: now is at or
+// after rotationStart.
+func (c *accountConfig) rotationDue(now time.Time) bool {
+	w := c.rotationStart(now)
+	return !w.IsZero() && !now.Before(w)
+}
+
+// rotationLeaseCap returns the longest lease a creds read of config c at now may get because
+// of its schedule, and false when it has none: from now to rotationStart(now) -
+// rotationLeaseMargin, truncated to whole seconds (Vault's lease unit) so that the lease never
+// ends past that bound. It is not floored: it is less than minLease, even negative, when no
+// lease fits before the rotation (then the read must rotate first: rotateFirst).
+func (c *accountConfig) rotationLeaseCap(now time.Time) (time.Duration, bool) {
+	w := c.rotationStart(now)
+	if w.IsZero() {
+		return 0, false
+	}
+	return w.Add(-rotationLeaseMargin).Sub(now).Truncate(time.Second), true
+}
+
+// rotateFirst reports whether a creds read of config c at now must perform its scheduled
+// rotation before it mints, because no lease of minLease fits before it: the rotation is
+// due, or imminent (then the read waits for it: rotateIfDue).
+func (c *accountConfig) rotateFirst(now time.Time) bool {
+	limit, ok := c.rotationLeaseCap(now)
+	return ok && limit < minLease
+}
+
+// rotationImminent reports whether config c's scheduled rotation is not due at now but so
+// close that no lease of minLease fits before it: a read then waits until rotationStart.
+func (c *accountConfig) rotationImminent(now time.Time) bool {
+	return c.rotateFirst(now) && !c.rotationDue(now)
 }
 
 // applyRotationFields reads rotation_period, rotation_schedule, rotation_window,
@@ -169,13 +226,50 @@ func (c *accountConfig) rotationData(d map[string]any, now time.Time) {
 	}
 }
 
-// rotateIfDue rotates config name if its scheduled rotation is due, under the config's
-// lock, through the same WAL-first rotation as rotate-root, under a deadline of its own (not
-// ctx's cancellation). A failure of any kind is recorded on the config, which retries it
-// with backoff; the rotation's own error is returned as well. It reports whether a rotation
-// was due. Where storage cannot be written it rotates nothing and returns
-// logical.ErrReadOnly.
+// rotateIfDue performs config name's scheduled rotation for a creds read that must rotate
+// first (rotateFirst): if the rotation is imminent it waits, holding no lock, until it may
+// run (rotationStart), or returns ctx's error if ctx ends first; then it is
+// rotateScheduled. It reports whether a rotation was due. Where storage cannot be written it
+// waits for nothing and returns logical.ErrReadOnly.
 func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage, name string) (bool, error) {
+	if err := b.awaitRotationStart(ctx, s, name); err != nil {
+		return false, err
+	}
+	return b.rotateScheduled(ctx, s, name)
+}
+
+// awaitRotationStart waits until config name's imminent scheduled rotation may run, holding
+// no lock while it waits; it returns at once when none is imminent, ctx's error if ctx ends
+// first, and logical.ErrReadOnly where storage cannot be written (the active node rotates).
+func (b *backend) awaitRotationStart(ctx context.Context, s logical.Storage, name string) error {
+	lock := b.lock(name)
+	for {
+		lock.RLock()
+		cfg, err := b.cachedConfig(ctx, s, name)
+		lock.RUnlock()
+		now := b.now()
+		if err != nil || cfg == nil || !cfg.rotationImminent(now) {
+			return err
+		}
+		if !b.WriteSafeReplicationState() {
+			return logical.ErrReadOnly // the active node rotates: Vault forwards the read there now
+		}
+		if err := b.sleep(ctx, cfg.rotationStart(now).Sub(now)); err != nil {
+			return fmt.Errorf("wait for the scheduled rotation of %q: %w", name, err)
+		}
+	}
+}
+
+// rotationRecordTimeout bounds the storage write that records a failed scheduled rotation.
+const rotationRecordTimeout = 10 * time.Second
+
+// rotateScheduled rotates config name if its scheduled rotation is due, under the config's
+// lock, through the same WAL-first rotation as rotate-root, under a deadline of its own
+// (rotationBudget; not ctx's cancellation). A failure of any kind is recorded on the config,
+// which retries it with backoff, under a context of its own (the rotation's may be done);
+// the rotation's own error is returned as well. It reports whether a rotation was due. Where
+// storage cannot be written it rotates nothing and returns logical.ErrReadOnly.
+func (b *backend) rotateScheduled(ctx context.Context, s logical.Storage, name string) (bool, error) {
 	lock := b.lock(name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -188,21 +282,28 @@ func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage, name strin
 	}
 	// The rotation is not the caller's to cancel (a reader that gives up, say): once begun it
 	// runs to its end, or to its own deadline, and its outcome is recorded.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rotationBudget(cfg))
+	rotCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rotationBudget(cfg))
 	defer cancel()
-	_, _, rerr := b.rotateLocked(ctx, s, name, triggerScheduled)
+	_, _, rerr := b.rotateLocked(rotCtx, s, name, triggerScheduled)
 	if rerr == nil {
 		return true, nil
 	}
+	// A rotation that used its whole budget leaves rotCtx done, and storage refuses a done
+	// context: the failure is recorded under a context of its own, or its backoff is lost.
+	recCtx, recCancel := context.WithTimeout(context.WithoutCancel(ctx), rotationRecordTimeout)
+	defer recCancel()
 	// Record the failure on the config as it is now (the rotation may have changed it).
-	if cfg, err = getConfig(ctx, s, name); err != nil || cfg == nil {
+	if cfg, err = getConfig(recCtx, s, name); err != nil || cfg == nil {
+		if err != nil {
+			b.Logger().Error("could not record a failed scheduled rotation", "config", name, "error", err)
+		}
 		return true, rerr
 	}
 	r := &cfg.Rotation
 	r.Failures++
 	r.RetryAt = b.now().Add(min(rotationRetryMin<<min(r.Failures-1, 10), rotationRetryMax)).UTC()
 	r.LastError = rerr.Error()
-	if err := b.putConfig(ctx, s, name, cfg); err != nil {
+	if err := b.putConfig(recCtx, s, name, cfg); err != nil {
 		b.Logger().Error("could not record a failed scheduled rotation", "config", name, "error", err)
 	}
 	b.Logger().Warn("scheduled rotation failed; will retry", "config", name, "retry_at", r.RetryAt, "error", rerr)
@@ -214,8 +315,9 @@ func (b *backend) rotateIfDue(ctx context.Context, s logical.Storage, name strin
 func rotationBudget(cfg *accountConfig) time.Duration { return 4 * cfg.RequestTimeout }
 
 // periodic is the backend's PeriodicFunc, which Vault calls about once a minute: it performs
-// every scheduled rotation that is due, one config at a time. It does nothing where storage
-// cannot be written (a performance standby or secondary): the active node rotates.
+// every scheduled rotation that is due, one config at a time, and waits for none (a read
+// that finds one imminent does). It does nothing where storage cannot be written (a
+// performance standby or secondary): the active node rotates.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
@@ -225,7 +327,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return err
 	}
 	for _, name := range names {
-		if _, err := b.rotateIfDue(ctx, req.Storage, name); err != nil {
+		if _, err := b.rotateScheduled(ctx, req.Storage, name); err != nil {
 			b.Logger().Debug("scheduled rotation not done", "config", name, "error", err)
 		}
 	}

@@ -182,8 +182,8 @@ func TestScheduleLeasesAndReadTriggeredRotation(t *testing.T) {
 	h := newHarness(t)
 	h.scheduledOffBlocks(map[string]any{"rotation_period": "10m", "token_reuse": true})
 	first := h.creds("ob")
-	if first.Secret.TTL != 10*time.Minute {
-		t.Fatalf("lease %s, want 10m (the next rotation), not the token's 59m", first.Secret.TTL)
+	if first.Secret.TTL != 10*time.Minute-2*time.Second {
+		t.Fatalf("lease %s, want 9m58s (2 s before the next rotation may run), not the token's 59m", first.Secret.TTL)
 	}
 	h.clock.Advance(9*time.Minute + 59*time.Second + 500*time.Millisecond)
 	second := h.creds("ob") // half a second before the rotation: it is due, done first
@@ -194,8 +194,8 @@ func TestScheduleLeasesAndReadTriggeredRotation(t *testing.T) {
 		t.Fatal("the old token outlived the rotation")
 	}
 	h.clock.Advance(4 * time.Minute)
-	if ttl := h.creds("ob").Secret.TTL; ttl != 6*time.Minute {
-		t.Fatalf("lease %s, want 6m", ttl)
+	if ttl := h.creds("ob").Secret.TTL; ttl != 6*time.Minute-2*time.Second {
+		t.Fatalf("lease %s, want 5m58s", ttl)
 	}
 }
 
