@@ -16,6 +16,8 @@ type bloqKey struct {
 	id, userID, clientID, secret string
 	created                      time.Time
 	deleted                      bool
+	// activeAt is when a key created in lag mode starts to mint (zero: at once).
+	activeAt time.Time
 }
 
 // AddBloqUser creates an account with an email login and returns its user id.
@@ -74,7 +76,31 @@ func (s *Server) SetBloqKeyListIDOnly(on bool) {
 	s.bloqKeyListIDOnly = on
 }
 
-// BloqLiveSecrets returns the client secrets of a user's live keys, oldest first.
+// SetBloqKeyLagFunc makes each key created later through the API (POST client-keys) mint
+// only lag() after it was created (zero: at once): it is listed, and can be deleted, at once,
+// as a key store that replicates a moment late would behave. Nothing documents that Bloq
+// does; the plugin must not lose a key, or keep a dead one, if it does.
+func (s *Server) SetBloqKeyLagFunc(lag func() time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bloqKeyLag = lag
+}
+
+// BloqKeyMints reports whether the key with the given client secret mints now (it exists,
+// is not deleted, and its creation lag, if any, has passed).
+func (s *Server) BloqKeyMints(secret string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.bloqKeys {
+		if k.secret == secret && !k.deleted && !s.now().Before(k.activeAt) {
+			return true
+		}
+	}
+	return false
+}
+
+// BloqLiveSecrets returns the client secrets of a user's keys that are not deleted (those that
+// mint now, or will once their lag ends), oldest first.
 func (s *Server) BloqLiveSecrets(userID string) []string {
 	var secrets []string
 	for _, id := range s.BloqClientIDs(userID) {
@@ -144,7 +170,7 @@ func (s *Server) bloqToken(w http.ResponseWriter, r *http.Request) {
 	switch req.GrantType {
 	case "clientCredentials":
 		for id, k := range s.bloqKeys {
-			if k.clientID == req.ClientID && k.secret == req.ClientSecret && !k.deleted {
+			if k.clientID == req.ClientID && k.secret == req.ClientSecret && !k.deleted && !s.now().Before(k.activeAt) {
 				access, _ := s.issue("bloq", "client", id, 0, clientLife)
 				refresh, _ := s.issue("bloq", "refresh", id, 0, s.lifetime(s.lifetimes.BloqRefresh, 365*24*time.Hour))
 				writeJSON(w, http.StatusOK, map[string]string{"accessToken": access, "refreshToken": refresh})
@@ -220,6 +246,9 @@ func (s *Server) bloqCreateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	clientID, secret := randomHex(40), randomHex(80)
 	id := s.addBloqKey(uid, clientID, secret)
+	if s.bloqKeyLag != nil {
+		s.bloqKeys[id].activeAt = s.now().Add(s.bloqKeyLag())
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"id": id, "clientId": clientID, "clientSecret": secret})
 }
 

@@ -94,6 +94,7 @@ type Server struct {
 	bloqKeyListIDOnly bool // the key list gives only {id: clientId, createdAt}
 	offblocksLag      time.Duration
 	offblocksLagFunc  func() time.Duration
+	bloqKeyLag        func() time.Duration
 	opsnowShape       OpsNowShape
 	seq               int
 }
