@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/sync/singleflight"
 )
 
 // Version is the plugin's semantic version, set at build time with
@@ -50,6 +51,9 @@ type backend struct {
 	refreshTokens heldRefreshTokens
 	// memo holds each config and its shared token in memory.
 	memo memo
+	// settleFlight makes creds reads that must settle a config wait for one settle
+	// (settleForRead).
+	settleFlight singleflight.Group
 	// metrics are the mount's figures (metrics.go).
 	metrics *metrics
 

@@ -148,7 +148,28 @@ type accountConfig struct {
 	MinTokenTTL time.Duration `json:"min_token_ttl,omitempty"`
 	// Rotation is the automated rotation schedule and its record (schedule.go).
 	Rotation rotationState `json:"rotation"`
+	// Fallbacks are credentials sent to the provider to replace the current one whose
+	// refusal was not conclusive: the provider may adopt any of them at any moment, so they
+	// are kept until the rule of settle.go drops them.
+	Fallbacks []fallback `json:"fallbacks,omitempty"`
+	// Retiring are credentials a rotation replaced that still live upstream (a Bloq key
+	// whose delete has not succeeded yet): settling deletes them.
+	Retiring []credential `json:"retiring,omitempty"`
 }
+
+// fallback is a credential the provider may adopt in place of a config's current one.
+type fallback struct {
+	credential
+	// Since is when it was first sent, by the backend's clock.
+	Since time.Time `json:"since"`
+	// Why says, without a secret, why it is held.
+	Why string `json:"why"`
+}
+
+// unsettled reports whether the provider may adopt another credential than the current one
+// at any moment: then every token of the current one may die at any moment, and none is
+// handed out.
+func (c *accountConfig) unsettled() bool { return len(c.Fallbacks) > 0 }
 
 // publicData is what a config read at now returns: every non-secret field, never a secret.
 func (c *accountConfig) publicData(now time.Time) map[string]any {
@@ -170,8 +191,28 @@ func (c *accountConfig) publicData(now time.Time) map[string]any {
 	}
 	if c.Provider == offblocks.Name || c.Provider == bloq.Name { // the providers that can rotate
 		c.rotationData(d, now)
+		d["fallback_credentials"] = len(c.Fallbacks)
+		if len(c.Fallbacks) > 0 {
+			d["fallback_since"] = c.Fallbacks[0].Since.UTC().Format(time.RFC3339)
+		}
 	}
 	return d
+}
+
+// fallbackWarnings say, for a config read, which fallback credentials are held and why,
+// by identifier, never by secret.
+func (c *accountConfig) fallbackWarnings() []string {
+	var w []string
+	for _, f := range c.Fallbacks {
+		w = append(w, fmt.Sprintf("fallback credential %s held since %s: %s; no token is handed out until the "+
+			"provider settles on one credential (creds reads and Vault's rollback settle it)",
+			f.identifier(c.Provider), f.Since.UTC().Format(time.RFC3339), f.Why))
+	}
+	for _, r := range c.Retiring {
+		w = append(w, fmt.Sprintf("replaced credential %s is still to be removed upstream (retried by creds reads "+
+			"and Vault's rollback)", r.identifier(c.Provider)))
+	}
+	return w
 }
 
 func configKey(name string) string { return configPrefix + name }

@@ -89,7 +89,7 @@ func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time)
 	if err := validateCredential(c, existing == nil, d); err != nil {
 		return nil, nil, err
 	}
-	if err := applyRotationFields(c, d, now); err != nil {
+	if err := applyRotationFields(c, existing, d, now); err != nil {
 		return nil, nil, err
 	}
 	if c.Provider == offblocks.Name && !strings.HasSuffix(c.BaseURL, "/v1") {

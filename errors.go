@@ -36,7 +36,7 @@ func errorResponse(err error) (*logical.Response, error) {
 	switch {
 	case readOnlyAware(err) == logical.ErrReadOnly:
 		return nil, logical.ErrReadOnly
-	case errors.As(err, &pending) && !errors.As(pending.cause, &provider) && !errors.Is(pending.cause, errNotYet):
+	case errors.As(err, &pending) && !errors.As(pending.cause, &provider) && !errors.As(pending.cause, &unsettled):
 		return nil, err // the rotation could not be settled for a reason of Vault's own (storage)
 	case errors.As(err, &field), errors.As(err, &notFound), errors.As(err, &refused), errors.As(err, &pending):
 		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest

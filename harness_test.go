@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
@@ -230,4 +231,73 @@ func assertNoSecrets(t *testing.T, where, s string, secrets ...string) {
 			t.Errorf("%s contains a secret (%.6s…)", where, sec)
 		}
 	}
+}
+
+// fallbacks is how many fallback credentials config name holds in storage: credentials the
+// provider may adopt at any moment (settle.go).
+func (h *harness) fallbacks(name string) int {
+	h.t.Helper()
+	return len(h.stored(name).Fallbacks)
+}
+
+// holdFallback stores next as a fallback of config name without sending it anywhere, as a
+// rotation leaves it when it stops (a crash) after storing the new credential and before
+// sending it to the provider.
+func (h *harness) holdFallback(name string, next credential) {
+	h.t.Helper()
+	c := h.stored(name)
+	c.Fallbacks = append(c.Fallbacks, fallback{credential: next, Since: h.clock.Now().UTC(),
+		Why: "a rotation stored it and stopped before sending it"})
+	if err := h.b.putConfig(context.Background(), h.storage, name, c); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// legacyRotationWAL writes the WAL entry an earlier plugin version wrote for a whole
+// rotation of config name from old to next, as its crash leaves it.
+func (h *harness) legacyRotationWAL(name, provider string, old, next credential) {
+	h.t.Helper()
+	e := newRotationWAL(name, provider, old, next, h.clock.Now())
+	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, e); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// failConfigPutsAfter lets the next n config writes succeed and fails every later one
+// (errStorageDown); setFailPut(nil) heals it. Other keys are written normally.
+func (h *harness) failConfigPutsAfter(n int) {
+	left := n // read and written under the storage's lock, which Put holds around failPut
+	h.storage.setFailPut(func(k string) bool {
+		if !strings.HasPrefix(k, configPrefix) {
+			return false
+		}
+		if left > 0 {
+			left--
+			return false
+		}
+		return true
+	})
+}
+
+// wantUnsettledRead checks that a creds read of config name is refused with a 502 saying
+// the config is unsettled: while it holds a fallback, no token of its current credential
+// is handed out.
+func (h *harness) wantUnsettledRead(name string) {
+	h.t.Helper()
+	resp, err := h.do(logical.ReadOperation, "creds/"+name, nil)
+	coded, ok := err.(logical.HTTPCodedError)
+	if !ok || coded.Code() != 502 || !strings.Contains(err.Error(), "unsettled") {
+		h.t.Fatalf("creds/%s while a fallback is held: want a 502 saying it is unsettled, got %v %v",
+			name, err, respErr(resp))
+	}
+}
+
+// logLine returns the first line of the backend's log that contains s, or "".
+func (h *harness) logLine(s string) string {
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
 }

@@ -2,6 +2,8 @@ package apitokens
 
 import (
 	"context"
+	"fmt"
+	"slices"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
@@ -38,7 +40,7 @@ func configFields() map[string]*framework.FieldSchema {
 				"0 (default) means half of the token's own lifetime. A read can ask for more with min_ttl."},
 		"force": {Type: framework.TypeBool,
 			Description: "Delete only: delete even though a rotation of this config is unsettled, giving up " +
-				"the credential that only its WAL entry holds."},
+				"the fallback credential the provider may still adopt."},
 	}
 	automatedrotationutil.AddAutomatedRotationFieldsWithGroup(fields, "Rotation")
 	fields["rotation_period"].Description = "Rotate the root credential this often (at least 1m), counted from the " +
@@ -115,6 +117,17 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
+	// An operator who writes a new root credential gives up every fallback (settle.go, rule 4).
+	if existing != nil && existing.unsettled() && !existing.credential.sameRoot(c.credential) {
+		for _, f := range c.Fallbacks {
+			b.Logger().Error("a credential write gives up a fallback credential the provider may still adopt",
+				"config", name, "provider", c.Provider, "identifier", f.identifier(c.Provider), "since", f.Since, "why", f.Why)
+		}
+		warnings = append(warnings, fmt.Sprintf("%d fallback credential(s) the provider may still adopt were given up "+
+			"by this write: if the provider adopts one, write the credential it accepts", len(c.Fallbacks)))
+		c.Fallbacks = nil
+	}
+	c.Retiring = slices.DeleteFunc(c.Retiring, c.credential.sameRoot)
 	// A refresh token Bloq issued that is not stored yet is newer than the stored one: the
 	// write stores it, unless it sets refresh_token itself.
 	if held, ok := b.refreshTokens.get(name); ok {
@@ -144,7 +157,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil || c == nil {
 		return nil, err
 	}
-	resp := &logical.Response{Data: c.publicData(b.now())}
+	resp := &logical.Response{Data: c.publicData(b.now()), Warnings: c.fallbackWarnings()}
 	if b.refreshTokens.held(name) {
 		resp.AddWarning("bloq issued a newer refresh token that could not be stored yet: this node holds it " +
 			"in memory and stores it on the next creds read; check Vault's storage")
@@ -152,9 +165,9 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 	return resp, nil
 }
 
-// pathConfigDelete deletes config/<name>. An interrupted rotation of it is settled first:
-// its WAL entry may hold the only copy of the credential the provider now accepts, so if it
-// stays unsettled the delete is refused unless force=true, which gives that credential up.
+// pathConfigDelete deletes config/<name>. The config is settled first: if it still holds a
+// fallback credential the provider may adopt, the delete is refused unless force=true, which
+// gives it up. Retiring credentials that cannot be removed upstream are named in the log.
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	force := d.Get("force").(bool)
@@ -162,39 +175,40 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	lock.Lock()
 	defer lock.Unlock()
 
-	if _, err := b.settlePendingLocked(ctx, req.Storage, name); err != nil {
-		if err == logical.ErrReadOnly {
-			return errorResponse(err)
-		}
-		pending, lerr := pendingRotations(ctx, req.Storage, name)
-		if lerr != nil {
-			return errorResponse(lerr)
-		}
-		if !force {
-			return errorResponse(&pendingRotationError{name: name, pending: pending, forDelete: true, cause: err})
-		}
-		for _, pr := range pending {
-			if pr.entry.Creating {
-				b.Logger().Error("forced delete: an interrupted rotation may have created a credential upstream that "+
-					"nobody holds; look in the provider's console for one created at about this time that is not listed here",
-					"config", name, "provider", pr.entry.Provider, "started", pr.entry.Started, "listed_before", pr.entry.Known)
-			} else {
-				b.Logger().Error("forced delete: giving up an unsettled rotation; the provider may now accept only "+
-					"the credential this WAL entry held, which no longer exists anywhere",
-					"config", name, "provider", pr.entry.Provider, "new_identifier", pr.entry.New.identifier(pr.entry.Provider),
-					"started", pr.entry.Started, "unsettled_because", err)
-			}
-			if err := framework.DeleteWAL(ctx, req.Storage, pr.id); err != nil {
-				return errorResponse(err)
-			}
-		}
-	}
-	cfg, err := getConfig(ctx, req.Storage, name)
-	if err != nil {
+	cfg, _, err := b.settleLocked(ctx, req.Storage, name)
+	switch {
+	case err == logical.ErrReadOnly:
 		return errorResponse(err)
+	case err != nil && (cfg == nil || !cfg.unsettled()):
+		return errorResponse(err)
+	case err != nil && !force:
+		return errorResponse(&pendingRotationError{name: name, provider: cfg.Provider, fallbacks: cfg.Fallbacks, forDelete: true, cause: err})
+	case err != nil:
+		for _, f := range cfg.Fallbacks {
+			b.Logger().Error("forced delete: giving up a fallback credential the provider may adopt at any moment; "+
+				"if it does, the account's credential exists nowhere else",
+				"config", name, "provider", cfg.Provider, "identifier", f.identifier(cfg.Provider), "since", f.Since,
+				"unsettled_because", err)
+		}
 	}
 	if cfg == nil {
 		return nil, nil // deleting what does not exist succeeds, as everywhere in Vault
+	}
+	for _, r := range cfg.Retiring {
+		b.Logger().Error("delete: a replaced credential could not be removed upstream; remove it in the provider's console",
+			"config", name, "provider", cfg.Provider, "identifier", r.identifier(cfg.Provider))
+	}
+	pending, err := pendingRotations(ctx, req.Storage, name)
+	if err != nil {
+		return errorResponse(err)
+	}
+	for _, pr := range pending { // create markers whose orphan could not be looked for yet
+		b.Logger().Error("delete: an interrupted rotation may have created a credential upstream that "+
+			"nobody holds; look in the provider's console for one created at about this time that is not listed here",
+			"config", name, "provider", pr.entry.Provider, "started", pr.entry.Started, "listed_before", pr.entry.Known)
+		if err := framework.DeleteWAL(ctx, req.Storage, pr.id); err != nil {
+			return errorResponse(err)
+		}
 	}
 	if err := req.Storage.Delete(ctx, configKey(name)); err != nil {
 		return errorResponse(err)

@@ -10,6 +10,9 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
+// A config read returns exactly the non-secret fields of each provider: the providers that
+// rotate also report how many fallback credentials are held (none here, so no
+// fallback_since); OpsNow, which cannot rotate, reports no rotation fields at all.
 func TestConfigCreateReadEachProvider(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -19,11 +22,13 @@ func TestConfigCreateReadEachProvider(t *testing.T) {
 	cases := map[string]map[string]any{
 		"ob": {"provider": "offblocks", "base_url": h.url + "/offblocks/v1", "api_key": obKey,
 			"max_ttl": int64(0), "request_timeout": int64(30), "token_reuse": false, "min_token_ttl": int64(0),
-			"rotation_period": int64(0), "rotation_schedule": "", "rotation_window": int64(0), "disable_automated_rotation": false},
+			"rotation_period": int64(0), "rotation_schedule": "", "rotation_window": int64(0), "disable_automated_rotation": false,
+			"fallback_credentials": 0},
 		"bq": {"provider": "bloq", "base_url": h.url + "/bloq", "grant_type": "client_credentials",
 			"client_id": bqClient, "username": bqUser, "max_ttl": int64(0), "request_timeout": int64(30),
 			"token_reuse": false, "min_token_ttl": int64(0),
-			"rotation_period": int64(0), "rotation_schedule": "", "rotation_window": int64(0), "disable_automated_rotation": false},
+			"rotation_period": int64(0), "rotation_schedule": "", "rotation_window": int64(0), "disable_automated_rotation": false,
+			"fallback_credentials": 0},
 		"ops": {"provider": "opsnow", "base_url": h.url + "/opsnow", "max_ttl": int64(0), "request_timeout": int64(30),
 			"token_reuse": false, "min_token_ttl": int64(0)},
 	}

@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -105,24 +106,28 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	return resp, nil
 }
 
-// mint obtains a token with config name's stored credential. If the provider refuses it
-// and an interrupted rotation left a WAL entry for this config, the rotation is settled
-// first (adopting whichever credential the provider accepts) and the mint tried once more;
-// an unsettled rotation is named in the error. A Bloq refresh grant runs under the config's
-// exclusive lock, since the provider may replace the refresh token on every use.
+// mint obtains a token with config name's stored credential. A config that holds a fallback
+// credential (settle.go) is settled first: until it is, no token of its current credential
+// is handed out, since the provider may adopt the fallback at any moment. If the provider
+// refuses the stored credential, the config is settled (a fallback that works is adopted)
+// and the mint tried once more. A Bloq refresh grant runs under the config's exclusive
+// lock, since the provider may replace the refresh token on every use.
 func (b *backend) mint(ctx context.Context, s logical.Storage, name string) (minted, *accountConfig, error) {
 	m, cfg, err := b.mintOnce(ctx, s, name)
-	if err == nil || !apiclient.IsRejected(err) {
+	var unsettled *unsettledError
+	if err == nil || !(apiclient.IsRejected(err) || errors.As(err, &unsettled)) {
 		return m, cfg, err
 	}
-	settled, serr := b.settlePending(ctx, s, name)
+	_, changed, serr := b.settleForRead(ctx, s, name)
 	switch {
 	case serr == logical.ErrReadOnly:
 		return minted{}, nil, serr // Vault forwards the read to the node that can write
+	case errors.As(serr, &unsettled):
+		return minted{}, nil, serr
 	case serr != nil:
-		b.Logger().Warn("an interrupted rotation could not be settled", "config", name, "error", serr)
-		return m, cfg, fmt.Errorf("%w; and a rotation of %q is unsettled: %v", err, name, serr)
-	case !settled:
+		b.Logger().Warn("a config could not be settled", "config", name, "error", serr)
+		return m, cfg, fmt.Errorf("%w; and config %q could not be settled: %v", err, name, serr)
+	case !changed && unsettled == nil:
 		return m, cfg, err
 	}
 	return b.mintOnce(ctx, s, name)
@@ -134,6 +139,9 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 	cfg, err := b.cachedConfig(ctx, s, name)
 	if err == nil && cfg == nil {
 		err = errConfigNotFound(name)
+	}
+	if err == nil && cfg.unsettled() {
+		err = cfg.unsettledErr(name)
 	}
 	if err != nil || cfg.GrantType != grantRefreshToken {
 		defer lock.RUnlock()

@@ -83,16 +83,7 @@ func (b *backend) refreshGauges(ctx context.Context, s logical.Storage) error {
 		if err != nil || cfg == nil {
 			continue
 		}
-		pending, err := pendingRotations(ctx, s, name)
-		if err != nil {
-			return err
-		}
-		n := 0
-		for _, pr := range pending {
-			if !pr.entry.Creating {
-				n++
-			}
-		}
+		n := len(cfg.Fallbacks)
 		b.metrics.unsettled.WithLabelValues(cfg.Provider, name).Set(float64(n))
 		if next := cfg.nextRotation(now); !next.IsZero() {
 			b.metrics.nextRotation.WithLabelValues(cfg.Provider, name).Set(float64(next.Unix()))

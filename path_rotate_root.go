@@ -17,23 +17,26 @@ Replaces the stored root credential of config/<name> with a new one and returns 
 identifier, never its secret.
 
 OffBlocks: a new apiKey (UUID v4) and apiSecret (40 hex characters) are generated here and
-written, with the old pair, to a seal-wrapped WAL entry; then they are set with
+stored in the config as a fallback beside the current pair; then they are set with
 PUT /auth/credentials, confirmed by minting a token (retried with backoff: the provider may
-apply the change a moment late), and stored. Every token issued before is dead afterwards
-(the provider's rule): revoke the old leases with 'vault lease revoke -prefix <mount>/creds/<name>'.
+apply the change a moment late), and stored as the current pair.
 
 Bloq (client keys plus an account login): the account's keys are listed and a WAL entry
 marks the coming create call; a new client key is created (its secret exists only from
-Bloq's answer), written to a WAL entry, confirmed, stored, and then the old key is deleted
-(a failed delete is a warning). A key orphaned by a crash during the create call is named
-in a warning in Vault's log.
+Bloq's answer), stored as a fallback, confirmed, stored as the current key, and then the old
+key is deleted (a failed delete is a warning, retried later). A key orphaned by a crash
+during the create call is named in a warning in Vault's log.
 
-An interrupted rotation is settled by asking the provider which credential works, on the
-next creds read whose credential is refused or by Vault's rollback; the new credential is
-never given up on a refusal while the old one could still be on its way out. If the provider
-has not confirmed the new credential within request_timeout, the request fails and says the
-rotation is unsettled; the WAL entry keeps it. OpsNow, and Bloq without an account login,
-have no rotation API: the request is refused with a 400.
+Tokens issued before are dead afterwards (OffBlocks' rule; Bloq's deleted key): revoke the
+old leases with 'vault lease revoke -prefix <mount>/creds/<name>'.
+
+A credential sent to the provider whose refusal was not conclusive is never discarded: it
+stays a fallback until it, or another credential, is seen working, or an operator writes a
+credential or deletes the config with force=true. While a fallback is held the rotation is
+unsettled: creds reads hand out no token of the old credential (it may die at any moment)
+and settle it first, as Vault's periodic function does every minute; this request fails with
+a 502 that says so. OpsNow, and Bloq without client keys or an account login, have no
+rotation API: the request is refused with a 400.
 `
 
 func pathRotateRoot(b *backend) *framework.Path {

@@ -35,6 +35,11 @@ func (h *harness) walCount() int {
 	return len(ids)
 }
 
+// rollback runs one RollbackOperation as Vault's rollback manager does about once a minute:
+// the backend's periodic function first (which settles every config holding a fallback or
+// retiring credential, and runs due scheduled rotations), then the WAL rollback of every
+// entry whatever its age ("immediate"), which turns entries of earlier plugin versions into
+// fallbacks (settled by the next run) and settles Bloq create markers.
 func (h *harness) rollback() {
 	h.t.Helper()
 	_, err := h.b.HandleRequest(context.Background(), &logical.Request{
@@ -139,6 +144,7 @@ func TestRotateRefused(t *testing.T) {
 }
 
 func TestRotateBloqInterrupted(t *testing.T) {
+	// The create call fails: nothing changes, and the old key goes on working.
 	t.Run("create key fails", func(t *testing.T) {
 		h := newHarness(t)
 		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
@@ -150,22 +156,34 @@ func TestRotateBloqInterrupted(t *testing.T) {
 		}
 		h.creds("bq")
 	})
-	t.Run("config write fails, recovered by rollback", func(t *testing.T) {
+	// The new key is stored as a fallback and confirmed, but storing it as the current key
+	// fails: the fallback holds it. While storage fails, reads answer 502 (the old key is
+	// about to be deleted); once it heals, Vault's rollback adopts the new key and deletes
+	// the old one.
+	t.Run("config write fails after the new key works, recovered by rollback", func(t *testing.T) {
 		h := newHarness(t)
 		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-		h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+		h.failConfigPutsAfter(1)
 		if _, err := h.do(logical.UpdateOperation, "rotate-root/bq", nil); err == nil {
 			t.Fatal("rotation reported success without storing")
 		}
+		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 2 || h.fallbacks("bq") != 1 {
+			t.Fatalf("provider keys %v, %d fallbacks: the new key must be held as a fallback", keys, h.fallbacks("bq"))
+		}
+		h.wantUnsettledRead("bq")
 		h.storage.setFailPut(nil)
-		h.creds("bq") // the old key still works until the rotation is settled
 		h.rollback()
 		c := h.stored("bq")
 		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != c.ClientID || c.ClientID == bqClient {
 			t.Fatalf("after rollback: stored %s, provider keys %v", c.ClientID, keys)
 		}
+		if len(c.Fallbacks) != 0 || len(c.Retiring) != 0 {
+			t.Fatalf("after rollback: %d fallbacks, %d retiring", len(c.Fallbacks), len(c.Retiring))
+		}
 		h.creds("bq")
 	})
+	// The old key cannot be deleted: the rotation succeeds with a warning, the old key is
+	// kept as retiring, and Vault's rollback deletes it once the provider lets it.
 	t.Run("deleting the old key fails", func(t *testing.T) {
 		h := newHarness(t)
 		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
@@ -177,15 +195,25 @@ func TestRotateBloqInterrupted(t *testing.T) {
 		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 2 {
 			t.Fatalf("provider keys = %v", keys)
 		}
+		if r := h.stored("bq").Retiring; len(r) != 1 || r[0].ClientID != bqClient {
+			t.Fatalf("retiring = %d credentials, want the old key", len(r))
+		}
 		h.creds("bq")
 		if h.walCount() != 0 {
 			t.Error("WAL entry left behind")
 		}
+		h.sim.ClearFaults()
+		h.rollback()
+		c := h.stored("bq")
+		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != c.ClientID || len(c.Retiring) != 0 {
+			t.Fatalf("after rollback: provider keys %v, stored %s, %d retiring", keys, c.ClientID, len(c.Retiring))
+		}
 	})
 }
 
-// An operator who writes a new credential while a rotation is unresolved wins: the stale
-// WAL entry is dropped, not applied over the operator's write.
+// An operator who writes a new credential while a rotation is unsettled wins (rule 4 of
+// settle.go): the fallback is given up, never adopted over the operator's write, even
+// though the provider took it. A rotation that sent nothing holds no fallback at all.
 func TestOperatorWriteSupersedesPendingRotation(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -195,26 +223,27 @@ func TestOperatorWriteSupersedesPendingRotation(t *testing.T) {
 		t.Fatal("rotation succeeded against an unreachable provider")
 	}
 	h.sim.ClearFaults()
-	if h.walCount() != 0 {
-		// The bearer mint failed before the PUT: nothing upstream changed, entry settled.
-		t.Fatalf("WAL entries: %d", h.walCount())
+	if n := h.fallbacks("ob"); n != 0 {
+		// The bearer mint failed before the PUT: nothing upstream changed, nothing held.
+		t.Fatalf("%d fallbacks after a rotation that sent nothing", n)
 	}
-	// Now a rotation whose outcome is unknown, followed by the operator's own write.
+	// Now a rotation whose outcome is unknown (the provider applied it), followed by the
+	// operator's own write.
 	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true, Status: 500,
 		OnHit: func() { h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1}) }})
 	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
 		t.Fatal("rotation succeeded with an unknown outcome")
 	}
 	h.sim.ClearFaults()
-	if h.walCount() != 1 {
-		t.Fatalf("an unknown outcome must keep its WAL entry, have %d", h.walCount())
+	if n := h.fallbacks("ob"); n != 1 {
+		t.Fatalf("an unknown outcome must keep the new pair as a fallback, have %d", n)
 	}
 	other := "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	h.sim.AddOffBlocks(other, "ffff0000ffff0000ffff0000ffff0000ffff0000")
 	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": other, "api_secret": "ffff0000ffff0000ffff0000ffff0000ffff0000"})
 	h.rollback()
-	if h.walCount() != 0 || h.stored("ob").APIKey != other {
-		t.Fatalf("after rollback: WAL %d, stored %s", h.walCount(), h.stored("ob").APIKey)
+	if c := h.stored("ob"); len(c.Fallbacks) != 0 || c.APIKey != other {
+		t.Fatalf("after rollback: %d fallbacks, stored %s", len(c.Fallbacks), c.APIKey)
 	}
 	h.creds("ob")
 }

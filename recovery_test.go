@@ -15,80 +15,122 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
-// pendingOffBlocks writes an interrupted OffBlocks rotation of config ob to a pair that the
-// provider does not hold, as a crash before the PUT leaves it, and returns that pair.
-func (h *harness) pendingOffBlocks(acknowledged bool) credential {
+// pendingOffBlocks creates config ob holding a fallback pair the provider never received,
+// as a rotation that stopped (a crash) between storing it and sending its PUT leaves it, and
+// returns that pair.
+func (h *harness) pendingOffBlocks() credential {
 	h.t.Helper()
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	cur := h.stored("ob").credential
-	next, _ := offblocksProvider{}.Prepare(context.Background(), cur)
-	e := newRotationWAL("ob", "offblocks", cur, next, h.clock.Now())
-	e.Acknowledged = acknowledged
-	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, e); err != nil {
+	next, err := offblocksProvider{}.Prepare(context.Background(), h.stored("ob").credential)
+	if err != nil {
 		h.t.Fatal(err)
 	}
+	h.holdFallback("ob", next)
 	return next
 }
 
-// A new credential the provider fails to answer for (503) is not a refusal: nothing is
-// settled, whatever the old one does.
+// A fallback the provider does not answer for (a 503 to its mint) is not refused: it is
+// kept however the current credential answers, reads get a 502 meanwhile, and it is adopted
+// once the provider answers. Bloq, whose refused fallbacks are deleted upstream, does not
+// delete it.
 func TestSettleUnansweredIsNotARefusal(t *testing.T) {
-	h := newHarness(t)
-	next := h.pendingOffBlocks(false)
-	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1,
-		Match: func(body []byte) bool { return bytes.Contains(body, []byte(next.APIKey)) }})
-	h.rollback()
-	if h.walCount() != 1 || h.sim.Calls(simulator.RouteOffBlocksCredentials) != 0 {
-		t.Fatalf("settled on an unanswered mint: WAL %d, PUTs %d", h.walCount(), h.sim.Calls(simulator.RouteOffBlocksCredentials))
-	}
+	t.Run("offblocks", func(t *testing.T) {
+		h := newHarness(t)
+		next := h.pendingOffBlocks()
+		h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1,
+			Match: func(body []byte) bool { return bytes.Contains(body, []byte(next.APIKey)) }})
+		h.rollback() // the change is sent again and applied, but the new pair cannot be confirmed
+		if h.fallbacks("ob") != 1 || h.stored("ob").APIKey != obKey {
+			t.Fatalf("settled on an unanswered mint: %d fallbacks, stored %s", h.fallbacks("ob"), h.stored("ob").APIKey)
+		}
+		h.wantUnsettledRead("ob")
+		h.sim.ClearFaults()
+		h.rollback()
+		h.assertStoredIsProviders("ob")
+		if h.stored("ob").APIKey != next.APIKey {
+			t.Fatal("the fallback was not adopted once the provider answered")
+		}
+	})
+	t.Run("bloq", func(t *testing.T) {
+		h := newHarness(t)
+		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+		next := h.stored("bq").credential
+		next.ClientID, next.ClientSecret = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12", "ab12"
+		h.sim.AddBloqKey(h.bqUserID, next.ClientID, next.ClientSecret)
+		h.holdFallback("bq", next)
+		h.sim.Inject(simulator.RouteBloqToken, simulator.Fault{Status: 503, Times: -1,
+			Match: func(body []byte) bool { return bytes.Contains(body, []byte(next.ClientID)) }})
+		h.rollback()
+		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 2 || h.fallbacks("bq") != 1 {
+			t.Fatalf("keys upstream %v, %d fallbacks: an unanswered key was taken for a refused one", keys, h.fallbacks("bq"))
+		}
+		h.wantUnsettledRead("bq")
+		h.sim.ClearFaults()
+		h.rollback() // adopts the new key and deletes the one it replaces
+		keys := h.sim.BloqClientIDs(h.bqUserID)
+		if len(keys) != 1 || keys[0] != next.ClientID || h.stored("bq").ClientID != next.ClientID {
+			t.Fatalf("keys upstream %v, stored %s: the answered fallback was not adopted", keys, h.stored("bq").ClientID)
+		}
+		h.creds("bq")
+	})
 }
 
-// When the provider refuses both credentials, nothing is settled and nothing is sent.
-func TestSettleBothRefusedKeepsEntry(t *testing.T) {
+// When the provider refuses both credentials (401 to every mint), the fallback is kept and
+// nothing is sent (the change needs a Bearer of the current pair); once the provider answers
+// again, the change is sent, the fallback adopted, and last_rotated set.
+func TestSettleBothRefusedKeepsFallback(t *testing.T) {
 	h := newHarness(t)
-	h.pendingOffBlocks(false)
+	next := h.pendingOffBlocks()
 	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 401, Times: -1})
 	h.rollback()
-	if h.walCount() != 1 || h.sim.Calls(simulator.RouteOffBlocksCredentials) != 0 {
-		t.Fatal("settled, or sent the change, while the provider refuses both credentials")
+	if h.fallbacks("ob") != 1 || h.sim.Calls(simulator.RouteOffBlocksCredentials) != 0 {
+		t.Fatalf("%d fallbacks, %d PUTs: gave the fallback up, or sent the change, while the provider refuses both credentials",
+			h.fallbacks("ob"), h.sim.Calls(simulator.RouteOffBlocksCredentials))
 	}
 	h.sim.ClearFaults()
 	h.rollback()
 	h.assertStoredIsProviders("ob")
-	if c := h.stored("ob"); c.LastRotated.IsZero() || !c.LastRotated.Equal(h.clock.Now()) {
-		t.Errorf("a settled rotation did not set last_rotated: %s", c.LastRotated)
+	if c := h.stored("ob"); c.APIKey != next.APIKey || !c.LastRotated.Equal(h.clock.Now()) {
+		t.Errorf("stored %s, last_rotated %s: the settled rotation was not recorded", c.APIKey, c.LastRotated)
 	}
 }
 
-// Sent again after a crash, the change is refused outright (the provider's 400): only then
-// is the old pair kept, and the entry cleared.
-func TestSettleResentChangeRefusedKeepsOld(t *testing.T) {
+// A re-sent change that the provider refuses outright (a 400) proves nothing about an
+// earlier send, which a lagging provider may still apply. By design the fallback is kept
+// (this used to keep the old pair and drop the new one), reads answer 502 meanwhile, and
+// once the provider takes the change, a read completes the rotation.
+func TestSettleResentChangeRefusedKeepsFallback(t *testing.T) {
 	h := newHarness(t)
-	h.pendingOffBlocks(false)
-	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 400})
+	next := h.pendingOffBlocks()
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 400, Times: -1})
 	h.rollback()
-	h.assertStoredIsProviders("ob")
-	if h.stored("ob").APIKey != obKey {
-		t.Fatal("the refused pair was adopted")
+	if h.fallbacks("ob") != 1 || h.stored("ob").APIKey != obKey {
+		t.Fatalf("%d fallbacks, stored %s: a refused re-send gave the fallback up", h.fallbacks("ob"), h.stored("ob").APIKey)
+	}
+	h.wantUnsettledRead("ob")
+	h.sim.ClearFaults()
+	h.assertOffBlocksConsistent("ob")
+	if c := h.stored("ob"); c.APIKey != next.APIKey || len(c.Fallbacks) != 0 {
+		t.Fatalf("stored %s with %d fallbacks: the read did not complete the rotation", c.APIKey, len(c.Fallbacks))
 	}
 }
 
-// Bloq keeps its old key until Vault deletes it: a new key that does not work is given up
-// (and deleted upstream), the old one kept.
+// Bloq keeps its old key until Vault deletes it: a fallback key the provider refuses (401)
+// is deleted upstream and dropped, and the current key kept (rule 3 of settle.go).
 func TestSettleBloqNewKeyRefusedIsDeleted(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	cur := h.stored("bq").credential
-	next := cur
+	next := h.stored("bq").credential
 	next.ClientID, next.ClientSecret = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12", "wrong"
 	h.sim.AddBloqKey(h.bqUserID, next.ClientID, "not-the-secret-vault-holds")
-	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation,
-		newRotationWAL("bq", "bloq", cur, next, h.clock.Now())); err != nil {
-		t.Fatal(err)
-	}
+	h.holdFallback("bq", next)
 	h.rollback()
-	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != bqClient || h.walCount() != 0 {
-		t.Fatalf("keys upstream %v, WAL %d: the unusable new key should be deleted, the old kept", keys, h.walCount())
+	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != bqClient || h.fallbacks("bq") != 0 {
+		t.Fatalf("keys upstream %v, %d fallbacks: the refused new key should be deleted and dropped, the old kept",
+			keys, h.fallbacks("bq"))
+	}
+	if h.stored("bq").ClientID != bqClient {
+		t.Fatal("the current key was replaced")
 	}
 	h.creds("bq")
 }
@@ -114,18 +156,18 @@ func TestOrphanSearchRetriedAndPrecise(t *testing.T) {
 		}
 	}
 	h.sim.Inject(simulator.RouteBloqKeysList, simulator.Fault{Status: 503, Times: 5})
-	// Settle the marker alone: the rotation entry's key must count as held, not orphaned.
-	pending, _ := pendingRotations(context.Background(), h.storage, "bq")
-	for _, pr := range pending {
-		if pr.entry.Creating {
-			if out, _ := h.b.settle(context.Background(), h.storage, pr.id, pr.entry); out != unresolved {
-				t.Fatal("a marker was dropped without its orphan looked for")
-			}
-			h.sim.ClearFaults()
-			if out, _ := h.b.settle(context.Background(), h.storage, pr.id, pr.entry); out != dropped {
-				t.Fatal("the marker was not settled once the key list answered")
-			}
-		}
+	// The earlier version's rotation entry becomes a fallback, whose key counts as held, not
+	// orphaned; the marker stays until the key list answers.
+	if _, err := h.b.settleWAL(context.Background(), h.storage, "bq"); err != nil {
+		t.Fatal(err)
+	}
+	if h.walCount() != 1 || len(h.stored("bq").Fallbacks) != 1 {
+		t.Fatalf("WAL %d, fallbacks %d: the marker was dropped without its orphan looked for, or the entry not converted",
+			h.walCount(), len(h.stored("bq").Fallbacks))
+	}
+	h.sim.ClearFaults()
+	if _, err := h.b.settleWAL(context.Background(), h.storage, "bq"); err != nil || h.walCount() != 0 {
+		t.Fatalf("the marker was not settled once the key list answered: %v", err)
 	}
 	logs := h.logs.String()
 	if !strings.Contains(logs, "credential "+orphan) || strings.Contains(logs, "credential "+held.ClientID) {
@@ -133,25 +175,24 @@ func TestOrphanSearchRetriedAndPrecise(t *testing.T) {
 	}
 }
 
-// If the rotation's WAL write fails after Bloq created the key, the key is deleted again
-// and the marker cleared; nothing is left upstream.
-func TestRotateBloqWALWriteFailsDeletesNewKey(t *testing.T) {
+// If storing the new key as a fallback fails after Bloq created it, nothing was sent and
+// nobody can hold the key: it is deleted upstream again, the create marker cleared, and the
+// stored key still works.
+func TestRotateBloqFallbackWriteFailsDeletesNewKey(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	puts := 0
-	h.storage.setFailPut(func(k string) bool {
-		if strings.HasPrefix(k, "wal/") {
-			puts++
-			return puts == 2 // the marker lands; the rotation's entry does not
-		}
-		return false
-	})
+	h.failConfigPutsAfter(0)
 	if _, err := h.do(logical.UpdateOperation, "rotate-root/bq", nil); err == nil {
-		t.Fatal("the rotation succeeded without its WAL entry")
+		t.Fatal("the rotation succeeded without storing its new key")
 	}
+	h.storage.setFailPut(nil)
 	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != bqClient || h.walCount() != 0 {
-		t.Fatalf("keys upstream %v, WAL %d", keys, h.walCount())
+		t.Fatalf("keys upstream %v, WAL %d: the new key or its marker was left", keys, h.walCount())
 	}
+	if c := h.stored("bq"); c.ClientID != bqClient || len(c.Fallbacks) != 0 {
+		t.Fatalf("stored %s with %d fallbacks", c.ClientID, len(c.Fallbacks))
+	}
+	h.creds("bq")
 }
 
 // A confirmation that needs 20 s of a 30 s request_timeout succeeds, and never waits past
@@ -174,8 +215,9 @@ func TestRotateConfirmBackoffWithinBudget(t *testing.T) {
 }
 
 // Storage that cannot be written the way the real plugin sees it (over gRPC only the error's
-// text survives) still makes reads that must write, deletes and rotations return
-// logical.ErrReadOnly; and on a performance standby a read does not even try.
+// text survives) makes reads that must settle, deletes, rotations and config writes return
+// logical.ErrReadOnly, so that Vault forwards them; and on a performance standby a read of a
+// config holding a fallback neither settles it nor mints with the current credential.
 func TestReadOnlyStorageForwardsEveryWrite(t *testing.T) {
 	h := newHarness(t)
 	h.unsettledRotation()
@@ -198,7 +240,10 @@ func TestReadOnlyStorageForwardsEveryWrite(t *testing.T) {
 	if _, err := h.do(logical.ReadOperation, "creds/ob", nil); err != logical.ErrReadOnly {
 		t.Errorf("a read that must settle on a performance standby: %v", err)
 	}
-	if h.sim.Calls(simulator.RouteOffBlocksToken) != calls+1 {
-		t.Error("the standby went on to settle after its first mint was refused")
+	if n := h.sim.Calls(simulator.RouteOffBlocksToken) - calls; n != 0 {
+		t.Errorf("the standby made %d mints for a config holding a fallback", n)
+	}
+	if h.fallbacks("ob") != 1 {
+		t.Error("the standby settled the config")
 	}
 }

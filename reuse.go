@@ -25,6 +25,13 @@ type issuedToken struct {
 // (rotateFirst), is performed first, waiting for it if need be, so that the token comes from
 // the new credential (the old one's tokens die with the rotation).
 func (b *backend) token(ctx context.Context, s logical.Storage, name string, minTTL time.Duration) (issuedToken, error) {
+	// A config known to be unsettled joins the settle that may be running (and holding the
+	// config's lock) rather than wait for the lock and then settle again.
+	if cfg, _ := b.memo.config(name); cfg != nil && cfg.unsettled() {
+		if _, _, err := b.settleForRead(ctx, s, name); err != nil {
+			return issuedToken{}, err
+		}
+	}
 	lock := b.lock(name)
 	lock.RLock()
 	cfg, err := b.cachedConfig(ctx, s, name)
@@ -47,7 +54,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name string, min
 		lock.RUnlock()
 		return issuedToken{}, err
 	}
-	if cfg.TokenReuse {
+	if cfg.TokenReuse && !cfg.unsettled() { // an unsettled config hands out no token of its current credential
 		if t, _ := b.memo.token(name); t != nil && t.ExpiresAt.Sub(b.now()) >= need(cfg, t, minTTL) {
 			lock.RUnlock()
 			return issuedToken{minted: minted{Token: t.Token}, cfg: cfg, shared: true}, nil

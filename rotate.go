@@ -23,43 +23,22 @@ type rotationRefused struct{ why string }
 
 func (e *rotationRefused) Error() string { return e.why }
 
-// unsettledError is a rotation whose new credential may be the provider's but is not
-// confirmed: its WAL entry keeps it, and creds reads and Vault's rollback go on settling it.
-type unsettledError struct {
-	name, provider, identifier string
-	// activate is the activation's error: nil means the provider acknowledged the change.
-	activate error
-	// confirm is the last confirmation's error.
-	confirm error
-}
-
-func (e *unsettledError) Error() string {
-	how := "the provider acknowledged the change"
-	if e.activate != nil {
-		how = fmt.Sprintf("the provider's answer to the change is unknown (%v)", e.activate)
-	}
-	return fmt.Sprintf("rotation of %q is unsettled: %s but has not confirmed the new %s credential %s (%v); "+
-		"it is kept in a WAL entry and settled by the next creds read or Vault's rollback: do not write new credentials by hand",
-		e.name, how, e.provider, e.identifier, e.confirm)
-}
-
-func (e *unsettledError) Unwrap() error { return e.confirm }
-
 // rotate replaces config name's root credential under its exclusive lock:
 //
-//  1. settle any earlier interrupted rotation (a new one is refused while one is unsettled);
+//  1. settle the config first (settle.go): a new rotation is refused while the provider may
+//     still adopt a fallback;
 //  2. a provider that creates the new credential upstream (Bloq) lists the account's
 //     credentials and writes a WAL entry marking the create call, so that a key orphaned by a
 //     crash during it can be named;
 //  3. Prepare the next credential (OffBlocks: generated here; Bloq: created upstream);
-//  4. write both credentials to a WAL entry: from here on nothing can be lost;
+//  4. store it in the config as a fallback: from here on nothing can be lost, and no token
+//     of the current credential is handed out;
 //  5. Activate it upstream (OffBlocks PUT, after which the old pair dies). A definite refusal
-//     (400, 401, 403) keeps the old credential and ends the rotation;
+//     (400, 401, 403) of this, its only send, or nothing sent at all, drops the fallback;
 //  6. confirm it by minting, retried with backoff for up to request_timeout: a provider may
-//     apply the change a moment late. Unconfirmed, it stays in the WAL entry, marked as
-//     acknowledged if the activation answered 2xx (unsettledError);
-//  7. store it in config/<name>;
-//  8. Retire the old one upstream (Bloq DELETE; a failure is a warning), delete the WAL.
+//     apply the change a moment late. Unconfirmed, it stays a fallback (unsettledError);
+//  7. adopt it: it becomes the stored credential, and the old one is retired upstream where
+//     it lives on (Bloq DELETE; a failure is a warning, retried by later settles).
 //
 // trigger (manual or scheduled) labels the rotation's metrics and event.
 func (b *backend) rotate(ctx context.Context, s logical.Storage, name, trigger string) (*accountConfig, []string, error) {
@@ -91,17 +70,15 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 		b.event(ctx, eventRotate, name, provider, "trigger", trigger, "outcome", outcome)
 	}()
 
-	if _, err := b.settlePendingLocked(ctx, s, name); err != nil {
-		if err == logical.ErrReadOnly {
-			return nil, nil, err
-		}
-		pending, _ := pendingRotations(ctx, s, name)
-		return nil, nil, &pendingRotationError{name: name, pending: pending, cause: err}
-	}
-	if cfg, err = getConfig(ctx, s, name); err != nil {
+	cfg, _, err = b.settleLocked(ctx, s, name)
+	switch {
+	case err == logical.ErrReadOnly:
 		return nil, nil, err
-	}
-	if cfg == nil {
+	case err != nil && cfg != nil && cfg.unsettled():
+		return nil, nil, &pendingRotationError{name: name, fallbacks: cfg.Fallbacks, provider: cfg.Provider, cause: err}
+	case err != nil:
+		return nil, nil, err
+	case cfg == nil:
 		return nil, nil, errConfigNotFound(name)
 	}
 	p, ok := b.providerFor(name, cfg).(rotator)
@@ -118,60 +95,57 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	if err != nil {
 		return nil, nil, err
 	}
-	entry := newRotationWAL(name, cfg.Provider, cur, next, b.now())
-	walID, err := framework.PutWAL(ctx, s, walKindRotation, entry)
-	if err != nil {
+	cfg.Fallbacks = append(cfg.Fallbacks, fallback{credential: next, Since: b.now().UTC(),
+		Why: "a rotation sent it to the provider and has not confirmed it yet"})
+	if err := b.putConfig(ctx, s, name, cfg); err != nil {
 		// Nothing changed upstream but a new Bloq key, which nobody can hold now: remove it.
 		// If that fails too, the marker stays, and the rollback names the key.
 		if markerID != "" && b.retire(ctx, p, cfg.Provider, name, next) == nil {
 			b.deleteWAL(ctx, s, name, markerID)
 		}
-		return nil, nil, fmt.Errorf("write rotation WAL: %w", err)
+		return nil, nil, fmt.Errorf("store the new credential before sending it: %w", err)
 	}
 	if markerID != "" {
 		b.deleteWAL(ctx, s, name, markerID)
 	}
 
 	stepErr := p.Activate(ctx, cur, next)
-	switch {
-	case errors.Is(stepErr, errUnchanged):
-		b.deleteWAL(ctx, s, name, walID)
-		return nil, nil, fmt.Errorf("rotation failed before anything changed upstream: %w", stepErr)
-	case apiclient.IsRejected(stepErr):
-		b.deleteWAL(ctx, s, name, walID)
+	if errors.Is(stepErr, errUnchanged) || apiclient.IsRejected(stepErr) {
+		// Its only send was refused outright, or never made: the provider cannot adopt it.
+		cfg.Fallbacks = cfg.Fallbacks[:len(cfg.Fallbacks)-1]
+		if err := b.putConfig(ctx, s, name, cfg); err != nil {
+			b.Logger().Warn("could not drop a credential the provider refused; the next settle sends it again", "config", name, "error", err)
+		}
+		if errors.Is(stepErr, errUnchanged) {
+			return nil, nil, fmt.Errorf("rotation failed before anything changed upstream: %w", stepErr)
+		}
 		return nil, nil, fmt.Errorf("the provider refused the new credential; the stored one is unchanged: %w", stepErr)
 	}
-	// The provider acknowledged the change, or its outcome is unknown: from here the new
-	// credential is never given up because of a refusal.
+	// The provider acknowledged the change, or its outcome is unknown: wait for it.
 	if err := b.confirm(ctx, p, next, cfg.RequestTimeout); err != nil {
-		if stepErr == nil && p.Exclusive() {
-			if _, aerr := b.acknowledge(ctx, s, walID, entry); aerr != nil {
-				b.Logger().Warn("could not record the provider's acknowledgement; recovery will send the change again",
-					"config", name, "error", aerr)
-			}
+		why := "the provider acknowledged it but has not applied it yet"
+		if stepErr != nil {
+			why = "the provider's answer to the change was lost"
 		}
-		b.Logger().Warn("rotation unsettled; the new credential is kept in a WAL entry", "config", name, "error", err)
+		cfg.Fallbacks[len(cfg.Fallbacks)-1].Why = why
+		if perr := b.putConfig(ctx, s, name, cfg); perr != nil {
+			b.Logger().Warn("could not record why a fallback credential is held", "config", name, "error", perr)
+		}
+		b.Logger().Warn("rotation unsettled; the new credential is kept as a fallback", "config", name, "error", err)
 		return nil, nil, &unsettledError{name: name, provider: cfg.Provider, identifier: next.identifier(cfg.Provider),
 			activate: stepErr, confirm: err}
 	}
-
-	cfg.credential.adoptRoot(next)
-	cfg.LastRotated = b.now().UTC()
-	cfg.Rotation.clearFailures()
-	if err := b.putConfig(ctx, s, name, cfg); err != nil {
-		// The WAL entry holds the new credential: the creds path or the rollback stores it.
-		return nil, nil, fmt.Errorf("store rotated credential (kept in the WAL, recovered on the next read): %w", err)
+	if err := b.adopt(ctx, s, name, cfg, p, next, trigger); err != nil {
+		return nil, nil, err
 	}
 	crashpoint("after-config-write")
 	if stepErr != nil {
 		warnings = append(warnings, fmt.Sprintf("the provider's answer to the change was lost (%v), "+
 			"but the new credential was confirmed and stored", stepErr))
 	}
-	if err := p.Retire(ctx, cur); err != nil {
-		b.Logger().Warn("could not remove the replaced credential upstream", "config", name, "error", err)
-		warnings = append(warnings, fmt.Sprintf("the new credential is stored, but the old one could not be removed upstream: %v", err))
+	if w, err := b.retireAll(ctx, s, name, cfg, p); err == nil || len(w) > 0 {
+		warnings = append(warnings, w...)
 	}
-	b.deleteWAL(ctx, s, name, walID)
 	b.Logger().Info("rotated root credential", "config", name, "provider", cfg.Provider)
 	return cfg, warnings, nil
 }
@@ -234,10 +208,11 @@ func (b *backend) confirm(ctx context.Context, p provider, next credential, budg
 	}
 }
 
-// pendingRotationError refuses an operation because a rotation of the config is unsettled.
+// pendingRotationError refuses an operation because the provider may still adopt a
+// fallback credential of the config.
 type pendingRotationError struct {
-	name    string
-	pending []pendingRotation
+	name, provider string
+	fallbacks      []fallback
 	// forDelete says the refused operation is a delete, which force=true overrides.
 	forDelete bool
 	cause     error
@@ -245,15 +220,14 @@ type pendingRotationError struct {
 
 func (e *pendingRotationError) Error() string {
 	what := "an earlier rotation"
-	for _, pr := range e.pending {
-		if !pr.entry.Creating {
-			what = fmt.Sprintf("a rotation begun at %s to %s credential %s", pr.entry.Started.UTC().Format(time.RFC3339),
-				pr.entry.Provider, pr.entry.New.identifier(pr.entry.Provider))
-		}
+	if n := len(e.fallbacks); n > 0 {
+		f := e.fallbacks[n-1]
+		what = fmt.Sprintf("a rotation begun at %s to %s credential %s", f.Since.UTC().Format(time.RFC3339),
+			e.provider, f.identifier(e.provider))
 	}
-	msg := fmt.Sprintf("config %q has %s that is unsettled (%v): the provider may accept only the credential its "+
-		"WAL entry holds. It is settled by the next creds read or Vault's rollback once the provider answers; try again then",
-		e.name, what, e.cause)
+	msg := fmt.Sprintf("config %q has %s that is unsettled (%v): the provider may adopt that credential at any "+
+		"moment, and the config keeps it as a fallback. It is settled by the next creds read or Vault's rollback once "+
+		"the provider answers; try again then", e.name, what, e.cause)
 	if e.forDelete {
 		msg += fmt.Sprintf(", or delete anyway, giving that credential up, with: vault delete <mount>/config/%s force=true", e.name)
 	}

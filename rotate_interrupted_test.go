@@ -6,19 +6,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
 // assertStoredIsProviders checks storage alone, with no creds read (which could settle a
-// rotation itself): the stored pair is the one the provider accepts, and no WAL is left.
+// rotation itself): the stored pair is the one the provider accepts, no fallback is held and
+// no WAL entry is left.
 func (h *harness) assertStoredIsProviders(name string) {
 	h.t.Helper()
 	key, secret := h.sim.OffBlocksPair(h.obID)
-	if c := h.stored(name); c.APIKey != key || c.APISecret != secret {
+	c := h.stored(name)
+	if c.APIKey != key || c.APISecret != secret {
 		h.t.Fatalf("stored pair %s is not the provider's %s: the credential is lost", c.APIKey, key)
+	}
+	if len(c.Fallbacks) != 0 {
+		h.t.Fatalf("%d fallbacks left", len(c.Fallbacks))
 	}
 	if n := h.walCount(); n != 0 {
 		h.t.Fatalf("%d WAL entries left", n)
@@ -26,8 +30,9 @@ func (h *harness) assertStoredIsProviders(name string) {
 }
 
 // Every step of an OffBlocks rotation, interrupted, and recovered once by creds reads and
-// once by Vault's rollback alone (no read first, so the rollback must do the work).
-// Afterwards the stored pair is the one the provider accepts, whether the rotation took or not.
+// once by Vault's rollback alone (no read first, so its periodic function must do the work).
+// Afterwards the stored pair is the one the provider accepts, whether the rotation took or
+// not, and no fallback is left.
 func TestRotateOffBlocksInterrupted(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -44,8 +49,9 @@ func TestRotateOffBlocksInterrupted(t *testing.T) {
 		// wantWarning is in the successful rotation's warnings.
 		wantWarning string
 	}{
-		{name: "WAL write fails", wantErr: true,
-			setup: func(h *harness) { h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "wal/") }) }},
+		// Storing the new pair as a fallback fails: nothing is sent.
+		{name: "fallback write fails", wantErr: true,
+			setup: func(h *harness) { h.failConfigPutsAfter(0) }},
 		{name: "bearer mint fails", wantErr: true,
 			setup: func(h *harness) {
 				h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 500, Times: 5})
@@ -76,11 +82,10 @@ func TestRotateOffBlocksInterrupted(t *testing.T) {
 					OnHit: func() { h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1}) }})
 			},
 			heal: func(h *harness) { h.sim.ClearFaults() }},
+		// The fallback is stored and the PUT confirmed, but storing the new pair as the
+		// current one fails: the fallback holds it.
 		{name: "config write fails after PUT", wantRotated: true, wantErr: true,
-			setup: func(h *harness) {
-				h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
-			},
-			heal: func(h *harness) { h.storage.setFailPut(nil) }},
+			setup: func(h *harness) { h.failConfigPutsAfter(1) }},
 		// The provider answers 204 and switches 5 s later: confirmed within request_timeout.
 		{name: "provider applies the PUT 5s late", wantRotated: true,
 			setup: func(h *harness) { h.sim.SetOffBlocksLag(5 * time.Second) }},
@@ -113,27 +118,24 @@ func TestRotateOffBlocksInterrupted(t *testing.T) {
 					tc.heal(h)
 				}
 				if tc.advance > 0 {
-					// Too early: the provider has not settled; nothing may be given up.
+					// Too early: the provider has not switched; nothing may be given up, and
+					// a read gets no token of the old pair, which may die at any moment.
 					if recovery == "rollback" {
 						h.rollback()
 					} else {
-						h.creds("ob")
+						h.wantUnsettledRead("ob")
 					}
-					if h.walCount() != 1 {
-						t.Fatalf("an early recovery settled a rotation the provider had not settled (WAL %d)", h.walCount())
+					if n := h.fallbacks("ob"); n != 1 {
+						t.Fatalf("an early recovery settled a rotation the provider had not settled (%d fallbacks)", n)
 					}
 					h.clock.Advance(tc.advance)
 				}
 				if recovery == "rollback" {
 					h.rollback()
-					h.assertStoredIsProviders("ob")
 				} else {
-					h.assertOffBlocksConsistent("ob")
-					h.rollback() // clears what a read cannot: an entry whose new pair never took
-					if n := h.walCount(); n != 0 {
-						t.Fatalf("%d WAL entries left", n)
-					}
+					h.assertOffBlocksConsistent("ob") // a read settles it all
 				}
+				h.assertStoredIsProviders("ob")
 				if key, _ := h.sim.OffBlocksPair(h.obID); (key != obKey) != tc.wantRotated {
 					t.Fatalf("provider rotated=%v, want %v", key != obKey, tc.wantRotated)
 				}
@@ -147,8 +149,9 @@ func TestRotateOffBlocksInterrupted(t *testing.T) {
 }
 
 // A rotation whose provider has not switched within request_timeout fails with a 502 that
-// says it is unsettled and acknowledged, keeps serving tokens from the old pair (which still
-// works), refuses another rotation meanwhile, and is adopted by the first read after the switch.
+// says it is unsettled and acknowledged. Until the provider switches, reads answer 502 (they
+// used to serve tokens of the old pair, which dies the moment the provider switches) and
+// another rotation is refused; the first read after the switch adopts the new pair.
 func TestRotateLaggingProviderUnsettled(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -159,43 +162,59 @@ func TestRotateLaggingProviderUnsettled(t *testing.T) {
 	if pendingKey != obKey || !h.sim.OffBlocksPending(h.obID) {
 		t.Fatal("the simulator applied the lagged update early")
 	}
-	h.creds("ob") // the old pair still works until the provider switches
+	h.wantUnsettledRead("ob") // the old pair still mints, but its tokens may die at any moment
 	resp, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil)
 	if err == nil || !strings.Contains(respErr(resp).(string), "unsettled") {
 		t.Fatalf("a second rotation was not refused while the first is unsettled: %v %v", err, respErr(resp))
 	}
+	if h.fallbacks("ob") != 1 {
+		t.Fatalf("%d fallbacks while unsettled, want the one", h.fallbacks("ob"))
+	}
 	h.clock.Advance(2 * time.Minute)
-	h.creds("ob") // the old pair is now refused: the read settles, adopting the new one
+	h.creds("ob") // the provider has switched: the read settles, adopting the new pair
 	h.assertStoredIsProviders("ob")
 	if h.stored("ob").APIKey == obKey {
 		t.Fatal("the new pair was not adopted")
 	}
 }
 
-// A crash between the WAL write and the PUT leaves an entry whose new pair never reached
-// the provider. Reads go on with the old pair; the rollback sends the PUT again (whether the
-// provider got it is unknown), and the rotation completes.
+// A crash between storing the new pair and its PUT leaves a fallback the provider never
+// received: Vault's rollback sends the change again (whether the provider got it is
+// unknown) and the rotation completes. A rotation WAL entry written by an earlier plugin
+// version (old and new pair) is turned into such a fallback by the rollback, and completed
+// the same way.
 func TestRotateCrashBeforePUTRollsForward(t *testing.T) {
-	h := newHarness(t)
-	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	cur := h.stored("ob").credential
-	next, _ := offblocksProvider{}.Prepare(context.Background(), cur)
-	e := newRotationWAL("ob", "offblocks", cur, next, h.clock.Now())
-	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, e); err != nil {
-		t.Fatal(err)
-	}
-	h.creds("ob") // the stored pair still works: nothing to settle on the read path
-	if h.walCount() != 1 {
-		t.Fatal("a read settled a rotation it had no reason to")
-	}
-	h.rollback()
-	h.assertStoredIsProviders("ob")
-	if h.stored("ob").APIKey != next.APIKey {
-		t.Fatal("the rollback did not complete the rotation")
-	}
+	t.Run("fallback", func(t *testing.T) {
+		h := newHarness(t)
+		next := h.pendingOffBlocks()
+		h.rollback()
+		h.assertStoredIsProviders("ob")
+		if h.stored("ob").APIKey != next.APIKey {
+			t.Fatal("the rollback did not complete the rotation")
+		}
+	})
+	t.Run("earlier version's WAL entry", func(t *testing.T) {
+		h := newHarness(t)
+		h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+		cur := h.stored("ob").credential
+		next, _ := offblocksProvider{}.Prepare(context.Background(), cur)
+		h.legacyRotationWAL("ob", "offblocks", cur, next)
+		h.rollback() // converts the entry: the new pair is held (as a fallback, or adopted)
+		c := h.stored("ob")
+		if h.walCount() != 0 || !(c.credential.sameRoot(next) || (len(c.Fallbacks) == 1 && c.Fallbacks[0].sameRoot(next))) {
+			t.Fatalf("WAL %d, %d fallbacks: the entry was not turned into a fallback", h.walCount(), len(c.Fallbacks))
+		}
+		h.rollback() // the next run settles it
+		h.assertStoredIsProviders("ob")
+		if h.stored("ob").APIKey != next.APIKey {
+			t.Fatal("the rollback did not complete the rotation")
+		}
+	})
 }
 
-// An acknowledged change is never given up, however long the provider takes to apply it.
+// An acknowledged change is never given up, however long the provider takes to apply it:
+// each rollback keeps the fallback (sending the change again, which a lagging provider may
+// apply in any order), and the one after the switch adopts it.
 func TestAcknowledgedRotationNeverKeepsOld(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -203,18 +222,18 @@ func TestAcknowledgedRotationNeverKeepsOld(t *testing.T) {
 	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
 		t.Fatal("the rotation should be unsettled")
 	}
-	puts := h.sim.Calls(simulator.RouteOffBlocksCredentials)
+	next := h.stored("ob").Fallbacks[0]
 	for i := 0; i < 5; i++ { // rollbacks, every half hour: nothing to do but wait
 		h.clock.Advance(30 * time.Minute)
 		h.rollback()
-		if h.walCount() != 1 {
-			t.Fatal("an acknowledged rotation was given up")
+		if h.fallbacks("ob") != 1 || h.stored("ob").APIKey != obKey {
+			t.Fatalf("an acknowledged rotation was given up (%d fallbacks)", h.fallbacks("ob"))
 		}
-	}
-	if n := h.sim.Calls(simulator.RouteOffBlocksCredentials); n != puts {
-		t.Fatalf("an acknowledged change was sent again (%d PUTs)", n-puts)
 	}
 	h.clock.Advance(31 * time.Minute)
 	h.rollback()
 	h.assertStoredIsProviders("ob")
+	if h.stored("ob").APIKey != next.APIKey {
+		t.Fatal("the acknowledged pair was not adopted")
+	}
 }

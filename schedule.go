@@ -32,6 +32,10 @@ type rotationState struct {
 	automatedrotationutil.AutomatedRotationParams
 	// Since is when the current schedule was set: the first period counts from it.
 	Since time.Time `json:"since,omitempty"`
+	// LeasesEndBy is when every lease handed out before the schedule was set has ended (set
+	// when a schedule is set on an existing config): its first rotation, which kills their
+	// tokens, does not run before it.
+	LeasesEndBy time.Time `json:"leases_end_by,omitempty"`
 	// Failures counts scheduled rotations failed in a row; RetryAt is when the next try is
 	// due, and LastError says why the last one failed (never a secret: provider errors
 	// carry none).
@@ -78,6 +82,16 @@ func (c *accountConfig) nextRotation(now time.Time) time.Time {
 		next = sched.Next(from.Add(rotationEarly))
 		if r.RotationWindow > 0 && !now.Before(next.Add(r.RotationWindow)) {
 			next = sched.Next(now.Add(-r.RotationWindow)) // the earliest slot whose window is open or to come
+		}
+	}
+	// The first rotation of a schedule waits for the leases handed out before it was set.
+	if bound := r.LeasesEndBy.Add(rotationLeaseMargin); !r.LeasesEndBy.IsZero() && !c.LastRotated.After(r.Since) &&
+		next.Add(-rotationEarly).Before(bound) {
+		next = bound.Add(rotationEarly)
+		if r.RotationSchedule != "" {
+			if sched, err := rotation.DefaultScheduler.Parse(r.RotationSchedule); err == nil {
+				next = sched.Next(bound.Add(rotationEarly - time.Nanosecond))
+			}
 		}
 	}
 	if r.Failures > 0 && r.RetryAt.After(next) {
@@ -153,8 +167,9 @@ func (c *accountConfig) rotationImminent(now time.Time) bool {
 // applyRotationFields reads rotation_period, rotation_schedule, rotation_window,
 // disable_automated_rotation (and rotation_policy, which is refused) into c, as Vault's
 // engines do, and checks them. A change to the schedule restarts it from now and clears its
-// failures. A config that cannot rotate cannot have a schedule.
-func applyRotationFields(c *accountConfig, d *framework.FieldData, now time.Time) error {
+// failures; on an existing config its first rotation waits for the leases existing handed
+// out before (leasesEndBy). A config that cannot rotate cannot have a schedule.
+func applyRotationFields(c, existing *accountConfig, d *framework.FieldData, now time.Time) error {
 	if p, ok := d.GetOk("rotation_policy"); ok && p.(string) != "" {
 		return fieldErrorf("rotation_policy", "is a setting of Vault Enterprise's rotation manager; this plugin "+
 			"schedules rotations itself and retries a failed one with backoff (1 minute, doubling, at most 1 hour)")
@@ -186,6 +201,10 @@ func applyRotationFields(c *accountConfig, d *framework.FieldData, now time.Time
 	if p != before {
 		c.Rotation.Since = now
 		c.Rotation.clearFailures()
+		c.Rotation.LeasesEndBy = time.Time{}
+		if existing != nil {
+			c.Rotation.LeasesEndBy = existing.leasesEndBy(now)
+		}
 	}
 	if c.scheduled() {
 		if err := canRotate(c); err != nil {
@@ -193,6 +212,29 @@ func applyRotationFields(c *accountConfig, d *framework.FieldData, now time.Time
 		}
 	}
 	return nil
+}
+
+// leasesEndBy bounds when every creds lease of config c handed out before now ends: a lease
+// lasts at most its token's life, which the provider documents (tokenLifeBound), and ends
+// before c's scheduled rotation, if any, may run.
+func (c *accountConfig) leasesEndBy(now time.Time) time.Time {
+	bound := now.Add(c.tokenLifeBound())
+	if w := c.rotationStart(now); !w.IsZero() && w.Before(bound) {
+		bound = w
+	}
+	return bound.UTC()
+}
+
+// tokenLifeBound is the longest lease a creds read of config c hands out, by what
+// providers.md documents: a token lives 1 hour (OffBlocks, a Bloq client token) or 12 hours
+// (a Bloq account token), and a lease at most that. max_ttl does not shorten it: a lease
+// handed out before max_ttl was lowered keeps its length. A provider that issues longer
+// tokens than it documents defeats it.
+func (c *accountConfig) tokenLifeBound() time.Duration {
+	if c.Provider == bloq.Name && c.GrantType == grantPassword {
+		return 12 * time.Hour
+	}
+	return time.Hour
 }
 
 // canRotate says why config c cannot be rotated, or nil. It needs no client.
@@ -264,7 +306,7 @@ func (b *backend) awaitRotationStart(ctx context.Context, s logical.Storage, nam
 const rotationRecordTimeout = 10 * time.Second
 
 // rotateScheduled rotates config name if its scheduled rotation is due, under the config's
-// lock, through the same WAL-first rotation as rotate-root, under a deadline of its own
+// lock, through the same fallback-first rotation as rotate-root, under a deadline of its own
 // (rotationBudget; not ctx's cancellation). A failure of any kind is recorded on the config,
 // which retries it with backoff, under a context of its own (the rotation's may be done);
 // the rotation's own error is returned as well. It reports whether a rotation was due. Where
@@ -314,8 +356,9 @@ func (b *backend) rotateScheduled(ctx context.Context, s logical.Storage, name s
 // request_timeout) and its confirmation (at most request_timeout more).
 func rotationBudget(cfg *accountConfig) time.Duration { return 4 * cfg.RequestTimeout }
 
-// periodic is the backend's PeriodicFunc, which Vault calls about once a minute: it performs
-// every scheduled rotation that is due, one config at a time, and waits for none (a read
+// periodic is the backend's PeriodicFunc, which Vault calls about once a minute: it settles
+// every config that holds a fallback or retiring credential (settle.go) and performs every
+// scheduled rotation that is due, one config at a time, and waits for none (a read
 // that finds one imminent does). It does nothing where storage cannot be written (a
 // performance standby or secondary): the active node rotates.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
@@ -327,6 +370,11 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return err
 	}
 	for _, name := range names {
+		if cfg, err := getConfig(ctx, req.Storage, name); err == nil && cfg != nil && (cfg.unsettled() || len(cfg.Retiring) > 0) {
+			if _, _, err := b.settle(ctx, req.Storage, name); err != nil {
+				b.Logger().Debug("config not settled", "config", name, "error", err)
+			}
+		}
 		if _, err := b.rotateScheduled(ctx, req.Storage, name); err != nil {
 			b.Logger().Debug("scheduled rotation not done", "config", name, "error", err)
 		}

@@ -92,35 +92,55 @@ func TestScheduleBackoffCapAndRecoveryClearsFailures(t *testing.T) {
 	}
 }
 
-// A settled recovery drops the shared token itself (not only a rotation does).
+// A shared token is never handed out while its config holds a fallback, and a settled
+// recovery drops it itself (not only a rotation does). A rotation WAL entry of an earlier
+// plugin version, found after the upgrade while a token of the old pair is shared, gives a
+// config a fallback with a shared token in memory (a rotation forgets it): the rollback
+// turns the entry into a fallback, and the next run settles it, which kills that token
+// upstream.
 func TestReuseDroppedBySettledRecovery(t *testing.T) {
 	h := newHarness(t)
 	h.reuseConfig(nil)
-	h.sim.SetOffBlocksLag(2 * time.Minute)
-	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
-		t.Fatal("the rotation should be unsettled")
+	before := h.creds("ob").Data["token"] // shared, from the old pair
+	cur := h.stored("ob").credential
+	next, _ := offblocksProvider{}.Prepare(context.Background(), cur)
+	h.legacyRotationWAL("ob", "offblocks", cur, next)
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 503, Times: -1})
+	h.rollback() // the entry becomes a fallback; the provider cannot take the change yet (503)
+	if h.fallbacks("ob") != 1 {
+		t.Fatalf("%d fallbacks: the earlier version's entry was not turned into one", h.fallbacks("ob"))
 	}
-	before := h.creds("ob").Data["token"] // shared, from the old pair, which still works
-	h.clock.Advance(2 * time.Minute)      // the provider switches: the shared token dies
-	h.rollback()                          // settles: adopts the new pair
+	h.wantUnsettledRead("ob") // not the shared token, which may die at any moment
+	h.sim.ClearFaults()
+	h.rollback() // settles: the change is applied (the shared token dies) and the new pair adopted
+	if h.stored("ob").APIKey != next.APIKey {
+		t.Fatal("the recovery did not settle")
+	}
 	if after := h.creds("ob").Data["token"]; after == before {
 		t.Fatal("the shared token outlived the settled recovery")
 	}
 }
 
-// Series of a deleted config go; a rotation settled by keeping the old credential counts as
-// kept_old; interrupted create markers are not unsettled rotations.
+// Series of a deleted config go; a Bloq fallback key the provider refuses, deleted upstream,
+// counts as a recovery with outcome kept_old (the one way to keep the old credential now);
+// interrupted create markers are not unsettled rotations.
 func TestMetricsDeletedConfigsKeptOldAndMarkers(t *testing.T) {
 	h := newHarness(t)
-	h.pendingOffBlocks(false)
-	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 400})
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	refused := h.stored("bq").credential
+	refused.ClientID, refused.ClientSecret = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12", "wrong"
+	h.sim.AddBloqKey(h.bqUserID, refused.ClientID, "not-the-secret-vault-holds")
+	h.holdFallback("bq", refused)
+	if text := h.scrape(); !strings.Contains(text, `apitokens_unsettled_rotations{config="bq",provider="bloq"} 1`) {
+		t.Fatalf("a held fallback not counted as an unsettled rotation:\n%s", text)
+	}
 	h.rollback()
 	if text := h.scrape(); !strings.Contains(text,
-		`apitokens_rotations_total{config="ob",outcome="kept_old",provider="offblocks",trigger="recovered"} 1`) {
+		`apitokens_rotations_total{config="bq",outcome="kept_old",provider="bloq",trigger="recovered"} 1`) {
 		t.Fatalf("kept_old not counted:\n%s", text)
 	}
-	h.mustDo(logical.DeleteOperation, "config/ob", nil)
-	if text := h.scrape(); strings.Contains(text, `config="ob"`) {
+	h.mustDo(logical.DeleteOperation, "config/bq", nil)
+	if text := h.scrape(); strings.Contains(text, `config="bq"`) {
 		t.Fatalf("a deleted config's series remain:\n%s", text)
 	}
 

@@ -7,266 +7,257 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/uuid"
-
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
 )
 
-// outcome of settling an interrupted rotation.
-type outcome int
-
-const (
-	// unresolved: neither credential could be confirmed yet; keep the WAL entry.
-	unresolved outcome = iota
-	// adoptedNew: the new credential works and is now stored.
-	adoptedNew
-	// keptOld: the provider refused the new credential outright; the old one stays stored.
-	keptOld
-	// dropped: nothing to recover (the config was deleted or replaced by an operator, or
-	// the entry marked a create call whose orphan, if any, has been named).
-	dropped
-)
-
-// errNotYet is an unresolved settle in which the provider acknowledged the new credential
-// but still accepts the old one and refuses the new: it has not applied the change yet.
-var errNotYet = errors.New("the provider acknowledged the new credential but still accepts the old one: " +
-	"it has not applied the change yet")
-
-// settle decides an interrupted rotation by asking the provider which credential it
-// accepts, and stores that one. The caller holds the config's exclusive lock; id is the
-// entry's WAL id (settle may replace the entry, see below).
+// The rule that keeps every root credential (README, "Crash safety"):
 //
-// The new credential is never given up because the provider refuses it: a provider may
-// apply a change a moment after acknowledging it. When the new one is refused and the old
-// one works, a provider whose activation kills the old credential (Exclusive) is asked
-// again, with the same new credential: a definite refusal (400, 401, 403) of that means it
-// never took it (kept old); an acknowledgement is written to a new WAL entry, and from then
-// on the rotation waits for the provider to apply it, never keeping the old one. Retiring
-// the losing credential upstream is best effort and only logged.
-func (b *backend) settle(ctx context.Context, s logical.Storage, id string, e rotationWAL) (outcome, error) {
-	cfg, err := getConfig(ctx, s, e.Name)
-	if err != nil {
-		return unresolved, err
-	}
-	if cfg == nil || cfg.Provider != e.Provider ||
-		(!cfg.credential.sameRoot(e.Old) && !e.Creating && !cfg.credential.sameRoot(e.New)) {
-		return dropped, nil
-	}
-	p, ok := b.providerFor(e.Name, cfg).(rotator)
-	if !ok {
-		return dropped, nil
-	}
-	if e.Creating {
-		if _, err := b.reportOrphans(ctx, s, p, cfg, e); err != nil {
-			return unresolved, err // keep the marker until the orphan can be looked for
-		}
-		return dropped, nil
-	}
-	if cfg.credential.sameRoot(e.New) {
-		// Stored already; only the old credential's retirement may be outstanding.
-		b.retire(ctx, p, e.Provider, e.Name, e.Old)
-		return adoptedNew, nil
-	}
+// A credential sent to the provider in a change whose refusal is not conclusive may become
+// the live one at any later time: an answer can be lost, and a lagging provider can apply a
+// change long after it answered, or after a newer answer. So it is never discarded
+// automatically. It is stored in its config as a fallback before it is sent, and dropped only
+//
+//  1. when it, or another fallback, or a rotation's new credential, is seen working: that one
+//     becomes current at once, and every other fallback and the credential it replaced are
+//     dropped. They can never come back: each was sent to replace that same current
+//     credential, and the provider applies a change only while the credential whose token
+//     authorised it is still the account's (OffBlocks' PUT is authorised by a Bearer of the
+//     current pair, and any applied change kills every token of that pair). A Bloq key that
+//     was replaced lives on until Vault deletes it, so it is kept as retiring until then;
+//  2. when the only send of it was refused outright (a 400, 401 or 403 to rotate-root's own
+//     change, or nothing was sent): the provider never took it;
+//  3. for a provider whose old credential lives on (Bloq): when Vault deleted it upstream,
+//     after the provider refused it;
+//  4. when an operator writes a credential, or deletes the config with force=true.
+//
+// While a config holds a fallback, no token of its current credential is handed out: the
+// provider may adopt the fallback at any moment, and every token of the current one dies
+// then. Reads and Vault's rollback settle it instead, and answer 502 while it stays open.
 
-	_, errNew := p.Mint(ctx, e.New)
-	if errNew == nil {
-		return b.adopt(ctx, s, p, cfg, e)
-	}
-	if !apiclient.IsRejected(errNew) {
-		return unresolved, fmt.Errorf("confirm new credential: %w", errNew)
-	}
-	if _, errOld := p.Mint(ctx, e.Old); errOld != nil {
-		return unresolved, fmt.Errorf("the provider refuses the new credential (%v), and the old one does not work either: %w", errNew, errOld)
-	}
-	switch {
-	case !p.Exclusive():
-		b.Logger().Info("settled an interrupted rotation: the new credential does not work, the old one does and is kept", "config", e.Name)
-		b.retire(ctx, p, e.Provider, e.Name, e.New)
-		return keptOld, nil
-	case e.Acknowledged:
-		return unresolved, errNotYet
-	}
-	// Whether the provider ever received the change is unknown: send it again.
-	actErr := p.Activate(ctx, e.Old, e.New)
-	switch {
-	case apiclient.IsRejected(actErr):
-		b.Logger().Info("settled an interrupted rotation: the provider refuses the new credential", "config", e.Name, "error", actErr)
-		return keptOld, nil
-	case actErr != nil:
-		return unresolved, fmt.Errorf("send the new credential again: %w", actErr)
-	}
-	ackID, err := b.acknowledge(ctx, s, id, e)
-	if err != nil {
-		return unresolved, err
-	}
-	if _, errNew = p.Mint(ctx, e.New); errNew != nil {
-		return unresolved, fmt.Errorf("%w (%v)", errNotYet, errNew)
-	}
-	out, err := b.adopt(ctx, s, p, cfg, e)
-	if out == adoptedNew {
-		b.deleteWAL(ctx, s, e.Name, ackID)
-	}
-	return out, err
+// unsettledError is a config whose provider may adopt a fallback credential at any moment:
+// a rotation not confirmed, or a settle that could not decide.
+type unsettledError struct {
+	name, provider, identifier string
+	// why, when set, says why the fallback is held instead of activate.
+	why string
+	// activate is the last change's error: nil means the provider acknowledged it.
+	activate error
+	// confirm is the last confirmation's error.
+	confirm error
 }
 
-// adopt stores the rotation's new credential, confirmed to work, and retires the old one.
-func (b *backend) adopt(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, e rotationWAL) (outcome, error) {
-	cfg.credential.adoptRoot(e.New)
+func (e *unsettledError) Error() string {
+	how := "the provider acknowledged the change"
+	switch {
+	case e.why != "":
+		how = e.why
+	case e.activate != nil:
+		how = fmt.Sprintf("the provider's answer to the change is unknown (%v)", e.activate)
+	}
+	return fmt.Sprintf("rotation of %q is unsettled: %s but has not confirmed the new %s credential %s (%v); "+
+		"it is kept as a fallback credential and settled by the next creds read or Vault's rollback, and no token "+
+		"of the old credential is handed out meanwhile (it may die at any moment): do not write new credentials by hand",
+		e.name, how, e.provider, e.identifier, e.confirm)
+}
+
+func (e *unsettledError) Unwrap() error { return e.confirm }
+
+// settle applies the rule to config name under its exclusive lock (settleLocked).
+func (b *backend) settle(ctx context.Context, s logical.Storage, name string) (*accountConfig, bool, error) {
+	lock := b.lock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	return b.settleLocked(ctx, s, name)
+}
+
+// settleForRead is settle for a creds read: reads of one config that need it while a settle
+// runs wait for that one (and share its outcome) instead of queueing on the lock to ask the
+// provider again each, and sending a lagging provider the same change once per reader. The
+// settle runs to its end under a deadline of its own (rotationBudget), not the first
+// reader's, so a reader that gives up fails no other.
+func (b *backend) settleForRead(ctx context.Context, s logical.Storage, name string) (*accountConfig, bool, error) {
+	type settled struct {
+		cfg     *accountConfig
+		changed bool
+	}
+	ch := b.settleFlight.DoChan(name, func() (any, error) {
+		budget := rotationBudget(&accountConfig{RequestTimeout: apiclient.DefaultTimeout})
+		if cfg, err := getConfig(ctx, s, name); err == nil && cfg != nil {
+			budget = rotationBudget(cfg)
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+		defer cancel()
+		cfg, changed, err := b.settle(sctx, s, name)
+		return settled{cfg, changed}, err
+	})
+	select {
+	case r := <-ch:
+		v, _ := r.Val.(settled)
+		return v.cfg, v.changed, r.Err
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
+// unsettledErr is the error of a creds read of config name while it holds a fallback.
+func (c *accountConfig) unsettledErr(name string) *unsettledError {
+	f := c.Fallbacks[len(c.Fallbacks)-1]
+	return &unsettledError{name: name, provider: c.Provider, identifier: f.identifier(c.Provider),
+		why: f.Why, confirm: errors.New("not settled yet")}
+}
+
+// settleLocked brings config name to a settled state where it can: it turns WAL entries of
+// earlier plugin versions into fallbacks and names keys orphaned by interrupted create calls
+// (wal.go), adopts the first fallback that works, asks the provider again about one that
+// does not, and removes retiring credentials upstream. The caller holds the config's
+// exclusive lock. It returns the config as stored (nil if none), whether anything changed,
+// and an *unsettledError while the config still holds a fallback; logical.ErrReadOnly where
+// storage cannot be written and there is something to settle.
+func (b *backend) settleLocked(ctx context.Context, s logical.Storage, name string) (*accountConfig, bool, error) {
+	walChanged, err := b.settleWAL(ctx, s, name)
+	if err != nil {
+		return nil, walChanged, err
+	}
+	cfg, err := getConfig(ctx, s, name)
+	if err != nil || cfg == nil || (!cfg.unsettled() && len(cfg.Retiring) == 0) {
+		return cfg, walChanged, err
+	}
+	if !b.WriteSafeReplicationState() {
+		return cfg, walChanged, logical.ErrReadOnly // settling writes: Vault forwards to the node that can
+	}
+	p, ok := b.providerFor(name, cfg).(rotator)
+	if !ok {
+		return cfg, walChanged, nil
+	}
+	changed := walChanged
+	if cfg.unsettled() {
+		c, err := b.resolve(ctx, s, name, cfg, p)
+		changed = changed || c
+		if err != nil {
+			return cfg, changed, err
+		}
+	}
+	if _, err := b.retireAll(ctx, s, name, cfg, p); err == nil {
+		changed = true
+	}
+	return cfg, changed, nil
+}
+
+// resolve applies the rule to cfg's fallbacks and stores what it decides: the newest that
+// works is adopted (rule 1). If none does, a refused one is deleted upstream where the old
+// credential lives on (rule 3); where the change kills the old credential (OffBlocks), the
+// newest is sent again from the current credential and confirmed, which either adopts it or
+// leaves it held. It reports whether it changed the config, and returns an *unsettledError
+// while a fallback remains.
+func (b *backend) resolve(ctx context.Context, s logical.Storage, name string, cfg *accountConfig, p rotator) (bool, error) {
+	var refused error
+	dropped := false
+	for i := len(cfg.Fallbacks) - 1; i >= 0; i-- {
+		f := cfg.Fallbacks[i]
+		_, err := p.Mint(ctx, f.credential)
+		if err == nil {
+			return true, b.adopt(ctx, s, name, cfg, p, f.credential, triggerRecovered)
+		}
+		refused = err
+		if !p.Exclusive() && apiclient.IsRejected(err) && b.retire(ctx, p, cfg.Provider, name, f.credential) == nil {
+			cfg.Fallbacks = slices.Delete(cfg.Fallbacks, i, i+1)
+			dropped = true
+			b.Logger().Info("settled: the provider refuses a fallback credential, which is deleted upstream; the current one is kept",
+				"config", name, "dropped", f.identifier(cfg.Provider))
+			b.countRecovery(ctx, name, cfg.Provider, outcomeKeptOld)
+		}
+	}
+	if dropped {
+		if err := b.putConfig(ctx, s, name, cfg); err != nil {
+			return false, err
+		}
+	}
+	if !cfg.unsettled() {
+		return dropped, nil
+	}
+	newest := cfg.Fallbacks[len(cfg.Fallbacks)-1]
+	actErr := refused
+	if p.Exclusive() {
+		// Whether the provider has the change is unknown, or it has not applied it yet: send
+		// it again. A refusal of this send proves nothing about an earlier one.
+		actErr = p.Activate(ctx, cfg.credential, newest.credential)
+		if actErr == nil || !(errors.Is(actErr, errUnchanged) || apiclient.IsRejected(actErr)) {
+			if err := b.confirm(ctx, p, newest.credential, cfg.RequestTimeout); err == nil {
+				return true, b.adopt(ctx, s, name, cfg, p, newest.credential, triggerRecovered)
+			} else if actErr == nil {
+				refused = err
+			}
+		}
+	}
+	return dropped, &unsettledError{name: name, provider: cfg.Provider, identifier: newest.identifier(cfg.Provider),
+		activate: actErr, confirm: refused}
+}
+
+// adopt makes next, seen working, config name's current credential and stores it (rule 1):
+// every fallback is dropped, and the replaced credential is kept as retiring where it lives on
+// upstream. cfg is changed. A failed store leaves storage as it was: next is still a fallback
+// there (or a rotation's WAL entry), adopted again by the next settle.
+func (b *backend) adopt(ctx context.Context, s logical.Storage, name string, cfg *accountConfig, p rotator, next credential, trigger string) error {
+	old := cfg.credential
+	cfg.credential.adoptRoot(next)
+	cfg.Fallbacks = nil
+	if !p.Exclusive() && !old.sameRoot(next) {
+		cfg.Retiring = append(cfg.Retiring, old)
+	}
 	cfg.LastRotated = b.now().UTC()
 	cfg.Rotation.clearFailures()
-	if err := b.putConfig(ctx, s, e.Name, cfg); err != nil {
-		return unresolved, err
+	if err := b.putConfig(ctx, s, name, cfg); err != nil {
+		return fmt.Errorf("store the new credential (the provider accepts it; it stays a fallback and is adopted "+
+			"by the next creds read or Vault's rollback): %w", err)
 	}
-	b.Logger().Info("settled an interrupted rotation: the new credential works and is stored", "config", e.Name)
-	b.retire(ctx, p, e.Provider, e.Name, e.Old)
-	return adoptedNew, nil
+	b.memo.forget(name) // the old credential's tokens may be dead
+	if trigger == triggerRecovered {
+		b.Logger().Info("settled: a fallback credential works and is now the stored one", "config", name)
+		b.countRecovery(ctx, name, cfg.Provider, outcomeSuccess)
+	}
+	return nil
 }
 
-// acknowledge replaces WAL entry id by one that records that the provider acknowledged the
-// new credential, under a new nonce (a rollback holding the old entry finds it gone), and
-// returns the new entry's id.
-func (b *backend) acknowledge(ctx context.Context, s logical.Storage, id string, e rotationWAL) (string, error) {
-	e.Acknowledged, e.Nonce = true, uuid.NewString()
-	ackID, err := framework.PutWAL(ctx, s, walKindRotation, e)
-	if err != nil {
-		return "", fmt.Errorf("record the provider's acknowledgement: %w", err)
+// retireAll removes cfg's retiring credentials upstream, best effort, and stores what is left
+// when that changed. It returns one warning per credential it could not remove, or an error
+// when there was nothing to do or the store failed.
+func (b *backend) retireAll(ctx context.Context, s logical.Storage, name string, cfg *accountConfig, p rotator) ([]string, error) {
+	if len(cfg.Retiring) == 0 {
+		return nil, errors.New("nothing to retire")
 	}
-	b.deleteWAL(ctx, s, e.Name, id)
-	return ackID, nil
+	var left []credential
+	var warnings []string
+	for _, r := range cfg.Retiring {
+		if err := b.retire(ctx, p, cfg.Provider, name, r); err != nil {
+			left = append(left, r)
+			warnings = append(warnings, fmt.Sprintf("the new credential is stored, but the replaced one (%s) could not be "+
+				"removed upstream yet: %v; creds reads and Vault's rollback try again", r.identifier(cfg.Provider), err))
+		}
+	}
+	if len(left) == len(cfg.Retiring) {
+		return warnings, errors.New("nothing retired")
+	}
+	cfg.Retiring = left
+	return warnings, b.putConfig(ctx, s, name, cfg)
 }
 
-// retire removes gone upstream, best effort: a failure is logged with gone's identifier,
-// so that an operator can remove it by hand.
+// retire removes gone upstream: a failure is logged with gone's identifier.
 func (b *backend) retire(ctx context.Context, p rotator, provider, name string, gone credential) error {
 	err := p.Retire(ctx, gone)
 	if err != nil {
-		b.Logger().Warn("could not remove a credential upstream that nobody uses now; remove it in the provider's console",
+		b.Logger().Warn("could not remove a credential upstream that nobody uses now; will retry",
 			"config", name, "provider", provider, "identifier", gone.identifier(provider), "error", err)
 	}
 	return err
 }
 
-// reportOrphans names, in a warning in the log, every credential upstream that an
-// interrupted create call may have made and nobody holds: listed now, absent before the
-// call (e.Known), and neither stored nor held by another rotation of the config. Vault never
-// deletes it: an operator could have created it in the same moment. It returns the
-// warnings, or an error when the provider cannot be asked.
-func (b *backend) reportOrphans(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, e rotationWAL) ([]string, error) {
-	c, ok := p.(creator)
-	if !ok {
-		return nil, nil
-	}
-	now, err := c.Inventory(ctx, cfg.credential)
-	if err != nil {
-		return nil, fmt.Errorf("list the credentials upstream to look for one an interrupted rotation created: %w", err)
-	}
-	held := []string{cfg.credential.identifier(cfg.Provider)}
-	if pending, err := pendingRotations(ctx, s, e.Name); err == nil {
-		for _, pr := range pending {
-			held = append(held, pr.entry.New.identifier(e.Provider))
-		}
-	}
-	var warnings []string
-	for _, id := range now {
-		if slices.Contains(e.Known, id) || slices.Contains(held, id) {
-			continue
-		}
-		msg := fmt.Sprintf("%s credential %s was created upstream by an interrupted rotation of %q and is used by nobody: "+
-			"delete it in the provider's console", e.Provider, id, e.Name)
-		b.Logger().Warn(msg, "config", e.Name, "orphan", id)
-		warnings = append(warnings, msg)
-	}
-	return warnings, nil
-}
-
-// settlePending settles every interrupted rotation of config name under its exclusive lock
-// and deletes the WAL entries it resolved. It reports whether any was resolved.
-func (b *backend) settlePending(ctx context.Context, s logical.Storage, name string) (bool, error) {
-	lock := b.lock(name)
-	lock.Lock()
-	defer lock.Unlock()
-	return b.settlePendingLocked(ctx, s, name)
-}
-
-// settlePendingLocked is settlePending for a caller that holds the lock. It stops at the
-// first entry it cannot settle and returns why.
-func (b *backend) settlePendingLocked(ctx context.Context, s logical.Storage, name string) (bool, error) {
-	if !b.WriteSafeReplicationState() {
-		return false, logical.ErrReadOnly // settling writes: Vault forwards to the node that can
-	}
-	pending, err := pendingRotations(ctx, s, name)
-	if err != nil {
-		return false, err
-	}
-	resolved := false
-	for _, pr := range pending {
-		out, err := b.settle(ctx, s, pr.id, pr.entry)
-		if out == unresolved {
-			return resolved, readOnlyAware(err)
-		}
-		if out != dropped {
-			b.recovered(ctx, pr.entry, out)
-			resolved = true
-		}
-		b.deleteWAL(ctx, s, name, pr.id)
-	}
-	return resolved, nil
-}
-
-// walRollback is Vault's rollback hook for WAL entries older than walRollbackMinAge. It
-// returns nil once the entry is resolved (Vault then deletes it) and an error to keep it.
-func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
-	if kind != walKindRotation {
-		b.Logger().Warn("dropping a WAL entry of unknown kind", "kind", kind)
-		return nil
-	}
-	e, err := decodeRotationWAL(data)
-	if err != nil {
-		b.Logger().Error("dropping an unreadable rotation WAL entry", "error", err)
-		return nil
-	}
-	lock := b.lock(e.Name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	// The rotation that wrote the entry may have finished, or replaced it, while we waited
-	// for the lock: settle the entry as it is stored now, if it still is.
-	pending, err := pendingRotations(ctx, req.Storage, e.Name)
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(pending, func(pr pendingRotation) bool { return pr.entry.Nonce == e.Nonce })
-	if i < 0 {
-		return nil
-	}
-	out, err := b.settle(ctx, req.Storage, pending[i].id, pending[i].entry)
-	if out != unresolved {
-		if out != dropped {
-			b.recovered(ctx, pending[i].entry, out)
-		}
-		return nil
-	}
-	if errors.Is(err, errNotYet) {
-		b.Logger().Info("interrupted rotation not settled yet; will retry", "config", e.Name, "reason", err)
-	} else {
-		b.Logger().Warn("interrupted rotation still unresolved; will retry", "config", e.Name, "error", err)
-	}
-	return fmt.Errorf("config %q: %w", e.Name, readOnlyAware(err))
-}
-
-// recovered accounts for a settled recovery: it drops the shared token (the credential may
-// have changed, or the old tokens died), counts it and sends its event.
-func (b *backend) recovered(ctx context.Context, e rotationWAL, out outcome) {
-	b.memo.forget(e.Name)
-	o := outcomeSuccess
-	if out == keptOld {
-		o = outcomeKeptOld
-	}
-	b.metrics.rotation(e.Provider, e.Name, triggerRecovered, o)
-	b.event(ctx, eventRotate, e.Name, e.Provider, "trigger", triggerRecovered, "outcome", o)
+// countRecovery accounts for a settled rotation of config name: it counts it and sends its
+// event.
+func (b *backend) countRecovery(ctx context.Context, name, provider, outcome string) {
+	b.metrics.rotation(provider, name, triggerRecovered, outcome)
+	b.event(ctx, eventRotate, name, provider, "trigger", triggerRecovered, "outcome", outcome)
 }
 
 // readOnlyAware returns logical.ErrReadOnly for a storage write refused because this node

@@ -13,8 +13,8 @@ import (
 )
 
 // unsettledRotation leaves config ob with a rotation the provider applied while becoming
-// unreachable: only the WAL entry holds the pair the provider now accepts. It returns that
-// pair's api_key.
+// unreachable: only the config's fallback holds the pair the provider now accepts. It
+// returns that pair's api_key.
 func (h *harness) unsettledRotation() string {
 	h.t.Helper()
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -23,15 +23,16 @@ func (h *harness) unsettledRotation() string {
 	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
 		h.t.Fatal("a rotation with an unknown outcome reported success")
 	}
-	if h.walCount() != 1 {
-		h.t.Fatalf("an unknown outcome must keep its WAL entry, have %d", h.walCount())
+	if n := h.fallbacks("ob"); n != 1 {
+		h.t.Fatalf("an unknown outcome must keep the new pair as a fallback, have %d fallbacks", n)
 	}
 	key, _ := h.sim.OffBlocksPair(h.obID)
 	return key
 }
 
-// A delete while a rotation is unsettled is refused with a 400 that names the pending
-// rotation and force=true; once the provider answers, the delete settles it and proceeds.
+// A delete while a rotation is unsettled is refused with a 400 that names the unsettled
+// rotation's credential and force=true, and changes nothing; once the provider answers, the
+// delete settles the rotation (adopting the fallback) and proceeds.
 func TestConfigDeleteSettlesPendingRotationFirst(t *testing.T) {
 	h := newHarness(t)
 	newKey := h.unsettledRotation()
@@ -46,41 +47,36 @@ func TestConfigDeleteSettlesPendingRotationFirst(t *testing.T) {
 			t.Errorf("refusal %q lacks %q", msg, want)
 		}
 	}
-	if h.walCount() != 1 || h.stored("ob") == nil {
-		t.Fatal("the refused delete changed something")
+	if h.fallbacks("ob") != 1 {
+		t.Fatal("the refused delete changed the config")
 	}
 
 	h.sim.ClearFaults()
 	h.mustDo(logical.DeleteOperation, "config/ob", nil)
-	if h.walCount() != 0 {
-		t.Fatalf("%d WAL entries left after the delete settled them", h.walCount())
+	if resp := h.mustDo(logical.ReadOperation, "config/ob", nil); resp != nil {
+		t.Fatal("the delete left the config")
 	}
-	if !strings.Contains(h.logs.String(), "settled an interrupted rotation: the new credential works") {
+	if !strings.Contains(h.logs.String(), "settled: a fallback credential works and is now the stored one") {
 		t.Fatal("the delete did not settle the rotation before deleting")
 	}
 }
 
-// force=true deletes anyway, drops the WAL entry, and says loudly in the log what was given
-// up (by identifier, never by secret).
+// force=true deletes anyway, giving the fallback up, and says loudly in the log what was
+// given up (by identifier, never by secret); force is refused on a write.
 func TestConfigDeleteForced(t *testing.T) {
 	h := newHarness(t)
 	newKey := h.unsettledRotation()
-	ids, _ := framework.ListWAL(context.Background(), h.storage)
-	w, _ := framework.GetWAL(context.Background(), h.storage, ids[0])
-	e, _ := decodeRotationWAL(w.Data)
+	given := h.stored("ob").Fallbacks[0]
 
 	h.mustDo(logical.DeleteOperation, "config/ob", map[string]any{"force": true})
 	if resp := h.mustDo(logical.ReadOperation, "config/ob", nil); resp != nil {
 		t.Fatal("the forced delete left the config")
 	}
-	if h.walCount() != 0 {
-		t.Fatal("the forced delete left the WAL entry")
-	}
 	logs := h.logs.String()
-	if !strings.Contains(logs, "[ERROR]") || !strings.Contains(logs, "forced delete") || !strings.Contains(logs, newKey) {
+	if line := h.logLine("forced delete"); !strings.Contains(line, "[ERROR]") || !strings.Contains(line, newKey) {
 		t.Fatalf("the forced delete did not log what it gave up:\n%s", logs)
 	}
-	assertNoSecrets(t, "log", logs, e.New.APISecret, obSecret)
+	assertNoSecrets(t, "log", logs, given.APISecret, obSecret)
 
 	resp, err := h.do(logical.UpdateOperation, "config/ob", map[string]any{"force": true, "provider": "offblocks",
 		"api_key": obKey, "api_secret": obSecret})
@@ -142,7 +138,8 @@ func TestRotateBloqCreateAnswerLost(t *testing.T) {
 }
 
 // A read that would have to write (settling a rotation) on storage that cannot be written
-// (a performance standby) returns logical.ErrReadOnly, so Vault forwards it to the active node.
+// (a performance standby) returns logical.ErrReadOnly, so Vault forwards it to the active
+// node; once storage can be written, a read settles it.
 func TestCredsSettleOnReadOnlyStorageForwards(t *testing.T) {
 	h := newHarness(t)
 	h.unsettledRotation()

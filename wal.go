@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -11,19 +12,22 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// walKindRotation marks a rotation in flight: written before the provider's side changes,
-// deleted once the outcome is stored. The WAL prefix is seal-wrapped like config/.
+// walKindRotation marks a rotation WAL entry. This version writes one only before a Bloq
+// key is created upstream (a create marker): the new credential itself is stored in the
+// config as a fallback before it is sent (settle.go). Entries that earlier versions wrote for
+// a whole rotation (the old and the new credential) are turned into fallbacks when found.
+// The WAL prefix is seal-wrapped like config/.
 const walKindRotation = "rotate-root"
 
-// rotationWAL is everything needed to finish or undo an interrupted rotation: both
-// credentials, so recovery can ask the provider which one works.
+// rotationWAL is a rotation WAL entry.
 //
 // An entry with Creating set is written by a provider whose new credential is created
 // upstream (Bloq) just before the create call, when no new credential exists yet: if the
-// rotation dies before the next entry is written, the key it may have created is an orphan
-// that nobody holds, and recovery names it (Known lists what existed before).
+// rotation dies before the fallback is stored, the key it may have created is an orphan
+// that nobody holds, and recovery names it (Known lists what existed before). Its secret
+// exists only in the create call's answer, so no protocol can keep it.
 type rotationWAL struct {
-	// Nonce tells this rotation's entry from any other (the rollback hook gets no WAL id).
+	// Nonce tells this entry from any other (the rollback hook gets no WAL id).
 	Nonce    string     `json:"nonce"`
 	Name     string     `json:"name"`
 	Provider string     `json:"provider"`
@@ -31,8 +35,7 @@ type rotationWAL struct {
 	New      credential `json:"new"`
 	// Started is when the rotation began, by the backend's clock.
 	Started time.Time `json:"started"`
-	// Acknowledged records that the provider answered the activation of New with a 2xx:
-	// from then on the old credential is never kept, whatever the provider answers.
+	// Acknowledged is set in entries of earlier versions whose change the provider answered.
 	Acknowledged bool `json:"acknowledged,omitempty"`
 	// Creating marks an entry written before a create call; New is empty.
 	Creating bool `json:"creating,omitempty"`
@@ -85,10 +88,125 @@ func pendingRotations(ctx context.Context, s logical.Storage, name string) ([]pe
 	return out, nil
 }
 
-// deleteWAL removes a settled or abandoned entry. A failure is only logged: the rollback
-// finds the entry again, sees that it is settled, and removes it.
+// deleteWAL removes a settled entry. A failure is only logged: the rollback finds the entry
+// again, sees that it is settled, and removes it.
 func (b *backend) deleteWAL(ctx context.Context, s logical.Storage, name, id string) {
 	if err := framework.DeleteWAL(ctx, s, id); err != nil {
 		b.Logger().Warn("could not delete a settled WAL entry; the rollback will clear it", "config", name, "error", err)
 	}
+}
+
+// settleWAL settles config name's WAL entries under its exclusive lock: a create marker is
+// deleted once the key its call may have orphaned is looked for and named (reportOrphans);
+// an entry of an earlier version becomes a fallback of the config (its new credential, when
+// the old one is stored) or a retiring credential (its old one, when the new one is stored
+// and the old lives on upstream). A marker the provider cannot be asked about yet is kept
+// and blocks nothing: the orphan it names is no credential Vault holds. It reports whether
+// it changed anything.
+func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string) (bool, error) {
+	pending, err := pendingRotations(ctx, s, name)
+	if err != nil || len(pending) == 0 {
+		return false, err
+	}
+	if !b.WriteSafeReplicationState() {
+		return false, logical.ErrReadOnly
+	}
+	changed := false
+	for _, pr := range pending {
+		cfg, err := getConfig(ctx, s, name)
+		if err != nil {
+			return changed, err
+		}
+		e := pr.entry
+		if cfg == nil || cfg.Provider != e.Provider {
+			b.deleteWAL(ctx, s, name, pr.id)
+			continue
+		}
+		p, ok := b.providerFor(name, cfg).(rotator)
+		switch {
+		case !ok:
+		case e.Creating:
+			if _, err := b.reportOrphans(ctx, s, p, cfg, e); err != nil {
+				b.Logger().Warn("could not look for a key an interrupted rotation may have created; will retry", "config", name, "error", err)
+				continue
+			}
+		case cfg.credential.sameRoot(e.Old) && !slices.ContainsFunc(cfg.Fallbacks, func(f fallback) bool { return f.sameRoot(e.New) }):
+			cfg.Fallbacks = append(cfg.Fallbacks, fallback{credential: e.New, Since: e.Started,
+				Why: "an interrupted rotation of an earlier plugin version sent it"})
+			if err := b.putConfig(ctx, s, name, cfg); err != nil {
+				return changed, err
+			}
+		case cfg.credential.sameRoot(e.New) && !p.Exclusive() && !slices.ContainsFunc(cfg.Retiring, e.Old.sameRoot):
+			cfg.Retiring = append(cfg.Retiring, e.Old)
+			if err := b.putConfig(ctx, s, name, cfg); err != nil {
+				return changed, err
+			}
+		}
+		b.deleteWAL(ctx, s, name, pr.id)
+		changed = true
+	}
+	return changed, nil
+}
+
+// walRollback is Vault's rollback hook for WAL entries older than walRollbackMinAge: it
+// settles the entry's config (settleWAL) and returns nil once the entry is gone (Vault then
+// deletes it), or an error to keep it.
+func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
+	if kind != walKindRotation {
+		b.Logger().Warn("dropping a WAL entry of unknown kind", "kind", kind)
+		return nil
+	}
+	e, err := decodeRotationWAL(data)
+	if err != nil {
+		b.Logger().Error("dropping an unreadable rotation WAL entry", "error", err)
+		return nil
+	}
+	lock := b.lock(e.Name)
+	lock.Lock()
+	defer lock.Unlock()
+	if _, err := b.settleWAL(ctx, req.Storage, e.Name); err != nil {
+		return fmt.Errorf("config %q: %w", e.Name, readOnlyAware(err))
+	}
+	pending, err := pendingRotations(ctx, req.Storage, e.Name)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(pending, func(pr pendingRotation) bool { return pr.entry.Nonce == e.Nonce }) {
+		return fmt.Errorf("config %q: an interrupted rotation's create call is not settled yet", e.Name)
+	}
+	return nil
+}
+
+// reportOrphans names, in a warning in the log, every credential upstream that an
+// interrupted create call may have made and nobody holds: listed now, absent before the
+// call (e.Known), and neither stored nor held as a fallback or retiring. Vault never deletes
+// it: an operator could have created it in the same moment. It returns the warnings, or an
+// error when the provider cannot be asked.
+func (b *backend) reportOrphans(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, e rotationWAL) ([]string, error) {
+	c, ok := p.(creator)
+	if !ok {
+		return nil, nil
+	}
+	now, err := c.Inventory(ctx, cfg.credential)
+	if err != nil {
+		return nil, fmt.Errorf("list the credentials upstream to look for one an interrupted rotation created: %w", err)
+	}
+	held := []string{cfg.credential.identifier(cfg.Provider)}
+	for _, f := range cfg.Fallbacks {
+		held = append(held, f.identifier(cfg.Provider))
+	}
+	for _, r := range cfg.Retiring {
+		held = append(held, r.identifier(cfg.Provider))
+	}
+	var warnings []string
+	for _, id := range now {
+		if slices.Contains(e.Known, id) || slices.Contains(held, id) {
+			continue
+		}
+		msg := fmt.Sprintf("%s credential %s was created upstream by an interrupted rotation of %q and is used by nobody: "+
+			"delete it in the provider's console", e.Provider, id, e.Name)
+		b.Logger().Warn(msg, "config", e.Name, "orphan", id)
+		warnings = append(warnings, msg)
+	}
+	return warnings, nil
 }

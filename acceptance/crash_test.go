@@ -33,7 +33,7 @@ func killOn(f simulator.Fault, kill func()) simulator.Fault {
 }
 
 var crashSteps = []crashStep{
-	{name: "after the WAL write, before the PUT", provider: "offblocks",
+	{name: "after the fallback write, before the PUT", provider: "offblocks",
 		arm: func(sim *simulator.Server, kill func()) {
 			sim.Inject(simulator.RouteOffBlocksToken, killOn(simulator.Fault{}, kill)) // the bearer for the PUT
 		}},
@@ -47,7 +47,7 @@ var crashSteps = []crashStep{
 				sim.Inject(simulator.RouteOffBlocksToken, killOn(simulator.Fault{}, kill)) // the confirmation
 			}})
 		}},
-	{name: "after the config write, before the WAL delete", provider: "offblocks",
+	{name: "after the new pair is stored, before the rotation returns", provider: "offblocks",
 		crashpoint: "after-config-write"},
 	// The provider acknowledges the PUT but applies it 5 s later: after the restart the old
 	// pair still works for a while, and the new one must not be given up meanwhile.
@@ -60,11 +60,11 @@ var crashSteps = []crashStep{
 		arm: func(sim *simulator.Server, kill func()) {
 			sim.Inject(simulator.RouteBloqKeysCreate, killOn(simulator.Fault{AfterApply: true}, kill))
 		}},
-	{name: "after the WAL write, before the config write", provider: "bloq",
+	{name: "after the fallback write, before the key is confirmed", provider: "bloq",
 		arm: func(sim *simulator.Server, kill func()) {
 			sim.Inject(simulator.RouteBloqToken, killOn(simulator.Fault{}, kill)) // the confirmation
 		}},
-	{name: "after the config write, before the WAL delete", provider: "bloq",
+	{name: "after the new key is stored, before the old key is deleted", provider: "bloq",
 		arm: func(sim *simulator.Server, kill func()) {
 			sim.Inject(simulator.RouteBloqKeysDelete, killOn(simulator.Fault{}, kill)) // retiring the old key
 		}},

@@ -46,7 +46,7 @@ func TestPathHelpAndOpenAPI(t *testing.T) {
 	for path, phrase := range map[string]string{
 		"apitokens/config/x":      "never a secret",
 		"apitokens/creds/x":       "not renewable",
-		"apitokens/rotate-root/x": "WAL entry",
+		"apitokens/rotate-root/x": "fallback",
 	} {
 		if out := v.cli(false, "path-help", path); !strings.Contains(out, phrase) {
 			t.Errorf("path-help %s lacks %q:\n%s", path, phrase, out)

@@ -3,6 +3,7 @@
 package acceptance
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -15,9 +16,10 @@ import (
 )
 
 // A provider that acknowledges a rotation but applies it minutes later leaves the rotation
-// unsettled, in a real Vault through the CLI: rotate-root fails saying so, reads go on with
-// the old pair, a delete is refused with a 400 that names force=true, and a forced delete
-// goes through and says in the server log what it gave up.
+// unsettled, in a real Vault through the CLI: rotate-root fails saying so, the config read
+// shows the fallback credential it holds, reads hand out no token of the old pair (it may
+// die at any moment) but a 502 that says so, a delete is refused with a 400 that names
+// force=true, and a forced delete goes through and says in the server log what it gave up.
 func TestUnsettledRotationBlocksDeleteUntilForced(t *testing.T) {
 	v, _, _ := shared(t)
 	sim := simulator.New()
@@ -37,12 +39,17 @@ func TestUnsettledRotationBlocksDeleteUntilForced(t *testing.T) {
 	}
 	t.Logf("rotate-root gave up confirming after %s (request_timeout 2s)", time.Since(start).Round(time.Millisecond))
 
-	s, err := v.client.Logical().Read("apitokens/creds/unsettled")
-	if err != nil {
-		t.Fatal(err)
+	cfg, err := v.client.Logical().Read(path)
+	if err != nil || cfg == nil {
+		t.Fatalf("config read: %v", err)
 	}
-	if _, err := sim.Validate(s.Data["token"].(string)); err != nil {
-		t.Fatalf("the old pair should still work while the provider lags: %v", err)
+	if n := fmt.Sprint(cfg.Data["fallback_credentials"]); n != "1" || cfg.Data["fallback_since"] == nil || len(cfg.Warnings) == 0 {
+		t.Fatalf("config read during an unsettled rotation: fallback_credentials=%s fallback_since=%v warnings=%v",
+			n, cfg.Data["fallback_since"], cfg.Warnings)
+	}
+	out = v.cli(true, "read", "apitokens/creds/unsettled")
+	if !strings.Contains(out, "Code: 502") || !strings.Contains(out, "unsettled") {
+		t.Fatalf("a read during an unsettled rotation should answer 502, not a token of the old pair:\n%s", out)
 	}
 
 	out = v.cli(true, "delete", path)
