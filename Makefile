@@ -6,7 +6,7 @@ LDFLAGS := -X $(PKG).Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race testacc vet lint fmt fuzz fuzz-ci crash bench vault clean release
+.PHONY: all build dev test unit race simulate simulate-ci testacc vet lint fmt fuzz fuzz-ci crash bench vault clean release
 
 all: build
 
@@ -20,15 +20,24 @@ build:
 dev:
 	VERSION=$(VERSION) scripts/dev.sh
 
-## test: everything: format and vet, unit tests under the race detector, a short run of
-## every fuzz target, the real-Vault suite
-test: lint race fuzz-ci testacc
+## test: everything: format and vet, unit tests under the race detector, 2,000 seeds of the
+## deterministic simulation, a short run of every fuzz target, the real-Vault suite
+test: lint race simulate-ci fuzz-ci testacc
 
 unit:
 	$(GO) test -count=1 ./...
 
 race:
 	$(GO) test -race -count=1 ./...
+
+## simulate: SEEDS seeds (default 200000) of the deterministic simulation of the rotation
+## protocol (simulation_test.go), with its coverage map; a failing seed prints its replay line
+SEEDS ?= 200000
+simulate:
+	$(GO) test -count=1 -timeout 0 -run 'TestSimulation$$' -seeds=$(SEEDS) -v . | grep -v '^=== RUN'
+
+simulate-ci:
+	$(GO) test -count=1 -run 'TestSimulation$$' -seeds=2000 .
 
 ## testacc: the acceptance suite against a real Vault (built once by scripts/vault.sh)
 testacc:
@@ -45,7 +54,7 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 # Every fuzz target, as name:package (scripts/fuzz.sh runs them).
-FUZZ_TARGETS := FuzzConfigFields:. FuzzJWTExpiry:./backend/apiclient FuzzFieldParsers:./backend/apiclient \
+FUZZ_TARGETS := FuzzConfigFields:. FuzzSimulation:. FuzzJWTExpiry:./backend/apiclient FuzzFieldParsers:./backend/apiclient \
 	FuzzExcerpt:./backend/apiclient FuzzParseTokenResponse:./backend/offblocks \
 	FuzzParseTokenResponse:./backend/opsnow FuzzParsers:./backend/bloq
 

@@ -1,0 +1,181 @@
+package apitokens
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The invariants, checked after every step against the provider simulator's ground truth
+// and the history of what was handed out, never against the backend's view of itself:
+//
+//	I1  every credential the provider accepts now, or may accept later (an update it has
+//	    accepted and can still apply), is recoverable from Vault's storage (its secret is
+//	    stored: config, fallback or WAL), unless an operator explicitly gave it up (a
+//	    credential write, a forced delete, or a delete of the config that held it).
+//	    Bloq: every live key whose secret Vault ever received.
+//	I2  every token handed out is valid at the provider until its lease ends, unless a
+//	    manual rotate-root, a credential write or a forced delete of its config came after
+//	    it was issued (scheduled rotations are not excused).
+//	I3  no token is handed out that is dead, or whose credential an update the provider has
+//	    accepted may replace at any moment (OffBlocks).
+//	I4  every operation ends within its deadline (by the shared clock); no goroutine
+//	    outlives the seed.
+//	I5  creds reads agree with storage: no token for a config that is not stored, and a
+//	    read with no fault, of a config whose stored credential works and with no update
+//	    pending at the provider, succeeds.
+//	I6  at the end, with faults off and the provider caught up, Vault's rollback and one
+//	    read settle everything: each stored credential is the provider's live one, reads
+//	    succeed, no fallback or rotation WAL entry is left, and no Bloq key that Vault
+//	    replaced still lives upstream.
+
+// opDeadline bounds one operation by the shared clock: a scheduled rotation's budget (4 ×
+// the largest request_timeout the simulation sets, 30 s) and a read's own calls after it.
+const opDeadline = 8 * 30 * time.Second
+
+type violation struct{ inv, msg string }
+
+func (w *world) violate(inv, format string, args ...any) {
+	if w.bad == nil {
+		w.bad = &violation{inv: inv, msg: fmt.Sprintf(format, args...)}
+		w.logf("  VIOLATION %s: %s", inv, w.bad.msg)
+	}
+}
+
+// check runs the invariants after operation step, which began at start.
+func (w *world) check(start time.Time, op string) {
+	if !strings.HasPrefix(op, "clock") {
+		if took := w.clock.Now().Sub(start); took > opDeadline {
+			w.violate("I4", "%s took %s by the shared clock (deadline %s)", op, took, opDeadline)
+		}
+	}
+	w.checkRecoverable()
+	w.checkLeases()
+}
+
+// checkRecoverable is I1.
+func (w *world) checkRecoverable() {
+	stored := w.storageText()
+	need := w.accountSecrets("ob")
+	if w.sw.bloq {
+		for _, s := range w.accountSecrets("bq") {
+			if strings.Contains(stored, s) {
+				w.learned[s] = true // once stored, a key must stay recoverable
+			}
+			if w.learned[s] {
+				need = append(need, s)
+			}
+		}
+	}
+	for _, s := range need {
+		if !w.givenUp[s] && !strings.Contains(stored, s) {
+			w.violate("I1", "the provider accepts (or may adopt) credential %s, which Vault's storage no longer holds", w.label(s))
+		}
+	}
+}
+
+// excusedOB reports whether an update an operator gave up may still kill OffBlocks tokens.
+func (w *world) excusedOB() bool {
+	for _, p := range w.sim.OffBlocksPendingPairs(w.obID) {
+		if w.givenUp[p[1]] {
+			return true
+		}
+	}
+	return false
+}
+
+// checkLeases is I2, over the leases that have not ended.
+func (w *world) checkLeases() {
+	now := w.clock.Now()
+	running := w.issued[:0]
+	for _, l := range w.issued {
+		if !now.Before(l.end) {
+			continue
+		}
+		running = append(running, l)
+		if w.excusedAt[l.config] > l.step || (l.config == "ob" && w.excusedOB()) {
+			continue
+		}
+		if _, err := w.sim.Validate(l.token); err != nil {
+			w.violate("I2", "token %s of %s, issued at step %d, died (%v) %s before its lease ends",
+				w.label(l.token), l.config, l.step, err, l.end.Sub(now))
+		}
+	}
+	w.issued = running
+}
+
+// checkHandedOut is I3, at the moment a read hands a token out.
+func (w *world) checkHandedOut(l issuedLease) {
+	if _, err := w.sim.Validate(l.token); err != nil {
+		w.violate("I3", "read of %s handed out a dead token (%v)", l.config, err)
+		return
+	}
+	if l.config == "ob" && !w.excusedOB() {
+		if pairs := w.sim.OffBlocksPendingPairs(w.obID); len(pairs) > 0 {
+			w.violate("I3", "read of ob handed out a token with a %s lease while the provider may apply %s at any moment",
+				l.end.Sub(l.at), w.label(pairs[0][1]))
+		}
+	}
+}
+
+// converge is I6: faults stop, the provider catches up, Vault's rollback runs, and every
+// config must settle on the provider's live credential.
+func (w *world) converge() {
+	w.sw = swarm{multiNode: w.sw.multiNode, bloq: w.sw.bloq}
+	w.restart()
+	w.logf("converge: faults off, clock +3h, rollback, reads")
+	w.clock.Advance(3 * time.Hour)
+	for i := 0; i < 2; i++ {
+		w.opTick("")
+	}
+	for _, name := range w.configNames() {
+		if !w.configExists(name) {
+			continue
+		}
+		if _, live := w.sim.OffBlocksPair(w.obID); name == "ob" && w.givenUp[live] {
+			continue // the provider adopted a credential an operator gave up: theirs to write
+		}
+		if _, err := w.request(w.active(), logical.ReadOperation, "creds/"+name, nil); err != nil {
+			w.violate("I6", "after faults stopped, creds/%s still fails: %v", name, err)
+		}
+		if !w.storedCredentialLive(name) {
+			w.violate("I6", "after faults stopped, %s's stored credential is not the provider's live one", name)
+		}
+		if name == "bq" {
+			stored := w.storedSecret(name)
+			for _, s := range w.sim.BloqLiveSecrets(w.bqUser) {
+				if s != stored && w.learned[s] && !w.givenUp[s] {
+					w.violate("I6", "after faults stopped, bloq key %s that a rotation replaced still lives upstream", w.label(s))
+				}
+			}
+		}
+		resp, err := w.request(w.active(), logical.ReadOperation, "config/"+name, nil)
+		if err == nil && resp != nil {
+			if n, _ := resp.Data["fallback_credentials"].(int); n > 0 {
+				w.violate("I6", "after faults stopped, %s still holds %d fallback credentials", name, n)
+			}
+		}
+	}
+	ids, _ := framework.ListWAL(context.Background(), w.store)
+	for _, id := range ids {
+		if e, _ := framework.GetWAL(context.Background(), w.store, id); e != nil && e.Kind == walKindRotation {
+			w.violate("I6", "after faults stopped, a rotation WAL entry is left: %v", e.Data)
+		}
+	}
+	w.checkRecoverable()
+}
+
+// goroutinesSettle waits briefly for the goroutine count to return to base (I4's leak half).
+func goroutinesSettle(base int) int {
+	n := runtime.NumGoroutine()
+	for i := 0; i < 200 && n > base; i++ {
+		time.Sleep(5 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	return n
+}

@@ -1,0 +1,329 @@
+package apitokens
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+// The simulation's operations: what operators, readers, Vault itself and the provider do.
+// Each is chosen by weight from the seed; each records what the invariants need.
+
+const simBaseURL = "http://127.0.0.1:1"
+
+// simOp is one kind of operation and its weight.
+type simOp struct {
+	name   string
+	weight int
+	run    func(w *world, name string)
+}
+
+var simOps = []simOp{
+	{"read", 30, (*world).opRead},
+	{"rotate", 6, (*world).opRotate},
+	{"write", 5, (*world).opWrite},
+	{"credential-write", 1, (*world).opCredentialWrite},
+	{"delete", 1, (*world).opDelete},
+	{"tick", 8, (*world).opTick},
+	{"invalidate", 2, (*world).opInvalidate},
+	{"clock", 14, (*world).opClock},
+	{"clock-to-rotation", 5, (*world).opClockToRotation},
+	{"clock-to-expiry", 2, (*world).opClockToExpiry},
+	{"provider-applies", 3, (*world).opProviderApplies},
+	{"restart", 1, (*world).opRestart},
+}
+
+func (w *world) pickOp() simOp {
+	total := 0
+	for _, o := range simOps {
+		total += o.weight
+	}
+	n := w.r.Intn(total)
+	for _, o := range simOps {
+		if n < o.weight {
+			return o
+		}
+		n -= o.weight
+	}
+	panic("unreachable")
+}
+
+// configNames are the configs a seed works on.
+func (w *world) configNames() []string {
+	if w.sw.bloq {
+		return []string{"ob", "bq"}
+	}
+	return []string{"ob"}
+}
+
+// request runs one request on node n, as Vault would route it: a request a standby answers
+// with logical.ErrReadOnly is forwarded to the active node.
+func (w *world) request(n *node, op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: n.storage, MountPoint: "apitokens/"}
+	if op == logical.UpdateOperation {
+		if found, exists, err := n.b.HandleExistenceCheck(context.Background(), req); err == nil && found && !exists {
+			req.Operation = logical.CreateOperation
+		}
+	}
+	resp, err := n.b.HandleRequest(context.Background(), req)
+	if err == logical.ErrReadOnly && n.standby {
+		w.cover["forwarded"]++
+		return w.request(w.active(), op, path, data)
+	}
+	if err == nil && resp != nil && resp.IsError() {
+		err = resp.Error()
+	}
+	return resp, err
+}
+
+// opRead reads creds/<name> on a random node and records the lease.
+func (w *world) opRead(name string) {
+	n := w.nodes[w.r.Intn(len(w.nodes))]
+	data := map[string]any{}
+	if w.r.Intn(5) == 0 {
+		data["min_ttl"] = []int{60, 1800, 3000}[w.r.Intn(3)]
+	}
+	exists := w.configExists(name)
+	live := w.storedCredentialLive(name)
+	pendingBefore := len(w.sim.OffBlocksPendingPairs(w.obID))
+	resp, err := w.request(n, logical.ReadOperation, "creds/"+name, data)
+	if err != nil {
+		w.logf("  read %s on node %d: error: %v", name, n.id, err)
+		w.cover["read.error"]++
+		if exists && live && pendingBefore == 0 && !w.faulted && w.configExists(name) {
+			w.violate("I5", "a fault-free read of %s, whose stored credential works and with no change pending, failed: %v", name, err)
+		}
+		return
+	}
+	if !exists {
+		w.violate("I5", "creds/%s answered a token though no config %s was stored", name, name)
+	}
+	tok, _ := resp.Data["token"].(string)
+	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+	lease := issuedLease{config: name, token: tok, at: w.clock.Now(), end: w.clock.Now().Add(resp.Secret.TTL), step: w.opN,
+		expires: exp}
+	w.lastExpiry = exp
+	w.issued = append(w.issued, lease)
+	w.cover["read.ok"]++
+	w.logf("  read %s on node %d: token %s, lease %s", name, n.id, w.label(tok), resp.Secret.TTL)
+	w.checkHandedOut(lease)
+}
+
+// opRotate is an operator's rotate-root: it kills earlier tokens on purpose.
+func (w *world) opRotate(name string) {
+	w.excusedAt[name] = w.opN
+	resp, err := w.request(w.active(), logical.UpdateOperation, "rotate-root/"+name, nil)
+	w.cover[outcomeLabel("rotate", err)]++
+	if err != nil {
+		w.logf("  rotate %s: %v", name, err)
+		return
+	}
+	w.logf("  rotate %s: ok (%v)", name, resp.Data["last_rotated"])
+}
+
+// opWrite changes a config's settings but not its credential.
+func (w *world) opWrite(name string) {
+	if !w.configExists(name) {
+		w.opCredentialWrite(name)
+		return
+	}
+	data := map[string]any{}
+	switch w.r.Intn(5) {
+	case 0:
+		data["token_reuse"] = w.r.Intn(2) == 0
+	case 1:
+		data["min_token_ttl"] = []int{0, 1, 60, 1800}[w.r.Intn(4)]
+	case 2:
+		data["rotation_period"] = []int{60, 120, 600, 3600}[w.r.Intn(4)]
+	case 3:
+		data["disable_automated_rotation"] = w.r.Intn(3) == 0
+	case 4:
+		data["max_ttl"] = []int{0, 30, 600}[w.r.Intn(3)]
+	}
+	_, err := w.request(w.active(), logical.UpdateOperation, "config/"+name, data)
+	w.cover[outcomeLabel("write", err)]++
+	w.logf("  write %s %v: %v", name, data, err)
+}
+
+// opCredentialWrite is an operator writing the account's live credential, as read from the
+// provider's console (creating the config if it is gone): it gives up every other
+// credential the provider may still adopt, and kills no token itself but excuses them.
+func (w *world) opCredentialWrite(name string) {
+	w.excusedAt[name] = w.opN
+	data := map[string]any{"base_url": simBaseURL + simulator.OffBlocksPrefix, "provider": "offblocks",
+		"request_timeout": []int{1, 5, 30}[w.r.Intn(3)], "token_reuse": w.r.Intn(2) == 0}
+	if w.r.Intn(2) == 0 {
+		data["rotation_period"] = []int{60, 300}[w.r.Intn(2)]
+	}
+	if name == "ob" {
+		for _, p := range w.sim.OffBlocksPendingPairs(w.obID) {
+			w.givenUp[p[1]] = true
+		}
+		data["api_key"], data["api_secret"] = w.sim.OffBlocksPair(w.obID)
+	} else {
+		data["base_url"], data["provider"] = simBaseURL+simulator.BloqPrefix, "bloq"
+		ids := w.sim.BloqClientIDs(w.bqUser)
+		if len(ids) == 0 {
+			return
+		}
+		id := ids[w.r.Intn(len(ids))]
+		data["client_id"], data["client_secret"] = id, w.sim.BloqKeySecret(id)
+		data["username"], data["password"] = bqUser, bqPass
+		for _, s := range w.sim.BloqLiveSecrets(w.bqUser) {
+			if s != data["client_secret"] {
+				w.givenUp[s] = true
+			}
+		}
+	}
+	if w.configExists(name) {
+		delete(data, "provider")
+	}
+	_, err := w.request(w.active(), logical.UpdateOperation, "config/"+name, data)
+	w.cover[outcomeLabel("credential-write", err)]++
+	secret, _ := data["api_secret"].(string)
+	if name != "ob" {
+		secret, _ = data["client_secret"].(string)
+	}
+	w.logf("  credential write %s (%s): %v", name, w.label(secret), err)
+}
+
+// opDelete deletes a config, forced or not. A forced delete gives up every credential of
+// the account; a delete that succeeds unforced gives up what the config's records (config,
+// fallbacks, WAL) held, which its own settling may have changed.
+func (w *world) opDelete(name string) {
+	force := w.r.Intn(3) == 0
+	before := w.storageText()
+	_, err := w.request(w.active(), logical.DeleteOperation, "config/"+name, map[string]any{"force": force})
+	w.cover[outcomeLabel(map[bool]string{true: "delete-forced", false: "delete"}[force], err)]++
+	w.logf("  delete %s force=%v: %v", name, force, err)
+	if w.configExists(name) {
+		return // refused, or it failed before the config was deleted
+	}
+	w.excusedAt[name] = w.opN
+	for _, s := range w.accountSecrets(name) {
+		if force || strings.Contains(before, s) {
+			w.givenUp[s] = true
+		}
+	}
+}
+
+// accountSecrets are the secrets of every credential the provider accepts, or may adopt,
+// for config name's account.
+func (w *world) accountSecrets(name string) []string {
+	if name != "ob" {
+		return w.sim.BloqLiveSecrets(w.bqUser)
+	}
+	_, live := w.sim.OffBlocksPair(w.obID)
+	secrets := []string{live}
+	for _, p := range w.sim.OffBlocksPendingPairs(w.obID) {
+		secrets = append(secrets, p[1])
+	}
+	return secrets
+}
+
+// opTick is Vault's once-a-minute rollback on the active node: the periodic function
+// (scheduled rotations) and every WAL entry's rollback, whatever its age.
+func (w *world) opTick(string) {
+	_, err := w.request(w.active(), logical.RollbackOperation, "", map[string]any{"immediate": true})
+	w.cover[outcomeLabel("tick", err)]++
+	w.logf("  tick: %v", err)
+}
+
+func (w *world) opInvalidate(name string) {
+	n := w.nodes[w.r.Intn(len(w.nodes))]
+	n.b.invalidate(context.Background(), configPrefix+name)
+	w.logf("  invalidate %s on node %d", name, n.id)
+}
+
+func (w *world) opClock(string) {
+	steps := []time.Duration{100 * time.Millisecond, 700 * time.Millisecond, 2 * time.Second, 15 * time.Second,
+		90 * time.Second, 10 * time.Minute, 50 * time.Minute}
+	d := steps[w.r.Intn(len(steps))]
+	w.clock.Advance(d)
+	w.logf("  clock +%s", d)
+}
+
+// opClockToRotation moves the clock to just before a config's next scheduled rotation,
+// where a lease and the rotation that kills its token meet.
+func (w *world) opClockToRotation(name string) {
+	cfg, _ := getConfig(context.Background(), w.store, name)
+	if cfg == nil {
+		return
+	}
+	next := cfg.nextRotation(w.clock.Now())
+	if next.IsZero() {
+		return
+	}
+	to := next.Add(-time.Duration(w.r.Intn(5000)) * time.Millisecond)
+	if to.After(w.clock.Now()) {
+		w.clock.Advance(to.Sub(w.clock.Now()))
+		w.cover["clock-to-rotation"]++
+		w.logf("  clock to %s before %s's rotation", next.Sub(to), name)
+	}
+}
+
+// opClockToExpiry moves the clock to just before the last token handed out expires, where a
+// shared token has too little life left to be handed out again.
+func (w *world) opClockToExpiry(string) {
+	to := w.lastExpiry.Add(-time.Duration(w.r.Intn(3000)) * time.Millisecond)
+	if to.After(w.clock.Now()) {
+		w.clock.Advance(to.Sub(w.clock.Now()))
+		w.cover["clock-to-expiry"]++
+		w.logf("  clock to %s before the last token's expiry", w.lastExpiry.Sub(to))
+	}
+}
+
+func (w *world) opProviderApplies(string) {
+	if pairs := w.sim.OffBlocksPendingPairs(w.obID); len(pairs) > 0 {
+		i := w.r.Intn(len(pairs))
+		w.sim.ApplyOffBlocksPending(w.obID, i)
+		w.logf("  provider applies pending update %s", w.label(pairs[i][1]))
+	}
+}
+
+// opRestart kills a node between operations (SIGKILL) and starts it again.
+func (w *world) opRestart(string) {
+	n := w.nodes[w.r.Intn(len(w.nodes))]
+	n.dead = true
+	w.logf("  node %d killed", n.id)
+}
+
+func outcomeLabel(op string, err error) string {
+	if err != nil {
+		return op + ".error"
+	}
+	return op + ".ok"
+}
+
+// configExists reads storage directly (the ground truth, not a node's view).
+func (w *world) configExists(name string) bool {
+	e, _ := w.store.Get(context.Background(), configKey(name))
+	return e != nil
+}
+
+// storedSecret is the secret of the credential stored in config/<name> ("" if none).
+func (w *world) storedSecret(name string) string {
+	cfg, _ := getConfig(context.Background(), w.store, name)
+	if cfg == nil {
+		return ""
+	}
+	return cfg.APISecret + cfg.ClientSecret
+}
+
+// storedCredentialLive reports whether the provider accepts config name's stored credential
+// now.
+func (w *world) storedCredentialLive(name string) bool {
+	cfg, _ := getConfig(context.Background(), w.store, name)
+	if cfg == nil {
+		return false
+	}
+	if name == "ob" {
+		_, secret := w.sim.OffBlocksPair(w.obID)
+		return secret == cfg.APISecret
+	}
+	return w.sim.BloqKeyMints(cfg.ClientSecret)
+}

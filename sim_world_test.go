@@ -1,0 +1,397 @@
+package apitokens
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+// The deterministic simulation's world: one provider simulator, one storage, and the Vault
+// nodes (backend instances) that share it, all on one fake clock and driven by one
+// goroutine. Every decision (operation, fault, lag, crash point) comes from the seed's
+// generator, so a seed replays bit for bit. See simulation_test.go for the driver and
+// sim_check_test.go for the invariants.
+
+// swarm is which fault kinds a seed turns on and how often (swarm testing: lopsided mixes
+// find more than uniform ones). Rates are per provider or storage call, in percent.
+type swarm struct {
+	refused, unavailable, throttled, lost int // provider call faults
+	lagPct                                int // an OffBlocks update applies late
+	applyEarly                            int // a pending update applies between two calls
+	storageFail, crash                    int // storage write fails; the node dies at a call
+	multiNode, bloq                       bool
+}
+
+func newSwarm(r *rand.Rand) swarm {
+	pick := func(max int) int {
+		if r.Intn(3) == 0 {
+			return 0 // this kind is off for the seed
+		}
+		return 1 + r.Intn(max)
+	}
+	return swarm{
+		refused: pick(8), unavailable: pick(10), throttled: pick(6), lost: pick(12),
+		lagPct: pick(60), applyEarly: pick(25), storageFail: pick(6), crash: pick(4),
+		multiNode: r.Intn(3) == 0, bloq: r.Intn(2) == 0,
+	}
+}
+
+// node is one Vault server's backend on the shared storage.
+type node struct {
+	w       *world
+	id      int
+	b       *backend
+	storage *nodeStorage
+	standby bool
+	// dead is set when the node crashes: from then on nothing it does reaches storage or
+	// the provider, as after a SIGKILL; the world replaces it with a fresh instance.
+	dead bool
+	// crashAt, when positive, is the node's outside call (storage or provider) at which it
+	// dies during the current operation; calls counts them.
+	crashAt, calls int
+}
+
+// world is one seed's universe.
+type world struct {
+	seed   int64
+	r      *rand.Rand
+	sw     swarm
+	clock  *fakeClock
+	sim    *simulator.Server
+	h      http.Handler
+	store  *logical.InmemStorage
+	nodes  []*node
+	nextID int
+
+	obID, bqUser string
+	// learned are the Bloq client secrets that were ever in storage. (A key whose secret
+	// only a crashed node's memory held is named by the rotation's create marker: no
+	// protocol can keep it.)
+	learned map[string]bool
+	// givenUp are credentials (by secret) an operator explicitly gave up.
+	givenUp map[string]bool
+	// excusedAt is, per config, the last operation in which an operator did something that
+	// kills tokens on purpose (rotate-root, a credential write, a forced delete).
+	excusedAt map[string]int
+	issued    []issuedLease
+	// lastExpiry is the expiry of the last token handed out.
+	lastExpiry time.Time
+	// opN numbers the operations; bad is the first violation found.
+	opN int
+	bad *violation
+	// faulted records that the current operation met a fault (provider, storage or crash).
+	faulted bool
+	trace   []string
+	cover   map[string]int
+	labels  map[string]string
+}
+
+// issuedLease is one token handed out by a creds read.
+type issuedLease struct {
+	config, token    string
+	at, end, expires time.Time
+	step             int
+}
+
+func newWorld(seed int64, r *rand.Rand) *world {
+	w := &world{seed: seed, r: r, sw: newSwarm(r), store: &logical.InmemStorage{},
+		clock: &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}, sim: simulator.New(),
+		learned: map[string]bool{}, givenUp: map[string]bool{}, excusedAt: map[string]int{},
+		cover: map[string]int{}, labels: map[string]string{}}
+	w.sim.SetClock(w.clock.Now)
+	w.sim.SetOffBlocksLagFunc(w.drawLag)
+	w.sim.SetBloqKeyLagFunc(w.drawLag)
+	w.h = w.sim.Handler()
+	w.obID = w.sim.AddOffBlocks(obKey, obSecret)
+	w.bqUser = w.sim.AddBloqUser(bqUser, bqPass)
+	w.sim.AddBloqKey(w.bqUser, bqClient, bqSecret)
+	w.learned[bqSecret] = true
+	w.nodes = []*node{w.newNode(false)}
+	if w.sw.multiNode {
+		w.nodes = append(w.nodes, w.newNode(true))
+	}
+	return w
+}
+
+// drawLag is the simulator's lag for each accepted OffBlocks update and each created Bloq key.
+func (w *world) drawLag() time.Duration {
+	if w.r.Intn(100) >= w.sw.lagPct {
+		return 0
+	}
+	w.faulted = true
+	w.cover["fault.lag"]++
+	lags := []time.Duration{time.Second, 5 * time.Second, 40 * time.Second, 3 * time.Minute, 2 * time.Hour}
+	return lags[w.r.Intn(len(lags))]
+}
+
+// newNode starts a backend on the shared storage: the active node, or a performance standby
+// (writes refused with logical.ErrReadOnly, and WriteSafeReplicationState false).
+func (w *world) newNode(standby bool) *node {
+	w.nextID++
+	n := &node{w: w, id: w.nextID, standby: standby}
+	conf := logical.TestBackendConfig()
+	n.storage = &nodeStorage{n: n}
+	conf.StorageView = n.storage
+	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	if standby {
+		sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	}
+	conf.System = sys
+	conf.Logger = hclog.NewNullLogger()
+	conf.EventsSender = simEvents{w}
+	b := newBackend()
+	b.now = w.clock.Now
+	b.sleep = func(ctx context.Context, d time.Duration) error {
+		w.clock.Advance(d)
+		return ctx.Err()
+	}
+	b.transport = &nodeTransport{n: n}
+	b.backoff = func(time.Duration, time.Duration, int, *http.Response) time.Duration { return 0 }
+	if err := b.Setup(context.Background(), conf); err != nil {
+		panic(err)
+	}
+	n.b = b
+	return n
+}
+
+// call counts one outside call of n and reports whether n is (now) dead: at its crashAt-th
+// call it dies.
+func (n *node) call() bool {
+	if n.dead {
+		return true
+	}
+	n.calls++
+	if n.crashAt > 0 && n.calls == n.crashAt {
+		n.dead = true
+		n.w.faulted = true
+		n.w.cover["fault.crash"]++
+		n.w.logf("  node %d crashes at its call %d", n.id, n.calls)
+	}
+	return n.dead
+}
+
+var errSimDead = errors.New("simulated crash: this node is gone")
+
+// simEvents counts the protocol's outcomes from the events the backend sends (rotations by
+// trigger and outcome, settled recoveries among them): the simulation's branch coverage.
+type simEvents struct{ w *world }
+
+func (e simEvents) SendEvent(_ context.Context, t logical.EventType, ev *logical.EventData) error {
+	f := ev.GetMetadata().GetFields()
+	key := "event." + strings.TrimPrefix(string(t), "apitokens/")
+	if tr := f["trigger"].GetStringValue(); tr != "" {
+		key += "." + tr + "." + f["outcome"].GetStringValue()
+	}
+	e.w.cover[key]++
+	return nil
+}
+
+// nodeStorage is node n's view of the shared storage. Each write that lands is delivered to
+// the other nodes' Invalidate, as Vault's replication does.
+type nodeStorage struct{ n *node }
+
+func (s *nodeStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	if s.n.call() {
+		return nil, errSimDead
+	}
+	return s.n.w.store.List(ctx, prefix)
+}
+
+func (s *nodeStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if s.n.call() {
+		return nil, errSimDead
+	}
+	return s.n.w.store.Get(ctx, key)
+}
+
+func (s *nodeStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	return s.write(ctx, e.Key, func() error { return s.n.w.store.Put(ctx, e) })
+}
+
+func (s *nodeStorage) Delete(ctx context.Context, key string) error {
+	return s.write(ctx, key, func() error { return s.n.w.store.Delete(ctx, key) })
+}
+
+func (s *nodeStorage) write(ctx context.Context, key string, apply func() error) error {
+	n, w := s.n, s.n.w
+	if n.dead {
+		return errSimDead
+	}
+	if n.standby {
+		return logical.ErrReadOnly
+	}
+	if w.sw.storageFail > 0 && w.r.Intn(100) < w.sw.storageFail {
+		w.faulted = true
+		w.cover["fault.storage"]++
+		w.logf("  storage write of %s fails", key)
+		return errStorageDown
+	}
+	// A crash at a write may come just before or just after it lands.
+	landsFirst := w.r.Intn(2) == 0
+	if landsFirst {
+		if err := apply(); err != nil {
+			return err
+		}
+		w.invalidateOthers(ctx, n, key)
+	}
+	if n.call() {
+		return errSimDead
+	}
+	if !landsFirst {
+		if err := apply(); err != nil {
+			return err
+		}
+		w.invalidateOthers(ctx, n, key)
+	}
+	return nil
+}
+
+func (w *world) invalidateOthers(ctx context.Context, from *node, key string) {
+	for _, o := range w.nodes {
+		if o != from && !o.dead {
+			o.b.invalidate(ctx, key)
+		}
+	}
+}
+
+// nodeTransport carries node n's provider calls to the in-process simulator, with the
+// seed's faults: refused connections and 503/429 answers (nothing applied), lost answers
+// (applied, then the answer is dropped), a pending update applied just before the call, and
+// the node's crash (before the call is sent, or after the provider applied it).
+type nodeTransport struct{ n *node }
+
+var errConnRefused = errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+
+func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	n, w := t.n, t.n.w
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+	}
+	sreq := req.Clone(req.Context()) // the provider's copy of the request
+	sreq.Body = io.NopCloser(bytes.NewReader(body))
+	route := req.Method + " " + req.URL.Path
+	if n.dead {
+		return nil, errConnRefused
+	}
+	if w.sw.applyEarly > 0 && w.r.Intn(100) < w.sw.applyEarly {
+		if keys := w.sim.OffBlocksPendingPairs(w.obID); len(keys) > 0 {
+			i := w.r.Intn(len(keys))
+			w.sim.ApplyOffBlocksPending(w.obID, i)
+			w.cover["fault.apply-early"]++
+			w.logf("  provider applies pending update %s before %s", w.label(keys[i][1]), route)
+		}
+	}
+	crashAfter := w.r.Intn(2) == 0
+	if !crashAfter && n.call() {
+		return nil, errConnRefused
+	}
+	roll := w.r.Intn(100)
+	switch {
+	case roll < w.sw.refused:
+		return w.fault("refused", route, nil, errConnRefused)
+	case roll < w.sw.refused+w.sw.unavailable:
+		return w.fault("503", route, answer(req, http.StatusServiceUnavailable, nil), nil)
+	case roll < w.sw.refused+w.sw.unavailable+w.sw.throttled:
+		return w.fault("429", route, answer(req, http.StatusTooManyRequests, http.Header{"Retry-After": {"2"}}), nil)
+	}
+	rec := httptest.NewRecorder()
+	w.h.ServeHTTP(rec, sreq)
+	if crashAfter && n.call() {
+		return nil, errConnRefused
+	}
+	if lost := w.r.Intn(100) < w.sw.lost; lost {
+		return w.fault("lost", route, nil, errors.New("read tcp: connection reset by peer"))
+	}
+	return rec.Result(), nil
+}
+
+func (w *world) fault(kind, route string, resp *http.Response, err error) (*http.Response, error) {
+	w.faulted = true
+	w.cover["fault."+kind]++
+	w.logf("  %s: %s", route, kind)
+	return resp, err
+}
+
+func answer(req *http.Request, status int, h http.Header) *http.Response {
+	if h == nil {
+		h = http.Header{}
+	}
+	return &http.Response{StatusCode: status, Status: http.StatusText(status), Header: h, Request: req,
+		Body: io.NopCloser(strings.NewReader("")), ProtoMajor: 1, ProtoMinor: 1}
+}
+
+// storageText is every value in storage, for the recoverability check (a credential is
+// recoverable when its secret is stored anywhere: config, fallback or WAL).
+func (w *world) storageText() string {
+	ctx := context.Background()
+	var keys []string
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		ks, _ := w.store.List(ctx, prefix)
+		for _, k := range ks {
+			if strings.HasSuffix(k, "/") {
+				walk(prefix + k)
+			} else {
+				keys = append(keys, prefix+k)
+			}
+		}
+	}
+	walk("")
+	sort.Strings(keys)
+	var sb strings.Builder
+	for _, k := range keys {
+		if e, _ := w.store.Get(ctx, k); e != nil {
+			sb.Write(e.Value)
+			sb.WriteByte('\n')
+		}
+	}
+	return sb.String()
+}
+
+// label names a credential by the order the simulation first saw it (secrets are random,
+// labels are not), so that traces replay bit for bit.
+func (w *world) label(key string) string {
+	if key == "" {
+		return "-"
+	}
+	if l, ok := w.labels[key]; ok {
+		return l
+	}
+	l := fmt.Sprintf("cred%d", len(w.labels))
+	w.labels[key] = l
+	return l
+}
+
+func (w *world) logf(format string, args ...any) {
+	w.trace = append(w.trace, fmt.Sprintf(format, args...))
+}
+
+// active is the node that can write.
+func (w *world) active() *node { return w.nodes[0] }
+
+// restart replaces dead nodes by fresh instances on the same storage (a restarted Vault, or
+// a standby taking over), and clears every node's crash point.
+func (w *world) restart() {
+	for i, n := range w.nodes {
+		if n.dead {
+			w.logf("  node %d restarts as node %d", n.id, w.nextID+1)
+			w.nodes[i] = w.newNode(n.standby)
+		}
+		w.nodes[i].crashAt, w.nodes[i].calls = 0, 0
+	}
+}
