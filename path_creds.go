@@ -22,6 +22,10 @@ life, at most 60 s), capped by the config's max_ttl (and by Vault, by the mount'
 lease TTL). With token_reuse, reads share one token while it has min_token_ttl left. Leases are
 not renewable: no provider can extend a token; read again for a new one. Revoking a lease
 succeeds but cannot kill the token upstream: none of the providers can revoke one token.
+
+While a rotation of the config is unsettled (the provider may adopt its new credential at any
+moment, killing every token of the old one), no token of the old credential is handed out: the
+read settles the rotation first and answers 502, saying so, while it stays open.
 `
 
 func pathCreds(b *backend) *framework.Path {
