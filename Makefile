@@ -4,6 +4,7 @@ PLUGIN  := vault-plugin-secrets-apitokens
 PKG     := github.com/apitokens/vault-plugin-secrets-apitokens
 LDFLAGS := -X $(PKG).Version=$(VERSION)
 GO      ?= go
+SHELL   := /bin/bash
 FUZZTIME ?= 10m
 
 .PHONY: all build dev test unit race simulate simulate-ci testacc vet lint fmt fuzz fuzz-ci crash bench vault clean release
@@ -34,7 +35,7 @@ race:
 ## protocol (simulation_test.go), with its coverage map; a failing seed prints its replay line
 SEEDS ?= 200000
 simulate:
-	$(GO) test -count=1 -timeout 0 -run 'TestSimulation$$' -seeds=$(SEEDS) -v . | grep -v '^=== RUN'
+	set -o pipefail; $(GO) test -count=1 -timeout 0 -run 'TestSimulation$$' -seeds=$(SEEDS) -v . | grep -v '^=== RUN'
 
 simulate-ci:
 	$(GO) test -count=1 -run 'TestSimulation$$' -seeds=2000 .
