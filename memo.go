@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,9 +19,10 @@ import (
 // or needing its mint slots (slots, after the config was found) do. So reads of names that
 // do not exist leave nothing behind.
 //
-// Every config change drops its entry (forget): a write or delete by an operator, a
-// rotation, a settled recovery, and Vault's Invalidate for a config changed on another
-// node. A value loaded or minted before a forget is never installed after it: a lookup
+// A write or delete by an operator, a rotation, a settled recovery, and Vault's Invalidate
+// for a config changed on another node drop its entry (forget); a store that does not change
+// the credential that minted the shared token (a new Bloq refresh token, a fallback
+// recorded: then no token is handed out anyway) remembers the new config beside it. A value loaded or minted before a forget is never installed after it: a lookup
 // hands out a generation, which an install must present, and every forget bumps a
 // memo-wide counter from which each entry takes its generation when it is created, so a
 // re-created entry never carries a generation handed out before the forget.
@@ -133,6 +135,7 @@ func (m *memo) fillConfig(name string, gen uint64, cfg *accountConfig) {
 // change the token minted with it).
 func (m *memo) setConfig(name string, cfg *accountConfig) {
 	cp := *cfg // callers may go on changing theirs; the remembered one is never changed
+	cp.Fallbacks, cp.Retiring = slices.Clone(cfg.Fallbacks), slices.Clone(cfg.Retiring)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entries[name]

@@ -117,8 +117,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
-	// An operator who writes a new root credential gives up every fallback (settle.go, rule 4).
-	if existing != nil && existing.unsettled() && !existing.credential.sameRoot(c.credential) {
+	// An operator who writes a root credential, even the current one, gives up every fallback
+	// (settle.go, rule 4): it is the escape from a rotation that cannot settle.
+	if existing != nil && existing.unsettled() && rootCredentialGiven(d) {
 		for _, f := range c.Fallbacks {
 			b.Logger().Error("a credential write gives up a fallback credential the provider may still adopt",
 				"config", name, "provider", c.Provider, "identifier", f.identifier(c.Provider), "since", f.Since, "why", f.Why)
@@ -145,6 +146,17 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return nil, nil
 	}
 	return &logical.Response{Warnings: warnings}, nil
+}
+
+// rootCredentialGiven reports whether a config write names a field of the rotatable root
+// credential (api_key, api_secret, client_id, client_secret).
+func rootCredentialGiven(d *framework.FieldData) bool {
+	for _, f := range []string{"api_key", "api_secret", "client_id", "client_secret"} {
+		if _, ok := d.GetOk(f); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -28,7 +28,8 @@ type provider interface {
 }
 
 // rotator is a provider whose root credential can be replaced. A rotation runs
-// Prepare → (WAL) → Activate → Mint(next) → (store) → Retire(cur).
+// Prepare → (store next as a fallback) → Activate → Mint(next) → (store next as current) →
+// Retire(cur).
 type rotator interface {
 	provider
 	// CanRotate says why this credential cannot be rotated, or nil.
@@ -50,7 +51,7 @@ type rotator interface {
 }
 
 // creator is a rotator whose Prepare creates the new credential upstream and learns its
-// secret only from the provider's answer (Bloq), so the WAL entry can be written only after
+// secret only from the provider's answer (Bloq), so it can be stored as a fallback only after
 // the create call. Inventory lists the identifiers of the account's credentials upstream,
 // so that a credential a crashed create call left behind can be named.
 type creator interface {
@@ -228,8 +229,12 @@ func (p bloqProvider) Inventory(ctx context.Context, cur credential) ([]string, 
 	return ids, nil
 }
 
-// Retire deletes the key gone.ClientID, found by listing the keys; a key no longer listed
-// is already gone.
+// errNotListed is a Retire of a credential the provider does not list: already gone (Bloq
+// lists a key as soon as its create call answers).
+var errNotListed = errors.New("not listed upstream")
+
+// Retire deletes the key gone.ClientID, found by listing the keys, logging in with gone's
+// username and password; a key that is not listed is errNotListed.
 func (p bloqProvider) Retire(ctx context.Context, gone credential) error {
 	acct, err := p.account(ctx, gone)
 	if err != nil {
@@ -241,7 +246,7 @@ func (p bloqProvider) Retire(ctx context.Context, gone credential) error {
 	}
 	id := bloq.KeyIDFor(keys, gone.ClientID)
 	if id == "" {
-		return nil
+		return errNotListed
 	}
 	return p.c.DeleteClientKey(ctx, acct, id)
 }

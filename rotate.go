@@ -113,8 +113,11 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	if errors.Is(stepErr, errUnchanged) || apiclient.IsRejected(stepErr) {
 		// Its only send was refused outright, or never made: the provider cannot adopt it.
 		cfg.Fallbacks = cfg.Fallbacks[:len(cfg.Fallbacks)-1]
-		if err := b.putConfig(ctx, s, name, cfg); err != nil {
-			b.Logger().Warn("could not drop a credential the provider refused; the next settle sends it again", "config", name, "error", err)
+		if err := b.storeRetrying(ctx, s, name, cfg); err != nil {
+			// Kept, it is sent again by every settle and stays unsettled if refused each time:
+			// nothing proves an earlier send was refused. An operator's credential write ends it.
+			b.Logger().Error("could not drop a credential the provider refused outright; the config stays unsettled "+
+				"until it settles or an operator writes the credential", "config", name, "error", err)
 		}
 		if errors.Is(stepErr, errUnchanged) {
 			return nil, nil, fmt.Errorf("rotation failed before anything changed upstream: %w", stepErr)
@@ -151,8 +154,8 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 }
 
 // prepare returns the next credential. For a provider that creates it upstream, a WAL entry
-// marks the create call first, and its id is returned: the caller deletes it once the
-// rotation's own entry is written, so that no crash can hide a key created upstream. If the
+// marks the create call first, and its id is returned: the caller deletes it once the new
+// credential is stored as a fallback, so that no crash can hide a key created upstream. If the
 // create call fails, the credential it may have created anyway is looked for at once and
 // named in the error, and the marker is deleted here.
 func (b *backend) prepare(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, name string) (next credential, markerID string, err error) {
@@ -165,7 +168,7 @@ func (b *backend) prepare(ctx context.Context, s logical.Storage, p rotator, cfg
 	if err != nil {
 		return credential{}, "", err
 	}
-	marker := newRotationWAL(name, cfg.Provider, cfg.credential, credential{}, b.now())
+	marker := newRotationWAL(name, cfg.Provider, credential{}, credential{}, b.now()) // no secret: none is needed
 	marker.Creating, marker.Known = true, known
 	markerID, err = framework.PutWAL(ctx, s, walKindRotation, marker)
 	if err != nil {

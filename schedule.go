@@ -215,7 +215,7 @@ func applyRotationFields(c, existing *accountConfig, d *framework.FieldData, now
 }
 
 // leasesEndBy bounds when every creds lease of config c handed out before now ends: a lease
-// lasts at most its token's life, which the provider documents (tokenLifeBound), and ends
+// lasts at most its token's life, which the providers' documentation states (tokenLifeBound), and ends
 // before c's scheduled rotation, if any, may run.
 func (c *accountConfig) leasesEndBy(now time.Time) time.Time {
 	bound := now.Add(c.tokenLifeBound())
@@ -225,8 +225,8 @@ func (c *accountConfig) leasesEndBy(now time.Time) time.Time {
 	return bound.UTC()
 }
 
-// tokenLifeBound is the longest lease a creds read of config c hands out, by what
-// providers.md documents: a token lives 1 hour (OffBlocks, a Bloq client token) or 12 hours
+// tokenLifeBound is the longest lease a creds read of config c hands out, by what the
+// providers document: a token lives 1 hour (OffBlocks, a Bloq client token) or 12 hours
 // (a Bloq account token), and a lease at most that. max_ttl does not shorten it: a lease
 // handed out before max_ttl was lowered keeps its length. A provider that issues longer
 // tokens than it documents defeats it.
@@ -357,7 +357,8 @@ func (b *backend) rotateScheduled(ctx context.Context, s logical.Storage, name s
 func rotationBudget(cfg *accountConfig) time.Duration { return 4 * cfg.RequestTimeout }
 
 // periodic is the backend's PeriodicFunc, which Vault calls about once a minute: it settles
-// every config that holds a fallback or retiring credential (settle.go) and performs every
+// every config that holds a fallback or retiring credential, or has a WAL entry (an earlier
+// version's, turned into a fallback at once rather than after the rollback's minute; settle.go) and performs every
 // scheduled rotation that is due, one config at a time, and waits for none (a read
 // that finds one imminent does). It does nothing where storage cannot be written (a
 // performance standby or secondary): the active node rotates.
@@ -369,10 +370,17 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err != nil {
 		return err
 	}
+	walNames, err := walConfigNames(ctx, req.Storage)
+	if err != nil {
+		return err
+	}
 	for _, name := range names {
-		if cfg, err := getConfig(ctx, req.Storage, name); err == nil && cfg != nil && (cfg.unsettled() || len(cfg.Retiring) > 0) {
-			if _, _, err := b.settle(ctx, req.Storage, name); err != nil {
+		if cfg, err := getConfig(ctx, req.Storage, name); err == nil && cfg != nil && (cfg.unsettled() || len(cfg.Retiring) > 0 || walNames[name]) {
+			if cfg, _, err := b.settle(ctx, req.Storage, name); err != nil {
 				b.Logger().Debug("config not settled", "config", name, "error", err)
+				if cfg != nil && cfg.unsettled() {
+					continue // a rotation would only settle it again, and count a failure
+				}
 			}
 		}
 		if _, err := b.rotateScheduled(ctx, req.Storage, name); err != nil {

@@ -28,8 +28,9 @@ import (
 //     was replaced lives on until Vault deletes it, so it is kept as retiring until then;
 //  2. when the only send of it was refused outright (a 400, 401 or 403 to rotate-root's own
 //     change, or nothing was sent): the provider never took it;
-//  3. for a provider whose old credential lives on (Bloq): when Vault deleted it upstream,
-//     after the provider refused it;
+//  3. for a provider whose old credential lives on (Bloq): when the provider refuses it, it
+//     is retired instead: kept as retiring, deleted upstream, and dropped once deleted (or no
+//     longer listed: Bloq lists a key as soon as its create call answers);
 //  4. when an operator writes a credential, or deletes the config with force=true.
 //
 // While a config holds a fallback, no token of its current credential is handed out: the
@@ -83,11 +84,12 @@ func (b *backend) settleForRead(ctx context.Context, s logical.Storage, name str
 		changed bool
 	}
 	ch := b.settleFlight.DoChan(name, func() (any, error) {
+		detached := context.WithoutCancel(ctx)
 		budget := rotationBudget(&accountConfig{RequestTimeout: apiclient.DefaultTimeout})
-		if cfg, err := getConfig(ctx, s, name); err == nil && cfg != nil {
+		if cfg, err := getConfig(detached, s, name); err == nil && cfg != nil {
 			budget = rotationBudget(cfg)
 		}
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+		sctx, cancel := context.WithTimeout(detached, budget)
 		defer cancel()
 		cfg, changed, err := b.settle(sctx, s, name)
 		return settled{cfg, changed}, err
@@ -114,7 +116,8 @@ func (c *accountConfig) unsettledErr(name string) *unsettledError {
 // does not, and removes retiring credentials upstream. The caller holds the config's
 // exclusive lock. It returns the config as stored (nil if none), whether anything changed,
 // and an *unsettledError while the config still holds a fallback; logical.ErrReadOnly where
-// storage cannot be written and there is something to settle.
+// storage cannot be written and there is something to settle. After a failed store the
+// returned config is the one the settle tried to store, not the stored one.
 func (b *backend) settleLocked(ctx context.Context, s logical.Storage, name string) (*accountConfig, bool, error) {
 	walChanged, err := b.settleWAL(ctx, s, name)
 	if err != nil {
@@ -132,22 +135,25 @@ func (b *backend) settleLocked(ctx context.Context, s logical.Storage, name stri
 		return cfg, walChanged, nil
 	}
 	changed := walChanged
+	var unsettled error
 	if cfg.unsettled() {
 		c, err := b.resolve(ctx, s, name, cfg, p)
 		changed = changed || c
-		if err != nil {
+		var u *unsettledError
+		if err != nil && !errors.As(err, &u) {
 			return cfg, changed, err
 		}
+		unsettled = err
 	}
 	if _, err := b.retireAll(ctx, s, name, cfg, p); err == nil {
 		changed = true
 	}
-	return cfg, changed, nil
+	return cfg, changed, unsettled
 }
 
 // resolve applies the rule to cfg's fallbacks and stores what it decides: the newest that
-// works is adopted (rule 1). If none does, a refused one is deleted upstream where the old
-// credential lives on (rule 3); where the change kills the old credential (OffBlocks), the
+// works is adopted (rule 1). If none does, a refused one is retired where the old credential
+// lives on (rule 3); where the change kills the old credential (OffBlocks), the
 // newest is sent again from the current credential and confirmed, which either adopts it or
 // leaves it held. It reports whether it changed the config, and returns an *unsettledError
 // while a fallback remains.
@@ -161,11 +167,14 @@ func (b *backend) resolve(ctx context.Context, s logical.Storage, name string, c
 			return true, b.adopt(ctx, s, name, cfg, p, f.credential, triggerRecovered)
 		}
 		refused = err
-		if !p.Exclusive() && apiclient.IsRejected(err) && b.retire(ctx, p, cfg.Provider, name, f.credential) == nil {
+		// Where the old credential lives on (Bloq), a refused one is retired: recorded first,
+		// then deleted upstream (retireAll), so a delete whose record fails is not forgotten.
+		if !p.Exclusive() && apiclient.IsRejected(err) {
 			cfg.Fallbacks = slices.Delete(cfg.Fallbacks, i, i+1)
+			cfg.Retiring = append(cfg.Retiring, f.credential)
 			dropped = true
-			b.Logger().Info("settled: the provider refuses a fallback credential, which is deleted upstream; the current one is kept",
-				"config", name, "dropped", f.identifier(cfg.Provider))
+			b.Logger().Info("settled: the provider refuses a fallback credential, which is retired (deleted upstream); "+
+				"the current one is kept", "config", name, "retired", f.identifier(cfg.Provider))
 			b.countRecovery(ctx, name, cfg.Provider, outcomeKeptOld)
 		}
 	}
@@ -198,7 +207,7 @@ func (b *backend) resolve(ctx context.Context, s logical.Storage, name string, c
 // adopt makes next, seen working, config name's current credential and stores it (rule 1):
 // every fallback is dropped, and the replaced credential is kept as retiring where it lives on
 // upstream. cfg is changed. A failed store leaves storage as it was: next is still a fallback
-// there (or a rotation's WAL entry), adopted again by the next settle.
+// there, adopted again by the next settle.
 func (b *backend) adopt(ctx context.Context, s logical.Storage, name string, cfg *accountConfig, p rotator, next credential, trigger string) error {
 	old := cfg.credential
 	cfg.credential.adoptRoot(next)
@@ -210,7 +219,7 @@ func (b *backend) adopt(ctx context.Context, s logical.Storage, name string, cfg
 	cfg.Rotation.clearFailures()
 	if err := b.putConfig(ctx, s, name, cfg); err != nil {
 		return fmt.Errorf("store the new credential (the provider accepts it; it stays a fallback and is adopted "+
-			"by the next creds read or Vault's rollback): %w", err)
+			"by the next creds read or Vault's periodic function): %w", err)
 	}
 	b.memo.forget(name) // the old credential's tokens may be dead
 	if trigger == triggerRecovered {
@@ -230,7 +239,7 @@ func (b *backend) retireAll(ctx context.Context, s logical.Storage, name string,
 	var left []credential
 	var warnings []string
 	for _, r := range cfg.Retiring {
-		if err := b.retire(ctx, p, cfg.Provider, name, r); err != nil {
+		if err := b.retire(ctx, p, cfg.Provider, name, cfg.withLogin(r)); err != nil && !errors.Is(err, errNotListed) {
 			left = append(left, r)
 			warnings = append(warnings, fmt.Sprintf("the new credential is stored, but the replaced one (%s) could not be "+
 				"removed upstream yet: %v; creds reads and Vault's rollback try again", r.identifier(cfg.Provider), err))
@@ -243,10 +252,18 @@ func (b *backend) retireAll(ctx context.Context, s logical.Storage, name string,
 	return warnings, b.putConfig(ctx, s, name, cfg)
 }
 
-// retire removes gone upstream: a failure is logged with gone's identifier.
+// withLogin is r with the config's current account login (an operator may have changed the
+// password since r was stored): the login a retire uses.
+func (c *accountConfig) withLogin(r credential) credential {
+	r.Username, r.Password = c.Username, c.Password
+	return r
+}
+
+// retire removes gone upstream: a failure is logged with gone's identifier (errNotListed is
+// returned but not logged).
 func (b *backend) retire(ctx context.Context, p rotator, provider, name string, gone credential) error {
 	err := p.Retire(ctx, gone)
-	if err != nil {
+	if err != nil && !errors.Is(err, errNotListed) {
 		b.Logger().Warn("could not remove a credential upstream that nobody uses now; will retry",
 			"config", name, "provider", provider, "identifier", gone.identifier(provider), "error", err)
 	}

@@ -30,6 +30,7 @@ import (
 // find more than uniform ones). Rates are per provider or storage call, in percent.
 type swarm struct {
 	refused, unavailable, throttled, lost int // provider call faults
+	rejected                              int // a change (PUT credentials, a key created) refused outright
 	lagPct                                int // an OffBlocks update applies late
 	applyEarly                            int // a pending update applies between two calls
 	storageFail, crash                    int // storage write fails; the node dies at a call
@@ -44,7 +45,7 @@ func newSwarm(r *rand.Rand) swarm {
 		return 1 + r.Intn(max)
 	}
 	return swarm{
-		refused: pick(8), unavailable: pick(10), throttled: pick(6), lost: pick(12),
+		refused: pick(8), unavailable: pick(10), throttled: pick(6), lost: pick(12), rejected: pick(30),
 		lagPct: pick(60), applyEarly: pick(25), storageFail: pick(6), crash: pick(4),
 		multiNode: r.Intn(3) == 0, bloq: r.Intn(2) == 0,
 	}
@@ -299,6 +300,11 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	crashAfter := w.r.Intn(2) == 0
 	if !crashAfter && n.call() {
 		return nil, errConnRefused
+	}
+	change := (req.Method == http.MethodPut && strings.HasSuffix(req.URL.Path, "/auth/credentials")) ||
+		(req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/client-keys"))
+	if change && w.sw.rejected > 0 && w.r.Intn(100) < w.sw.rejected {
+		return w.fault("400", route, answer(req, http.StatusBadRequest, nil), nil) // refused outright, not applied
 	}
 	roll := w.r.Intn(100)
 	switch {

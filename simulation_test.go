@@ -50,7 +50,7 @@ func runSeed(seed int64, r *rand.Rand, steps int) *world {
 		w.faulted = false
 		if w.sw.crash > 0 && w.r.Intn(100) < 4*w.sw.crash {
 			n := w.nodes[w.r.Intn(len(w.nodes))]
-			n.crashAt = 1 + w.r.Intn(10)
+			n.crashAt = 1 + w.r.Intn(16) // a Bloq rotation makes 15 outside calls
 		}
 		start := w.clock.Now()
 		w.logf("%d: %s %s", w.opN, op.name, name)

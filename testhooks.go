@@ -12,8 +12,8 @@ import (
 // through `vault plugin register -env`, which takes root in Vault.
 
 // crashpointEnv names a rotation step at which the plugin kills its parent (Vault) with
-// SIGKILL, for the one step no provider call marks (after the config write, before the WAL
-// delete).
+// SIGKILL, for the one step no provider call marks (after the new credential is stored as
+// the current one, before the old one is retired).
 const crashpointEnv = "APITOKENS_CRASHPOINT"
 
 // noLeaseCapEnv, set to 1, stops leases from being capped at the next scheduled rotation:
@@ -30,5 +30,5 @@ func crashpoint(step string) {
 	select {}
 }
 
-// capLeasesAtRotation reports whether leases end no later than the next scheduled rotation.
+// capLeasesAtRotation reports whether leases end before the next scheduled rotation may run.
 func capLeasesAtRotation() bool { return os.Getenv(noLeaseCapEnv) != "1" }

@@ -6,6 +6,6 @@ package apitokens
 // build tag (every binary but the acceptance suite's own test build) it does nothing.
 func crashpoint(string) {}
 
-// capLeasesAtRotation reports whether leases end no later than the next scheduled rotation:
+// capLeasesAtRotation reports whether leases end before the next scheduled rotation may run:
 // always, but in the acceptance suite's test build (testhooks.go).
 func capLeasesAtRotation() bool { return true }

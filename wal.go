@@ -35,8 +35,6 @@ type rotationWAL struct {
 	New      credential `json:"new"`
 	// Started is when the rotation began, by the backend's clock.
 	Started time.Time `json:"started"`
-	// Acknowledged is set in entries of earlier versions whose change the provider answered.
-	Acknowledged bool `json:"acknowledged,omitempty"`
 	// Creating marks an entry written before a create call; New is empty.
 	Creating bool `json:"creating,omitempty"`
 	// Known are the identifiers of the account's credentials upstream before the create call.
@@ -89,7 +87,8 @@ func pendingRotations(ctx context.Context, s logical.Storage, name string) ([]pe
 }
 
 // deleteWAL removes a settled entry. A failure is only logged: the rollback finds the entry
-// again, sees that it is settled, and removes it.
+// again and settles it again (a marker's orphan search is repeated, a conversion finds the
+// config already holding the credential).
 func (b *backend) deleteWAL(ctx context.Context, s logical.Storage, name, id string) {
 	if err := framework.DeleteWAL(ctx, s, id); err != nil {
 		b.Logger().Warn("could not delete a settled WAL entry; the rollback will clear it", "config", name, "error", err)
@@ -146,6 +145,23 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string)
 		changed = true
 	}
 	return changed, nil
+}
+
+// walConfigNames returns the names of the configs that have rotation WAL entries.
+func walConfigNames(ctx context.Context, s logical.Storage) (map[string]bool, error) {
+	ids, err := framework.ListWAL(ctx, s)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, id := range ids {
+		if w, err := framework.GetWAL(ctx, s, id); err == nil && w != nil && w.Kind == walKindRotation {
+			if e, err := decodeRotationWAL(w.Data); err == nil {
+				names[e.Name] = true
+			}
+		}
+	}
+	return names, nil
 }
 
 // walRollback is Vault's rollback hook for WAL entries older than walRollbackMinAge: it
