@@ -201,10 +201,19 @@ func TestKeeperKeepsTheTokenUntilItExpiresWhileVaultIsDown(t *testing.T) {
 	k, _ := startKeeper(t, f)
 	waitToken(t, k, tokenN(1), 2*time.Second)
 	f.set(func() { f.down = true })
-	exp := time.Now().Add(2 * time.Second) // expires_at is truncated to the second
+	// The token in hand is the one the n-th read served (a re-read may have come before Vault
+	// went down). Its expires_at is that read's time plus 3 s, truncated to the second: at
+	// least 2 s after the read was recorded. (Counting from now instead failed on a busy
+	// machine, where waitToken itself took most of those 2 s.)
+	held, _ := k.Token()
+	var n int
+	if _, err := fmt.Sscanf(held, "tok-%d-", &n); err != nil || n < 1 || n > len(f.readTimes()) {
+		t.Fatalf("the keeper holds %q, not a token the fake served", held)
+	}
+	exp := f.readTimes()[n-1].Add(2 * time.Second)
 	for time.Now().Before(exp) {
-		if tok, _ := k.Token(); tok != tokenN(1) {
-			t.Fatalf("with Vault down the keeper dropped its unexpired token (holds %q)", tok)
+		if tok, _ := k.Token(); tok != held {
+			t.Fatalf("with Vault down the keeper dropped its unexpired token %q (holds %q)", held, tok)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
