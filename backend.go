@@ -44,8 +44,9 @@ type backend struct {
 	// sleep waits between retries within a request; tests make it advance their clock.
 	sleep func(ctx context.Context, d time.Duration) error
 
+	// clients are the provider clients, one per provider, base URL and timeout (providerFor).
 	clientsMu sync.Mutex
-	clients   map[string]*cachedProvider
+	clients   map[string]provider
 
 	// refreshTokens are new Bloq refresh tokens not stored yet.
 	refreshTokens heldRefreshTokens
@@ -56,6 +57,9 @@ type backend struct {
 	settleFlight singleflight.Group
 	// metrics are the mount's figures (metrics.go).
 	metrics *metrics
+	// view is the mount's storage, for work that Vault starts without a request
+	// (reloading settings another node changed).
+	view logical.Storage
 
 	// retryWaitMin and retryWaitMax override the HTTP backoff bounds (tests shorten them).
 	retryWaitMin, retryWaitMax time.Duration
@@ -80,7 +84,7 @@ func newBackend() *backend {
 		locks:   locksutil.CreateLocks(),
 		now:     time.Now,
 		sleep:   sleepCtx,
-		clients: make(map[string]*cachedProvider),
+		clients: make(map[string]provider),
 		metrics: newMetrics(),
 	}
 	b.Backend = &framework.Backend{
@@ -91,9 +95,10 @@ func newBackend() *backend {
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
-			[]*framework.Path{pathCreds(b), pathRotateRoot(b), pathMetrics(b)},
+			[]*framework.Path{pathCreds(b), pathRotateRoot(b), pathMetrics(b), pathSettings(b)},
 		),
 		PeriodicFunc:      b.periodic,
+		InitializeFunc:    b.initialize,
 		Secrets:           []*framework.Secret{secretToken(b)},
 		WALRollback:       b.walRollback,
 		WALRollbackMinAge: walRollbackMinAge,
@@ -104,19 +109,27 @@ func newBackend() *backend {
 	return b
 }
 
+// Setup keeps the mount's storage view, then sets up the framework backend.
+func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	b.view = conf.StorageView
+	return b.Backend.Setup(ctx, conf)
+}
+
 // lock returns the lock that serialises work on one config name.
 func (b *backend) lock(name string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.locks, name)
 }
 
 // invalidate drops what this node remembers of a config that changed on another node: its
-// client, its decoded config and its shared token. A refresh token not stored yet is kept:
+// decoded config and its shared token; changed mount settings are read again. A refresh token not stored yet is kept:
 // it is newer than anything the change can hold, unless an operator wrote one, which is
 // done on this node (the active one) and drops it there.
 func (b *backend) invalidate(_ context.Context, key string) {
 	if name, ok := strings.CutPrefix(key, configPrefix); ok {
-		b.dropClient(name)
 		b.memo.forget(name)
+	}
+	if key == settingsKey {
+		go b.reloadSettings() // not within Vault's invalidation call, which must not wait on storage
 	}
 }
 
@@ -132,12 +145,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// clean drops what the backend holds in memory. The connections stay in the process's
+// shared pools, which other mounts may be using; idle ones close after 90 s.
 func (b *backend) clean(context.Context) {
 	b.memo.forgetAll()
 	b.clientsMu.Lock()
 	defer b.clientsMu.Unlock()
-	for name, c := range b.clients {
-		c.api.CloseIdleConnections()
-		delete(b.clients, name)
-	}
+	clear(b.clients)
 }

@@ -234,8 +234,7 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 }
 
 // putConfig stores config/<name> and remembers it (the caller holds the config's exclusive
-// lock). The cached client stays: providerFor rebuilds it when its provider, base URL or
-// timeout change.
+// lock).
 func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, c *accountConfig) error {
 	entry, err := logical.StorageEntryJSON(configKey(name), c)
 	if err != nil {

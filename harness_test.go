@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +54,17 @@ type flakyStorage struct {
 	mu      sync.Mutex
 	failPut func(key string) bool
 	putErr  error
+	// configGets counts reads of config/ keys; getDelay slows each of them.
+	configGets atomic.Int64
+	getDelay   atomic.Int64
+}
+
+func (s *flakyStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, configPrefix) {
+		s.configGets.Add(1)
+		time.Sleep(time.Duration(s.getDelay.Load()))
+	}
+	return s.InmemStorage.Get(ctx, key)
 }
 
 var errStorageDown = errors.New("storage unavailable")

@@ -33,6 +33,8 @@ type memo struct {
 	gen uint64
 	// flight makes concurrent reads that need a new shared token wait for one provider call.
 	flight singleflight.Group
+	// loads makes concurrent reads of a config not in memory wait for one storage read.
+	loads singleflight.Group
 }
 
 type memoEntry struct {
@@ -183,17 +185,53 @@ func (m *memo) forgetAll() {
 	m.entries = nil
 }
 
+// configLoadTimeout bounds the storage read of a config that readers wait for together.
+const configLoadTimeout = 30 * time.Second
+
 // cachedConfig returns config name from memory, or loads it from storage and remembers it.
 // The caller holds the config's lock (shared or exclusive); a missing config is (nil, nil).
+//
+// Concurrent readers of a config not in memory wait for one storage read (a cold burst of
+// a thousand reads makes one), run in the first reader's goroutine, which holds its lock
+// until the value is installed; the others hold the same lock in the same mode (readers
+// together, or one writer alone), so no writer can store a config between that read and its
+// install. The read runs under its own deadline, not the first reader's cancellation, since
+// others wait for it.
 func (b *backend) cachedConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
-	cfg, gen := b.memo.config(name)
-	if cfg != nil {
+	if cfg, _ := b.memo.config(name); cfg != nil {
 		return cfg, nil
 	}
-	cfg, err := getConfig(ctx, s, name)
-	if err != nil || cfg == nil {
+	v, err, _ := b.memo.loads.Do(name, func() (any, error) {
+		cfg, gen := b.memo.config(name) // another load may have installed it meanwhile
+		if cfg != nil {
+			return cfg, nil
+		}
+		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), configLoadTimeout)
+		defer cancel()
+		cfg, err := getConfig(loadCtx, s, name)
+		if err != nil || cfg == nil {
+			return (*accountConfig)(nil), err
+		}
+		b.memo.fillConfig(name, gen, cfg)
+		return cfg, nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	b.memo.fillConfig(name, gen, cfg)
-	return cfg, nil
+	return v.(*accountConfig), nil
+}
+
+// peekConfig returns config name for a reader that must not wait for the config's lock (a
+// metrics scrape, which a rotation holding the lock for minutes must not stall): from
+// memory, else loaded and remembered when the lock is free, else read from storage only.
+func (b *backend) peekConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
+	if cfg, _ := b.memo.config(name); cfg != nil {
+		return cfg, nil
+	}
+	lock := b.lock(name)
+	if lock.TryRLock() {
+		defer lock.RUnlock()
+		return b.cachedConfig(ctx, s, name)
+	}
+	return getConfig(ctx, s, name)
 }

@@ -1,8 +1,11 @@
 package apitokens
 
 import (
+	"context"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,56 +23,137 @@ const (
 	outcomeKeptOld   = "kept_old"
 )
 
+// attentionCap bounds, with per-config detail off, how many configs each series of configs
+// needing attention lists (apitokens_unsettled_rotations, apitokens_rotation_failures): a
+// provider outage during scheduled rotations must not turn a scrape into one series per
+// config. The apitokens_configs_* counts beside them are always exact.
+const attentionCap = 100
+
 // metrics are the mount's own figures, on a registry of its own (never the global one, so
-// two mounts never mix them). Labels are the provider, the config name and fixed words:
-// never anything secret. Figures are per node and start at zero with the plugin.
+// two mounts never mix them). Labels are the provider, fixed words and, only where said, the
+// config name: never anything secret. Figures are per node and start at zero with the plugin.
+//
+// Their size does not grow with the number of configs by default: what is counted or timed
+// is aggregated by provider and operation, and a series per config exists only for the
+// configs an operator alerts on one by one (holding a fallback credential, failing its
+// scheduled rotations), at most attentionCap of each. The mount setting metrics_per_config
+// adds a series per config for calls, tokens, rotations and the next rotation
+// (path_settings.go).
 type metrics struct {
-	registry     *prometheus.Registry
+	registry *prometheus.Registry
+	// perConfig is the mount setting metrics_per_config.
+	perConfig atomic.Bool
+	// scrapeMu serialises the scrapes' refresh of the config gauges.
+	scrapeMu sync.Mutex
+
 	calls        *prometheus.CounterVec
 	callDuration *prometheus.HistogramVec
 	tokens       *prometheus.CounterVec
 	rotations    *prometheus.CounterVec
-	unsettled    *prometheus.GaugeVec
-	nextRotation *prometheus.GaugeVec
+	configs      *prometheus.GaugeVec
+	attention    *prometheus.GaugeVec
+	periodicTook prometheus.Gauge
+	periodicSaw  prometheus.Gauge
+
+	// Configs needing attention, one series each.
+	unsettled *prometheus.GaugeVec
+	failing   *prometheus.GaugeVec
+
+	// Per-config detail, only with metrics_per_config.
+	configCalls     *prometheus.CounterVec
+	configTokens    *prometheus.CounterVec
+	configRotations *prometheus.CounterVec
+	nextRotation    *prometheus.GaugeVec
+}
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apitokens_provider_calls_total",
-			Help: "Calls to the providers' APIs, by operation and the HTTP status of the last answer (none: no answer)."},
-			[]string{"provider", "config", "operation", "status"}),
+		calls: counter("apitokens_provider_calls_total",
+			"Calls to the providers' APIs, by operation and the HTTP status of the last answer (none: no answer).",
+			"provider", "operation", "status"),
 		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "apitokens_provider_call_duration_seconds",
 			Help:    "How long calls to the providers' APIs took, retries included.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}},
-			[]string{"provider", "config", "operation"}),
-		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apitokens_tokens_issued_total",
-			Help: "Tokens handed out by creds reads: fresh (minted for the read) or shared (token_reuse)."},
-			[]string{"provider", "config", "kind"}),
-		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apitokens_rotations_total",
-			Help: "Root credential rotations by trigger (manual, scheduled, recovered) and outcome."},
-			[]string{"provider", "config", "trigger", "outcome"}),
-		unsettled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "apitokens_unsettled_rotations",
-			Help: "Interrupted rotations whose WAL entry is not settled yet."},
-			[]string{"provider", "config"}),
-		nextRotation: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "apitokens_next_rotation_timestamp_seconds",
-			Help: "When the next scheduled rotation is due (unix seconds); absent for configs without a schedule."},
-			[]string{"provider", "config"}),
+			[]string{"provider", "operation"}),
+		tokens: counter("apitokens_tokens_issued_total",
+			"Tokens handed out by creds reads: fresh (minted for the read) or shared (token_reuse).",
+			"provider", "kind"),
+		rotations: counter("apitokens_rotations_total",
+			"Root credential rotations by trigger (manual, scheduled, recovered) and outcome.",
+			"provider", "trigger", "outcome"),
+		configs: gauge("apitokens_configs", "Configs of the mount.", "provider"),
+		attention: gauge("apitokens_configs_needing_attention",
+			"Configs holding a fallback credential (reason unsettled) or whose last scheduled rotation failed (reason rotation_failing).",
+			"provider", "reason"),
+		periodicTook: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apitokens_periodic_pass_seconds",
+			Help: "How long the last pass of the periodic function (settling, scheduled rotations) took."}),
+		periodicSaw: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apitokens_periodic_pass_configs",
+			Help: "How many configs the last pass of the periodic function looked at."}),
+		unsettled: gauge("apitokens_unsettled_rotations",
+			"Fallback credentials a config holds (an unsettled rotation); only configs holding one.",
+			"provider", "config"),
+		failing: gauge("apitokens_rotation_failures",
+			"Scheduled rotations of a config failed in a row; only configs whose last one failed.",
+			"provider", "config"),
+		configCalls: counter("apitokens_config_provider_calls_total",
+			"Calls to the providers' APIs per config (metrics_per_config), by operation and status.",
+			"provider", "config", "operation", "status"),
+		configTokens: counter("apitokens_config_tokens_issued_total",
+			"Tokens handed out per config (metrics_per_config), fresh or shared.",
+			"provider", "config", "kind"),
+		configRotations: counter("apitokens_config_rotations_total",
+			"Root credential rotations per config (metrics_per_config), by trigger and outcome.",
+			"provider", "config", "trigger", "outcome"),
+		nextRotation: gauge("apitokens_next_rotation_timestamp_seconds",
+			"When a config's next scheduled rotation is due (unix seconds; metrics_per_config).",
+			"provider", "config"),
 	}
-	m.registry.MustRegister(m.calls, m.callDuration, m.tokens, m.rotations, m.unsettled, m.nextRotation)
+	m.registry.MustRegister(m.calls, m.callDuration, m.tokens, m.rotations, m.configs, m.attention,
+		m.periodicTook, m.periodicSaw, m.unsettled, m.failing,
+		m.configCalls, m.configTokens, m.configRotations, m.nextRotation)
 	return m
 }
 
-// observeCall is apiclient's Observe hook for config name of provider.
-func (m *metrics) observeCall(provider, name string) func(call string, status int, took time.Duration) {
-	return func(call string, status int, took time.Duration) {
+// setPerConfig turns per-config detail on or off; off drops every detail series.
+func (m *metrics) setPerConfig(on bool) {
+	if m.perConfig.Swap(on) && !on {
+		m.configCalls.Reset()
+		m.configTokens.Reset()
+		m.configRotations.Reset()
+		m.nextRotation.Reset()
+	}
+}
+
+// configNameKey carries, in a provider call's context, the config the call is for.
+type configNameKey struct{}
+
+func withConfigName(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, configNameKey{}, name)
+}
+
+// observeCall is apiclient's Observe hook for the clients of provider; the config a call is
+// for comes from its context (providerFor puts it there).
+func (m *metrics) observeCall(provider string) func(ctx context.Context, call string, status int, took time.Duration) {
+	return func(ctx context.Context, call string, status int, took time.Duration) {
 		op := strings.ReplaceAll(call, " ", "_")
 		s := "none"
 		if status != 0 {
 			s = strconv.Itoa(status)
 		}
-		m.calls.WithLabelValues(provider, name, op, s).Inc()
-		m.callDuration.WithLabelValues(provider, name, op).Observe(took.Seconds())
+		m.calls.WithLabelValues(provider, op, s).Inc()
+		m.callDuration.WithLabelValues(provider, op).Observe(took.Seconds())
+		if name, _ := ctx.Value(configNameKey{}).(string); name != "" && m.perConfig.Load() {
+			m.configCalls.WithLabelValues(provider, name, op, s).Inc()
+		}
 	}
 }
 
@@ -78,21 +162,32 @@ func (m *metrics) tokenIssued(provider, name string, shared bool) {
 	if shared {
 		kind = "shared"
 	}
-	m.tokens.WithLabelValues(provider, name, kind).Inc()
+	m.tokens.WithLabelValues(provider, kind).Inc()
+	if m.perConfig.Load() {
+		m.configTokens.WithLabelValues(provider, name, kind).Inc()
+	}
 }
 
 func (m *metrics) rotation(provider, name, trigger, outcome string) {
-	m.rotations.WithLabelValues(provider, name, trigger, outcome).Inc()
+	m.rotations.WithLabelValues(provider, trigger, outcome).Inc()
+	if m.perConfig.Load() {
+		m.configRotations.WithLabelValues(provider, name, trigger, outcome).Inc()
+	}
+}
+
+// periodicPass records a pass of the periodic function.
+func (m *metrics) periodicPass(took time.Duration, configs int) {
+	m.periodicTook.Set(took.Seconds())
+	m.periodicSaw.Set(float64(configs))
 }
 
 // forget removes every series of a deleted config, so that configs that come and go do not
 // pile up series.
 func (m *metrics) forget(name string) {
 	l := prometheus.Labels{"config": name}
-	m.calls.DeletePartialMatch(l)
-	m.callDuration.DeletePartialMatch(l)
-	m.tokens.DeletePartialMatch(l)
-	m.rotations.DeletePartialMatch(l)
-	m.unsettled.DeletePartialMatch(l)
-	m.nextRotation.DeletePartialMatch(l)
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.unsettled, m.failing, m.configCalls, m.configTokens, m.configRotations, m.nextRotation} {
+		v.DeletePartialMatch(l)
+	}
 }

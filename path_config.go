@@ -225,7 +225,6 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	if err := req.Storage.Delete(ctx, configKey(name)); err != nil {
 		return errorResponse(err)
 	}
-	b.dropClient(name)
 	b.refreshTokens.drop(name)
 	b.memo.forget(name)
 	b.metrics.forget(name)

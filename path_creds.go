@@ -152,7 +152,8 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 		if err != nil {
 			return minted{}, nil, err
 		}
-		m, err := b.providerFor(name, cfg).Mint(ctx, cfg.credential)
+		ctx, p := b.providerFor(ctx, name, cfg)
+		m, err := p.Mint(ctx, cfg.credential)
 		return m, cfg, err
 	}
 	lock.RUnlock()

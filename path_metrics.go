@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
@@ -40,6 +41,9 @@ func pathMetrics(b *backend) *framework.Path {
 }
 
 func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if err := b.loadSettings(ctx, req.Storage); err != nil { // a missed change applies from here on
+		return errorResponse(err)
+	}
 	if err := b.refreshGauges(ctx, req.Storage); err != nil {
 		return errorResponse(err)
 	}
@@ -68,25 +72,54 @@ func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *
 	}}, nil
 }
 
-// refreshGauges sets the gauges that describe storage as it is now: the unsettled rotations
-// and the next scheduled rotation of each config.
+// refreshGauges sets the gauges that describe the configs as they are now: how many there
+// are, which need attention (a fallback held, scheduled rotations failing) and, with
+// per-config detail, each one's next scheduled rotation. It reads each config from memory
+// when this node holds it (peekConfig), so a scrape costs a LIST and no storage read per
+// config once the configs are in memory. Scrapes are serialised: each resets and refills.
 func (b *backend) refreshGauges(ctx context.Context, s logical.Storage) error {
 	names, err := s.List(ctx, configPrefix)
 	if err != nil {
 		return err
 	}
-	b.metrics.unsettled.Reset()
-	b.metrics.nextRotation.Reset()
+	m := b.metrics
+	m.scrapeMu.Lock()
+	defer m.scrapeMu.Unlock()
+	perConfig := m.perConfig.Load()
+	for _, v := range []*prometheus.GaugeVec{m.configs, m.attention, m.unsettled, m.failing, m.nextRotation} {
+		v.Reset()
+	}
+	for p := range defaultBaseURLs { // every provider has its counts, 0 included: alerts need no absent()
+		m.configs.WithLabelValues(p).Set(0)
+		m.attention.WithLabelValues(p, "unsettled").Set(0)
+		m.attention.WithLabelValues(p, "rotation_failing").Set(0)
+	}
 	now := b.now()
+	listedUnsettled, listedFailing := 0, 0
 	for _, name := range names {
-		cfg, err := getConfig(ctx, s, name)
+		cfg, err := b.peekConfig(ctx, s, name)
 		if err != nil || cfg == nil {
 			continue
 		}
-		n := len(cfg.Fallbacks)
-		b.metrics.unsettled.WithLabelValues(cfg.Provider, name).Set(float64(n))
-		if next := cfg.nextRotation(now); !next.IsZero() {
-			b.metrics.nextRotation.WithLabelValues(cfg.Provider, name).Set(float64(next.Unix()))
+		m.configs.WithLabelValues(cfg.Provider).Inc()
+		if n := len(cfg.Fallbacks); n > 0 {
+			m.attention.WithLabelValues(cfg.Provider, "unsettled").Inc()
+			if perConfig || listedUnsettled < attentionCap {
+				listedUnsettled++
+				m.unsettled.WithLabelValues(cfg.Provider, name).Set(float64(n))
+			}
+		}
+		if n := cfg.Rotation.Failures; n > 0 {
+			m.attention.WithLabelValues(cfg.Provider, "rotation_failing").Inc()
+			if perConfig || listedFailing < attentionCap {
+				listedFailing++
+				m.failing.WithLabelValues(cfg.Provider, name).Set(float64(n))
+			}
+		}
+		if perConfig {
+			if next := cfg.nextRotation(now); !next.IsZero() {
+				m.nextRotation.WithLabelValues(cfg.Provider, name).Set(float64(next.Unix()))
+			}
 		}
 	}
 	return nil

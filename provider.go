@@ -62,21 +62,21 @@ type creator interface {
 // change the provider's side: the rotation can be abandoned without settling it.
 var errUnchanged = errors.New("nothing changed upstream")
 
-// cachedProvider is one config's client, reused while the config is unchanged.
-type cachedProvider struct {
-	api      *apiclient.Client
-	provider provider
-	key      string
-}
-
-// providerFor returns the client for config name, building it when the config's provider,
-// base URL or timeout changed. One HTTP client (and connection pool) per config.
-func (b *backend) providerFor(name string, c *accountConfig) provider {
+// providerFor returns the client for config name: one per provider, base URL and timeout,
+// shared by every config that has them (the credentials travel in each call, never in the
+// client), over the process's connection pool for the endpoint (apiclient.SharedTransport).
+// So a config costs no client of its own, and a config changed to another base URL or
+// timeout simply finds another client. The per-account bound on calls in flight is the
+// config's mint slots (memo.slots) and its lock. The returned context, for the calls made
+// with the client, names the config, which labels the calls' metrics when per-config detail
+// is on.
+func (b *backend) providerFor(ctx context.Context, name string, c *accountConfig) (context.Context, provider) {
+	ctx = withConfigName(ctx, name)
 	key := c.Provider + "|" + c.BaseURL + "|" + c.RequestTimeout.String()
 	b.clientsMu.Lock()
 	defer b.clientsMu.Unlock()
-	if cp, ok := b.clients[name]; ok && cp.key == key {
-		return cp.provider
+	if p, ok := b.clients[key]; ok {
+		return ctx, p
 	}
 	api := apiclient.New(apiclient.Options{
 		Provider:     c.Provider,
@@ -86,7 +86,7 @@ func (b *backend) providerFor(name string, c *accountConfig) provider {
 		RetryWaitMin: b.retryWaitMin,
 		RetryWaitMax: b.retryWaitMax,
 		Logger:       b.Logger().Named(c.Provider),
-		Observe:      b.metrics.observeCall(c.Provider, name),
+		Observe:      b.metrics.observeCall(c.Provider),
 		Transport:    b.transport,
 		Backoff:      b.backoff,
 	})
@@ -99,20 +99,8 @@ func (b *backend) providerFor(name string, c *accountConfig) provider {
 	default:
 		p = opsnowProvider{opsnow.New(api, b.now)}
 	}
-	if old, ok := b.clients[name]; ok {
-		old.api.CloseIdleConnections()
-	}
-	b.clients[name] = &cachedProvider{api: api, provider: p, key: key}
-	return p
-}
-
-func (b *backend) dropClient(name string) {
-	b.clientsMu.Lock()
-	defer b.clientsMu.Unlock()
-	if cp, ok := b.clients[name]; ok {
-		cp.api.CloseIdleConnections()
-		delete(b.clients, name)
-	}
+	b.clients[key] = p
+	return ctx, p
 }
 
 // offblocksProvider mints with the API key pair and rotates by choosing a new pair and

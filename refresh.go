@@ -75,7 +75,8 @@ func (b *backend) mintRefresh(ctx context.Context, s logical.Storage, name strin
 	if isHeld {
 		cred.RefreshToken = held
 	}
-	m, mintErr := b.providerFor(name, cfg).Mint(ctx, cred)
+	ctx, p := b.providerFor(ctx, name, cfg)
+	m, mintErr := p.Mint(ctx, cred)
 	newest := cred.RefreshToken
 	if m.NewRefreshToken != "" { // with or without mintErr: it may be the only valid one now
 		newest, m.NewRefreshToken = m.NewRefreshToken, ""

@@ -171,8 +171,8 @@ func TestReuseSingleFlight(t *testing.T) {
 	}
 	// One read minted the token; the 49 that waited for it were handed a shared one.
 	text := h.scrape()
-	for _, want := range []string{`apitokens_tokens_issued_total{config="ob",kind="fresh",provider="offblocks"} 1`,
-		`apitokens_tokens_issued_total{config="ob",kind="shared",provider="offblocks"} 49`} {
+	for _, want := range []string{`apitokens_tokens_issued_total{kind="fresh",provider="offblocks"} 1`,
+		`apitokens_tokens_issued_total{kind="shared",provider="offblocks"} 49`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}

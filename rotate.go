@@ -81,7 +81,8 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	case cfg == nil:
 		return nil, nil, errConfigNotFound(name)
 	}
-	p, ok := b.providerFor(name, cfg).(rotator)
+	ctx, prov := b.providerFor(ctx, name, cfg)
+	p, ok := prov.(rotator)
 	if !ok {
 		return nil, nil, &rotationRefused{fmt.Sprintf("provider %s has no rotation API: issue a new key in its console and write it to config/%s", cfg.Provider, name)}
 	}

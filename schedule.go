@@ -355,37 +355,3 @@ func (b *backend) rotateScheduled(ctx context.Context, s logical.Storage, name s
 // rotationBudget bounds one scheduled rotation: its provider calls (each within
 // request_timeout) and its confirmation (at most request_timeout more).
 func rotationBudget(cfg *accountConfig) time.Duration { return 4 * cfg.RequestTimeout }
-
-// periodic is the backend's PeriodicFunc, which Vault calls about once a minute: it settles
-// every config that holds a fallback or retiring credential, or has a WAL entry (an earlier
-// version's, turned into a fallback at once rather than after the rollback's minute; settle.go) and performs every
-// scheduled rotation that is due, one config at a time, and waits for none (a read
-// that finds one imminent does). It does nothing where storage cannot be written (a
-// performance standby or secondary): the active node rotates.
-func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
-	if !b.WriteSafeReplicationState() {
-		return nil
-	}
-	names, err := req.Storage.List(ctx, configPrefix)
-	if err != nil {
-		return err
-	}
-	walNames, err := walConfigNames(ctx, req.Storage)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if cfg, err := getConfig(ctx, req.Storage, name); err == nil && cfg != nil && (cfg.unsettled() || len(cfg.Retiring) > 0 || walNames[name]) {
-			if cfg, _, err := b.settle(ctx, req.Storage, name); err != nil {
-				b.Logger().Debug("config not settled", "config", name, "error", err)
-				if cfg != nil && cfg.unsettled() {
-					continue // a rotation would only settle it again, and count a failure
-				}
-			}
-		}
-		if _, err := b.rotateScheduled(ctx, req.Storage, name); err != nil {
-			b.Logger().Debug("scheduled rotation not done", "config", name, "error", err)
-		}
-	}
-	return nil
-}

@@ -121,11 +121,12 @@ func TestReuseDroppedBySettledRecovery(t *testing.T) {
 	}
 }
 
-// Series of a deleted config go; a Bloq fallback key the provider refuses, deleted upstream,
+// Series of a deleted config go (with per-config detail on); a Bloq fallback key the provider refuses, deleted upstream,
 // counts as a recovery with outcome kept_old (the one way to keep the old credential now);
 // interrupted create markers are not unsettled rotations.
 func TestMetricsDeletedConfigsKeptOldAndMarkers(t *testing.T) {
 	h := newHarness(t)
+	h.mustDo(logical.UpdateOperation, "settings", map[string]any{"metrics_per_config": true})
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
 	refused := h.stored("bq").credential
 	refused.ClientID, refused.ClientSecret = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12", "wrong"
@@ -136,7 +137,7 @@ func TestMetricsDeletedConfigsKeptOldAndMarkers(t *testing.T) {
 	}
 	h.rollback()
 	if text := h.scrape(); !strings.Contains(text,
-		`apitokens_rotations_total{config="bq",outcome="kept_old",provider="bloq",trigger="recovered"} 1`) {
+		`apitokens_config_rotations_total{config="bq",outcome="kept_old",provider="bloq",trigger="recovered"} 1`) {
 		t.Fatalf("kept_old not counted:\n%s", text)
 	}
 	h.mustDo(logical.DeleteOperation, "config/bq", nil)
@@ -150,7 +151,8 @@ func TestMetricsDeletedConfigsKeptOldAndMarkers(t *testing.T) {
 	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, marker); err != nil {
 		t.Fatal(err)
 	}
-	if text := h.scrape(); !strings.Contains(text, `apitokens_unsettled_rotations{config="bq",provider="bloq"} 0`) {
+	if text := h.scrape(); strings.Contains(text, `apitokens_unsettled_rotations{config="bq"`) ||
+		!strings.Contains(text, `apitokens_configs_needing_attention{provider="bloq",reason="unsettled"} 0`) {
 		t.Fatalf("a create marker counted as an unsettled rotation:\n%s", text)
 	}
 }

@@ -130,7 +130,8 @@ func (b *backend) settleLocked(ctx context.Context, s logical.Storage, name stri
 	if !b.WriteSafeReplicationState() {
 		return cfg, walChanged, logical.ErrReadOnly // settling writes: Vault forwards to the node that can
 	}
-	p, ok := b.providerFor(name, cfg).(rotator)
+	ctx, prov := b.providerFor(ctx, name, cfg)
+	p, ok := prov.(rotator)
 	if !ok {
 		return cfg, walChanged, nil
 	}

@@ -121,7 +121,8 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string)
 			b.deleteWAL(ctx, s, name, pr.id)
 			continue
 		}
-		p, ok := b.providerFor(name, cfg).(rotator)
+		ctx, prov := b.providerFor(ctx, name, cfg)
+		p, ok := prov.(rotator)
 		switch {
 		case !ok:
 		case e.Creating:

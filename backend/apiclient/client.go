@@ -1,7 +1,8 @@
-// Package apiclient is what the three provider clients share: one HTTP client per provider
-// account, built on go-retryablehttp and go-cleanhttp, with bounded response bodies, redirects
-// that never carry credentials to another host, and errors that name the provider, the call and
-// the status but never a secret. It has no Vault imports.
+// Package apiclient is what the three provider clients share: an HTTP client per provider
+// endpoint, built on go-retryablehttp and go-cleanhttp over one connection pool per endpoint
+// for the whole process (SharedTransport), with bounded response bodies, redirects that never
+// carry credentials to another host, and errors that name the provider, the call and the
+// status but never a secret. It has no Vault imports.
 package apiclient
 
 import (
@@ -16,18 +17,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-retryablehttp"
 )
 
 // MaxBodyBytes bounds every response body read; a token response is a few KiB.
 const MaxBodyBytes = 64 << 10
-
-// MaxConns is the default bound on connections open to one provider account at once: a
-// burst of reads queues for them instead of opening a socket (and its buffers) each, which
-// also keeps a burst well inside any provider's rate limits.
-const MaxConns = 16
 
 // DefaultTimeout is the deadline for one provider call, retries included, when none is set.
 const DefaultTimeout = 30 * time.Second
@@ -47,25 +42,24 @@ type Options struct {
 	RetryMax int
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff (defaults 200 ms and 5 s).
 	RetryWaitMin, RetryWaitMax time.Duration
-	// MaxConns bounds the connections open to the provider at once (default MaxConns);
-	// further calls wait for one, within their deadline.
-	MaxConns int
-	// Observe, when set, is told of every call once it ends: its Request.Call, the HTTP
-	// status of the last answer (0 when none came) and how long the call took, retries
-	// included. It must be quick and safe for concurrent use.
-	Observe func(call string, status int, took time.Duration)
+	// Observe, when set, is told of every call once it ends: the caller's context (which
+	// may carry the caller's own labels), its Request.Call, the HTTP status of the last
+	// answer (0 when none came) and how long the call took, retries included. It must be
+	// quick and safe for concurrent use.
+	Observe func(ctx context.Context, call string, status int, took time.Duration)
 	// Logger receives retry decisions at debug level; never a body, header or credential.
 	Logger hclog.Logger
-	// Transport, when set, carries every request instead of a pooled cleanhttp transport
-	// (MaxConns then does not apply): the deterministic simulation serves the provider in
-	// process through it.
+	// Transport, when set, carries every request instead of the process's shared transport
+	// for BaseURL's endpoint (SharedTransport): the deterministic simulation serves the
+	// provider in process through it.
 	Transport http.RoundTripper
 	// Backoff, when set, replaces retryablehttp.DefaultBackoff for the wait before a retry
 	// (same contract); the simulation retries without waiting in real time.
 	Backoff func(min, max time.Duration, attempt int, resp *http.Response) time.Duration
 }
 
-// Client performs JSON calls against one provider account's API. It is safe for concurrent use.
+// Client performs JSON calls against one provider endpoint's API, for any number of
+// accounts: credentials travel in each Request. It is safe for concurrent use.
 type Client struct {
 	opts  Options
 	retry *retryablehttp.Client
@@ -91,17 +85,12 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = MaxConns
+	transport := opts.Transport
+	if transport == nil {
+		transport = SharedTransport(opts.BaseURL)
 	}
-	hc := cleanhttp.DefaultPooledClient()
-	if opts.Transport != nil {
-		hc.Transport = opts.Transport
-	} else {
-		transport := hc.Transport.(*http.Transport)
-		transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost = opts.MaxConns, opts.MaxConns
-	}
-	hc.CheckRedirect = sameHostRedirects
+	// No Jar: nothing a provider sets on one account's call is sent on another's.
+	hc := &http.Client{Transport: transport, CheckRedirect: sameHostRedirects}
 	backoff := retryablehttp.Backoff(retryablehttp.DefaultBackoff)
 	if opts.Backoff != nil {
 		backoff = opts.Backoff
@@ -119,9 +108,6 @@ func New(opts Options) *Client {
 	rc.CheckRetry = c.checkRetry
 	return c
 }
-
-// CloseIdleConnections releases pooled connections; call it when the account's config changes.
-func (c *Client) CloseIdleConnections() { c.retry.HTTPClient.CloseIdleConnections() }
 
 // sameHostRedirects follows at most three redirects, and only to the same scheme and host: a
 // 307/308 would resend a body that carries credentials. A redirect elsewhere is not followed;
@@ -207,7 +193,7 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 		if err == nil {
 			status = resp.Status
 		}
-		c.opts.Observe(r.Call, status, time.Since(start))
+		c.opts.Observe(ctx, r.Call, status, time.Since(start))
 	}
 	return resp, err
 }

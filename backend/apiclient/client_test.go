@@ -274,7 +274,7 @@ func TestObserve(t *testing.T) {
 	}
 	var got []seen
 	c := New(Options{Provider: "testprov", BaseURL: srv.URL, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond,
-		Observe: func(call string, status int, took time.Duration) {
+		Observe: func(_ context.Context, call string, status int, took time.Duration) {
 			if took <= 0 {
 				t.Errorf("took %s", took)
 			}
@@ -286,7 +286,9 @@ func TestObserve(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
 	c2 := New(Options{Provider: "testprov", BaseURL: closed.URL, RetryMax: -1, Timeout: time.Second,
-		Observe: func(call string, status int, _ time.Duration) { got = append(got, seen{call, status}) }})
+		Observe: func(_ context.Context, call string, status int, _ time.Duration) {
+			got = append(got, seen{call, status})
+		}})
 	_, _ = c2.Do(context.Background(), Request{Call: "down", Method: "POST", Path: "/t"})
 	if want := []seen{{"mint", 200}, {"down", 0}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("observed %v, want %v", got, want)
