@@ -18,9 +18,13 @@ import (
 const pathMetricsHelpDesc = `
 Reading metrics returns what this mount has been doing on this node since the plugin
 started: provider calls by operation and status and their duration, tokens handed out
-(fresh or shared), rotations by trigger and outcome, unsettled rotations and the next
-scheduled rotation of each config. JSON by default; format=prometheus returns the
-Prometheus text format, like Vault's sys/metrics. Labels never carry a secret.
+(fresh or shared), rotations by trigger and outcome, the number of configs, and the last
+pass of the periodic function, each by provider; and, one series per config, the configs
+that need attention (holding a fallback credential, failing their scheduled rotations; at
+most 100 of each, with exact counts beside). With metrics_per_config=true on the settings
+path, calls, tokens, rotations and the next scheduled rotation have a series per config too.
+JSON by default; format=prometheus returns the Prometheus text format, like Vault's
+sys/metrics. Labels never carry a secret.
 `
 
 func pathMetrics(b *backend) *framework.Path {
