@@ -99,3 +99,23 @@ func TestClientsSharedByConfigs(t *testing.T) {
 		t.Fatalf("%d clients for 21 configs of one base URL and two timeouts, want 2", len(h.b.clients))
 	}
 }
+
+// A scrape never waits for a config's lock (a rotation may hold it for minutes): a config
+// not in memory whose lock is held is read from storage, and counted.
+func TestScrapeDoesNotWaitForLocks(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig()) // cold after the write
+	lock := h.b.lock("ob")
+	lock.Lock()
+	defer lock.Unlock()
+	done := make(chan string)
+	go func() { done <- h.scrape() }()
+	select {
+	case text := <-done:
+		if !strings.Contains(text, `apitokens_configs{provider="offblocks"} 1`) {
+			t.Fatalf("the locked config is not counted:\n%s", text)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a scrape waited for a config's lock")
+	}
+}
