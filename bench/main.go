@@ -2,17 +2,16 @@
 
 // Command bench measures the plugin in a real Vault dev server (log level warn), beside
 // kv-v2 and a floor plugin of its own (bench/floor: a leased constant, no storage, no
-// upstream call), against the provider simulator served from this process. It prints one
-// table from one run, in interleaved rounds so that machine noise hits all rows alike, and
-// says for each row with a target whether it was met. `make bench` runs it.
+// upstream call), against the provider simulator run beside it. It prints one table from one
+// run, in interleaved rounds so that machine noise hits all rows alike, and says for each
+// row with a target whether it was met; a scale section (many configs, missing names, many
+// mounts: scale.go) adds its rows at the end. `make bench` runs it.
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-cleanhttp"
 )
 
 const (
@@ -32,17 +29,43 @@ const (
 	floorVer   = "v0.0.0-floor"
 )
 
+// options are the command line's sizes.
+type options struct {
+	rounds, perRound, clients int
+	tput                      time.Duration
+	burstN, burstRounds       int
+	scale                     scaleOptions
+}
+
 func main() {
-	rounds := flag.Int("rounds", 20, "interleaved latency rounds")
-	perRound := flag.Int("per-round", 50, "calls of each row per round")
-	clients := flag.Int("clients", 32, "concurrent clients in the throughput rows")
-	tput := flag.Duration("throughput", 3*time.Second, "length of one throughput run (5 per row, interleaved)")
-	burstN := flag.Int("burst", 1000, "concurrent reads in a burst")
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 20, "interleaved latency rounds")
+	flag.IntVar(&o.perRound, "per-round", 50, "calls of each row per round")
+	flag.IntVar(&o.clients, "clients", 32, "concurrent clients in the throughput rows")
+	flag.DurationVar(&o.tput, "throughput", 3*time.Second, "length of one throughput run (5 per row, interleaved)")
+	flag.IntVar(&o.burstN, "burst", 1000, "concurrent reads in a burst")
+	flag.IntVar(&o.burstRounds, "burst-rounds", 3, "rounds of the three bursts (reuse on, reuse off, floor), in rotating order")
+	flag.BoolVar(&o.scale.only, "scale-only", false, "run only the scale section (for development)")
+	flag.IntVar(&o.scale.configs, "scale-configs", 10000, "configs in the scale section")
+	flag.IntVar(&o.scale.missing, "scale-missing", 100000, "reads of distinct missing names in the scale section")
+	flag.DurationVar(&o.scale.idle, "scale-idle", 2*time.Minute, "idle time before the scale section's memory is measured")
+	flag.IntVar(&o.scale.mounts, "scale-mounts", 20, "extra mounts of the plugin in the scale section")
 	flag.Parse()
-	if err := run(*rounds, *perRound, *clients, *tput, *burstN); err != nil {
+	if o.burstRounds < 1 || o.burstN < 1 || o.scale.configs < 1 || o.scale.missing < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -burst, -burst-rounds, -scale-configs and -scale-missing must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+var started = time.Now()
+
+// progress tells a human on stderr which phase runs, and since when.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench %4.0fs: %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
 }
 
 func build(out string, args ...string) error {
@@ -51,7 +74,7 @@ func build(out string, args ...string) error {
 	return cmd.Run()
 }
 
-func run(rounds, perRound, clients int, tput time.Duration, burstN int) error {
+func run(o options) error {
 	vaultBin := os.Getenv("VAULT_BIN")
 	if vaultBin == "" {
 		return fmt.Errorf("VAULT_BIN is not set: run `make bench` (scripts/vault.sh finds or builds Vault)")
@@ -63,6 +86,7 @@ func run(rounds, perRound, clients int, tput time.Duration, burstN int) error {
 	defer os.RemoveAll(work)
 	plugins := filepath.Join(work, "plugins")
 	pluginBin, floorBin := filepath.Join(plugins, pluginName), filepath.Join(plugins, floorName)
+	progress("building the simulator, the plugin and the floor plugin")
 	if err := build(filepath.Join(work, "apitokens-simulator"), "./cmd/apitokens-simulator"); err != nil {
 		return fmt.Errorf("build simulator: %w", err)
 	}
@@ -76,12 +100,12 @@ func run(rounds, perRound, clients int, tput time.Duration, burstN int) error {
 
 	// The simulator runs in a process of its own, as a provider would: the plugin's calls
 	// and the round-trip reference row both cross a process boundary.
+	progress("starting the simulator and Vault")
 	sim, err := startSimulator(work)
 	if err != nil {
 		return err
 	}
 	defer sim.stop()
-	key, secret, base := sim.env["OFFBLOCKS_API_KEY"], sim.env["OFFBLOCKS_API_SECRET"], sim.env["OFFBLOCKS_BASE_URL"]
 
 	v, err := startVault(vaultBin, work, plugins)
 	if err != nil {
@@ -94,122 +118,18 @@ func run(rounds, perRound, clients int, tput time.Duration, burstN int) error {
 	if err := v.register(plugins, floorName, floorName, floorVer); err != nil {
 		return err
 	}
-	logical := v.client.Logical()
-	config := func(name string, reuse bool) error {
-		_, err := logical.Write("apitokens/config/"+name, map[string]any{"provider": "offblocks", "base_url": base,
-			"api_key": key, "api_secret": secret, "token_reuse": reuse})
-		return err
-	}
 
-	// The first mount starts the plugin process: enable → config → first token.
-	start := time.Now()
-	if err := v.mount("apitokens", pluginName, pluginVer); err != nil {
-		return err
-	}
-	if err := config("fresh", false); err != nil {
-		return err
-	}
-	if _, err := logical.Read("apitokens/creds/fresh"); err != nil {
-		return err
-	}
-	firstToken := time.Since(start)
-	if err := v.mount("floor", floorName, floorVer); err != nil {
-		return err
-	}
-	for _, c := range []struct {
-		name  string
-		reuse bool
-	}{{"shared", true}, {"burst-on", true}, {"burst-off", false}} {
-		if err := config(c.name, c.reuse); err != nil {
+	r := &report{machine: machine(vaultBin)}
+	if !o.scale.only {
+		r.rounds, r.perRound, r.burstRounds = o.rounds, o.perRound, o.burstRounds
+		if err := coreRows(r, o, v, sim, pluginBin, floorBin); err != nil {
 			return err
 		}
 	}
-	if _, err := logical.Write("secret/data/bench", map[string]any{"data": map[string]any{"k": "v"}}); err != nil {
-		return err
+	if err := scaleRows(r, o.scale, v, sim, pluginBin); err != nil {
+		// The rows measured so far still stand; the table says where the section stopped.
+		r.add("scale section", "stopped: "+strings.ReplaceAll(err.Error(), "\n", " "), "", "MISSED")
 	}
-
-	read := func(path string) func() error {
-		return func() error { _, err := logical.Read(path); return err }
-	}
-	hc := cleanhttp.DefaultPooledClient()
-	body := []byte(fmt.Sprintf(`{"apiKey":%q,"apiSecret":%q}`, key, secret))
-	provider := func() error {
-		resp, err := hc.Post(base+"/auth/token", "application/json", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	}
-	kv := &series{name: "kv-v2 read", op: read("secret/data/bench")}
-	floor := &series{name: "floor plugin leased read", op: read("floor/read")}
-	rt := &series{name: "provider round trip (kept-alive token call)", op: provider}
-	fresh := &series{name: "creds read, fresh", op: read("apitokens/creds/fresh")}
-	shared := &series{name: "creds read, shared token", op: read("apitokens/creds/shared")}
-	interleave([]*series{kv, floor, rt, fresh, shared}, rounds, perRound)
-
-	var floorOps, shapedOps, sharedOps []float64
-	var tputErrs int64
-	shapedOp := read("floor/shaped")
-	for i := 0; i < 5; i++ {
-		f, e1 := throughput(floor.op, clients, tput)
-		sh, e2 := throughput(shapedOp, clients, tput)
-		s, e3 := throughput(shared.op, clients, tput)
-		floorOps, shapedOps, sharedOps = append(floorOps, f), append(shapedOps, sh), append(sharedOps, s)
-		tputErrs += e1 + e2 + e3
-	}
-
-	// An unrecorded burst first: the first one Vault and this client ever see pays for
-	// starting up (goroutines, a thousand connections) whatever it reads.
-	burst(kv.op, burstN)
-	callsBefore, err := sim.tokenCalls()
-	if err != nil {
-		return err
-	}
-	onWall, onErrs := burst(read("apitokens/creds/burst-on"), burstN)
-	callsAfter, err := sim.tokenCalls()
-	if err != nil {
-		return err
-	}
-	onCalls := callsAfter - callsBefore
-	offWall, offErrs := burst(read("apitokens/creds/burst-off"), burstN)
-	callsLast, err := sim.tokenCalls()
-	if err != nil {
-		return err
-	}
-	offCalls := callsLast - callsAfter
-	floorWall, floorErrs := burst(floor.op, burstN)
-
-	r := report{machine: machine(vaultBin), rounds: rounds, perRound: perRound}
-	r.latency(kv, "reference", "")
-	r.latency(floor, "reference: the physical limit for an external plugin", "")
-	r.add(rt.name+" p50", ms(quantile(rt.samples, .5)), "reference", "")
-	limit := quantile(floor.samples, .5) + quantile(rt.samples, .5) + 300*time.Microsecond
-	r.latency(fresh, "p50 ≤ floor + provider round trip + 0.3 ms = "+ms(limit), verdict(quantile(fresh.samples, .5) <= limit))
-	sharedLimit := time.Duration(1.1 * float64(quantile(floor.samples, .5)))
-	r.latency(shared, "p50 ≤ 1.1 × floor = "+ms(sharedLimit), verdict(quantile(shared.samples, .5) <= sharedLimit))
-	fOps, shOps, sOps := median(floorOps), median(shapedOps), median(sharedOps)
-	r.add(fmt.Sprintf("throughput, %d clients: floor / shared creds", clients),
-		fmt.Sprintf("%.0f / %.0f reads/s (%.2f×; %d errors)", fOps, sOps, sOps/fOps, tputErrs),
-		"shared ≥ 0.9 × floor", verdict(sOps >= 0.9*fOps && tputErrs == 0))
-	r.add(fmt.Sprintf("throughput, %d clients: floor returning a creds-shaped response", clients),
-		fmt.Sprintf("%.0f reads/s (shared creds: %.2f× of it)", shOps, sOps/shOps),
-		"reference: what the response itself costs Vault", "")
-	r.add(fmt.Sprintf("burst of %d reads, new config, reuse on", burstN),
-		fmt.Sprintf("%d provider call(s), %d errors, %s", onCalls, onErrs, ms(onWall)),
-		"exactly 1 provider call, 0 errors", verdict(onCalls == 1 && onErrs == 0))
-	r.add(fmt.Sprintf("burst of %d reads, new config, reuse off", burstN),
-		fmt.Sprintf("%d provider calls, %d errors, %s", offCalls, offErrs, ms(offWall)), "none: shows why reuse exists", "")
-	r.add(fmt.Sprintf("burst of %d reads, floor plugin", burstN),
-		fmt.Sprintf("%d errors, %s", floorErrs, ms(floorWall)), "reference: the same load on the floor", "")
-	pRSS, fRSS := peakRSS(pluginBin), peakRSS(floorBin)
-	r.add("peak RSS (VmHWM) after the bursts: plugin / floor plugin",
-		fmt.Sprintf("%.1f / %.1f MiB", mib(pRSS), mib(fRSS)), "plugin ≤ floor + 8 MiB", verdict(pRSS > 0 && fRSS > 0 && pRSS <= fRSS+8<<20))
-	r.add("secrets enable → config → first token", ms(firstToken), "reported", "")
 	r.print(os.Stdout)
 	return nil
 }
@@ -248,9 +168,9 @@ func machine(vaultBin string) string {
 }
 
 type report struct {
-	machine          string
-	rounds, perRound int
-	rows             [][4]string
+	machine                       string
+	rounds, perRound, burstRounds int
+	rows                          [][4]string
 }
 
 func (r *report) add(row, figure, target, verdict string) {
@@ -267,7 +187,12 @@ func (r *report) latency(s *series, target, verdict string) {
 }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "\nMachine: %s\nLatency: %d interleaved rounds of %d calls per row, one client.\n\n", r.machine, r.rounds, r.perRound)
+	fmt.Fprintf(w, "\nMachine: %s\n", r.machine)
+	if r.rounds > 0 {
+		fmt.Fprintf(w, "Latency: %d interleaved rounds of %d calls per row, one client. Bursts: %d rounds in rotating order.\n",
+			r.rounds, r.perRound, r.burstRounds)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| row | figure | target | |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, row := range r.rows {
