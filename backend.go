@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -57,6 +58,10 @@ type backend struct {
 	settleFlight singleflight.Group
 	// metrics are the mount's figures (metrics.go).
 	metrics *metrics
+	// passes counts the periodic function's passes (periodic.go).
+	passes atomic.Uint64
+	// settingsMu serialises loading and writing the mount's settings (path_settings.go).
+	settingsMu sync.Mutex
 	// view is the mount's storage, for work that Vault starts without a request
 	// (reloading settings another node changed).
 	view logical.Storage

@@ -92,7 +92,7 @@ func (m *memo) create(name string) *memoEntry {
 
 // mintSlots bounds how many reads of one config mint at once: a burst of fresh reads waits
 // here, at the top of its call, rather than each going deep into an HTTP call that would
-// then wait for a connection (apiclient.MaxConns) with its stack and buffers grown.
+// then wait for a connection (apiclient.EndpointMaxConns) with its stack and buffers grown.
 const mintSlots = 8
 
 // slots returns the config's semaphore of mintSlots, creating its entry if need be: call it
@@ -196,7 +196,10 @@ const configLoadTimeout = 30 * time.Second
 // until the value is installed; the others hold the same lock in the same mode (readers
 // together, or one writer alone), so no writer can store a config between that read and its
 // install. The read runs under its own deadline, not the first reader's cancellation, since
-// others wait for it.
+// others wait for it. So it must stay a synchronous Do (with DoChan the first reader could
+// release its lock while the read runs, and a later setConfig, which keeps the generation,
+// could be overwritten by the older value), and the load must take no config lock. A reader
+// waiting for the load cannot leave early: it waits at most configLoadTimeout.
 func (b *backend) cachedConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
 	if cfg, _ := b.memo.config(name); cfg != nil {
 		return cfg, nil

@@ -43,8 +43,11 @@ type metrics struct {
 	registry *prometheus.Registry
 	// perConfig is the mount setting metrics_per_config.
 	perConfig atomic.Bool
-	// scrapeMu serialises the scrapes' refresh of the config gauges.
+	// scrapeMu serialises scrapes, from the reset of the config gauges to the gather.
 	scrapeMu sync.Mutex
+	// detailMu guards detailNames, the configs that have per-config detail series.
+	detailMu    sync.Mutex
+	detailNames map[string]struct{}
 
 	calls        *prometheus.CounterVec
 	callDuration *prometheus.HistogramVec
@@ -126,16 +129,62 @@ func newMetrics() *metrics {
 // setPerConfig turns per-config detail on or off; off drops every detail series.
 func (m *metrics) setPerConfig(on bool) {
 	if m.perConfig.Swap(on) && !on {
-		m.configCalls.Reset()
-		m.configTokens.Reset()
-		m.configRotations.Reset()
-		m.nextRotation.Reset()
+		m.dropDetail()
+	}
+}
+
+// dropDetail drops every per-config detail series.
+func (m *metrics) dropDetail() {
+	m.detailMu.Lock()
+	defer m.detailMu.Unlock()
+	m.configCalls.Reset()
+	m.configTokens.Reset()
+	m.configRotations.Reset()
+	m.nextRotation.Reset()
+	m.detailNames = nil
+}
+
+// detailFor reports whether per-config detail is on, and if so notes that name has detail
+// series (pruneDetail drops them once name is gone).
+func (m *metrics) detailFor(name string) bool {
+	if name == "" || !m.perConfig.Load() {
+		return false
+	}
+	m.detailMu.Lock()
+	defer m.detailMu.Unlock()
+	if m.detailNames == nil {
+		m.detailNames = map[string]struct{}{}
+	}
+	m.detailNames[name] = struct{}{}
+	return true
+}
+
+// pruneDetail drops, at a scrape, the detail series a racing observation left (all of them
+// when detail is off) and those of configs that are not listed any more: deleted on another
+// node (Invalidate cannot tell a delete from a change), or after a call that outlived the
+// delete recorded its figures.
+func (m *metrics) pruneDetail(perConfig bool, listed map[string]bool) {
+	if !perConfig {
+		m.dropDetail()
+		return
+	}
+	m.detailMu.Lock()
+	var gone []string
+	for name := range m.detailNames {
+		if !listed[name] {
+			gone = append(gone, name)
+		}
+	}
+	m.detailMu.Unlock()
+	for _, name := range gone {
+		m.forget(name)
 	}
 }
 
 // configNameKey carries, in a provider call's context, the config the call is for.
 type configNameKey struct{}
 
+// withConfigName returns ctx naming the config its provider calls are for.
 func withConfigName(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, configNameKey{}, name)
 }
@@ -151,26 +200,28 @@ func (m *metrics) observeCall(provider string) func(ctx context.Context, call st
 		}
 		m.calls.WithLabelValues(provider, op, s).Inc()
 		m.callDuration.WithLabelValues(provider, op).Observe(took.Seconds())
-		if name, _ := ctx.Value(configNameKey{}).(string); name != "" && m.perConfig.Load() {
+		if name, _ := ctx.Value(configNameKey{}).(string); m.detailFor(name) {
 			m.configCalls.WithLabelValues(provider, name, op, s).Inc()
 		}
 	}
 }
 
+// tokenIssued counts a token handed out by a creds read of config name.
 func (m *metrics) tokenIssued(provider, name string, shared bool) {
 	kind := "fresh"
 	if shared {
 		kind = "shared"
 	}
 	m.tokens.WithLabelValues(provider, kind).Inc()
-	if m.perConfig.Load() {
+	if m.detailFor(name) {
 		m.configTokens.WithLabelValues(provider, name, kind).Inc()
 	}
 }
 
+// rotation counts a rotation of config name with its trigger and outcome.
 func (m *metrics) rotation(provider, name, trigger, outcome string) {
 	m.rotations.WithLabelValues(provider, trigger, outcome).Inc()
-	if m.perConfig.Load() {
+	if m.detailFor(name) {
 		m.configRotations.WithLabelValues(provider, name, trigger, outcome).Inc()
 	}
 }
@@ -184,6 +235,9 @@ func (m *metrics) periodicPass(took time.Duration, configs int) {
 // forget removes every series of a deleted config, so that configs that come and go do not
 // pile up series.
 func (m *metrics) forget(name string) {
+	m.detailMu.Lock()
+	delete(m.detailNames, name)
+	m.detailMu.Unlock()
 	l := prometheus.Labels{"config": name}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int

@@ -45,15 +45,14 @@ func pathMetrics(b *backend) *framework.Path {
 }
 
 func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if err := b.loadSettings(ctx, req.Storage); err != nil { // a missed change applies from here on
-		return errorResponse(err)
+	// A settings change this node missed applies from here on; one it cannot read leaves
+	// the settings it has.
+	if err := b.loadSettings(ctx, req.Storage); err != nil {
+		b.Logger().Warn("could not read the mount's settings; the metrics follow the ones this node has", "error", err)
 	}
-	if err := b.refreshGauges(ctx, req.Storage); err != nil {
-		return errorResponse(err)
-	}
-	families, err := b.metrics.registry.Gather()
+	families, err := b.gather(ctx, req.Storage)
 	if err != nil {
-		return nil, fmt.Errorf("gather metrics: %w", err)
+		return errorResponse(err)
 	}
 	if d.Get("format").(string) == "prometheus" {
 		var buf bytes.Buffer
@@ -76,57 +75,93 @@ func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *
 	}}, nil
 }
 
-// refreshGauges sets the gauges that describe the configs as they are now: how many there
-// are, which need attention (a fallback held, scheduled rotations failing) and, with
-// per-config detail, each one's next scheduled rotation. It reads each config from memory
-// when this node holds it (peekConfig), so a scrape costs a LIST and no storage read per
-// config once the configs are in memory. Scrapes are serialised: each resets and refills.
-func (b *backend) refreshGauges(ctx context.Context, s logical.Storage) error {
+// configCounts is what a scrape finds in the configs.
+type configCounts struct {
+	configs, unsettled, failing map[string]int // by provider
+	// attention lists the configs needing attention, and next the scheduled ones' next
+	// rotation (per-config detail only).
+	unsettledOf, failingOf, next []configFigure
+	listed                       map[string]bool
+}
+
+type configFigure struct {
+	provider, name string
+	value          float64
+}
+
+// countConfigs reads every config as it is now: from memory when this node holds it
+// (peekConfig), so a scrape costs a LIST and no storage read per config once the configs are
+// in memory. Configs needing attention are listed up to attentionCap each, unless perConfig.
+func (b *backend) countConfigs(ctx context.Context, s logical.Storage, perConfig bool) (*configCounts, error) {
 	names, err := s.List(ctx, configPrefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	m := b.metrics
-	m.scrapeMu.Lock()
-	defer m.scrapeMu.Unlock()
-	perConfig := m.perConfig.Load()
-	for _, v := range []*prometheus.GaugeVec{m.configs, m.attention, m.unsettled, m.failing, m.nextRotation} {
-		v.Reset()
-	}
-	for p := range defaultBaseURLs { // every provider has its counts, 0 included: alerts need no absent()
-		m.configs.WithLabelValues(p).Set(0)
-		m.attention.WithLabelValues(p, "unsettled").Set(0)
-		m.attention.WithLabelValues(p, "rotation_failing").Set(0)
-	}
+	c := &configCounts{configs: map[string]int{}, unsettled: map[string]int{}, failing: map[string]int{},
+		listed: make(map[string]bool, len(names))}
 	now := b.now()
-	listedUnsettled, listedFailing := 0, 0
 	for _, name := range names {
+		c.listed[name] = true
 		cfg, err := b.peekConfig(ctx, s, name)
 		if err != nil || cfg == nil {
 			continue
 		}
-		m.configs.WithLabelValues(cfg.Provider).Inc()
+		p := cfg.Provider
+		c.configs[p]++
 		if n := len(cfg.Fallbacks); n > 0 {
-			m.attention.WithLabelValues(cfg.Provider, "unsettled").Inc()
-			if perConfig || listedUnsettled < attentionCap {
-				listedUnsettled++
-				m.unsettled.WithLabelValues(cfg.Provider, name).Set(float64(n))
+			if c.unsettled[p]++; perConfig || len(c.unsettledOf) < attentionCap {
+				c.unsettledOf = append(c.unsettledOf, configFigure{p, name, float64(n)})
 			}
 		}
 		if n := cfg.Rotation.Failures; n > 0 {
-			m.attention.WithLabelValues(cfg.Provider, "rotation_failing").Inc()
-			if perConfig || listedFailing < attentionCap {
-				listedFailing++
-				m.failing.WithLabelValues(cfg.Provider, name).Set(float64(n))
+			if c.failing[p]++; perConfig || len(c.failingOf) < attentionCap {
+				c.failingOf = append(c.failingOf, configFigure{p, name, float64(n)})
 			}
 		}
-		if perConfig {
-			if next := cfg.nextRotation(now); !next.IsZero() {
-				m.nextRotation.WithLabelValues(cfg.Provider, name).Set(float64(next.Unix()))
-			}
+		if next := cfg.nextRotation(now); perConfig && !next.IsZero() {
+			c.next = append(c.next, configFigure{p, name, float64(next.Unix())})
 		}
 	}
-	return nil
+	return c, nil
+}
+
+// gather sets the gauges that describe the configs as they are now (how many there are,
+// which need attention and, with per-config detail, each one's next scheduled rotation),
+// drops the per-config series of configs that are gone (deleted on another node, or by a
+// delete a call in flight outlived) and gathers every series. Scrapes are serialised from
+// the reset of the gauges to the gather, so none sees another's half-filled gauges.
+func (b *backend) gather(ctx context.Context, s logical.Storage) ([]*dto.MetricFamily, error) {
+	m := b.metrics
+	perConfig := m.perConfig.Load()
+	c, err := b.countConfigs(ctx, s, perConfig)
+	if err != nil {
+		return nil, err
+	}
+	m.scrapeMu.Lock()
+	defer m.scrapeMu.Unlock()
+	for _, v := range []*prometheus.GaugeVec{m.configs, m.attention, m.unsettled, m.failing, m.nextRotation} {
+		v.Reset()
+	}
+	for p := range defaultBaseURLs { // every provider has its counts, 0 included: alerts need no absent()
+		m.configs.WithLabelValues(p).Set(float64(c.configs[p]))
+		m.attention.WithLabelValues(p, "unsettled").Set(float64(c.unsettled[p]))
+		m.attention.WithLabelValues(p, "rotation_failing").Set(float64(c.failing[p]))
+	}
+	for _, f := range c.unsettledOf {
+		m.unsettled.WithLabelValues(f.provider, f.name).Set(f.value)
+	}
+	for _, f := range c.failingOf {
+		m.failing.WithLabelValues(f.provider, f.name).Set(f.value)
+	}
+	for _, f := range c.next {
+		m.nextRotation.WithLabelValues(f.provider, f.name).Set(f.value)
+	}
+	m.pruneDetail(perConfig, c.listed)
+	families, err := m.registry.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("gather metrics: %w", err)
+	}
+	return families, nil
 }
 
 // jsonFamilies turns gathered metrics into plain JSON: for each series its name, help, type

@@ -28,13 +28,15 @@ type mountSettings struct {
 	MetricsPerConfig bool `json:"metrics_per_config"`
 }
 
+// pathSettings is the settings path: the mount's own settings.
 func pathSettings(b *backend) *framework.Path {
 	return &framework.Path{
 		Pattern:      "settings",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apitokens", OperationSuffix: "settings"},
 		Fields: map[string]*framework.FieldSchema{
 			"metrics_per_config": {Type: framework.TypeBool, Default: false,
-				Description: "Add a metrics series per config for calls, tokens, rotations and the next rotation (default false: aggregated by provider)."},
+				Description: "Add a metrics series per config for calls, tokens, rotations and " +
+					"the next rotation (default false: aggregated by provider)."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{Callback: b.pathSettingsRead,
@@ -47,11 +49,15 @@ func pathSettings(b *backend) *framework.Path {
 	}
 }
 
+// getSettings reads the stored settings; none stored are the defaults.
 func getSettings(ctx context.Context, s logical.Storage) (mountSettings, error) {
 	var ms mountSettings
 	entry, err := s.Get(ctx, settingsKey)
-	if err != nil || entry == nil {
-		return ms, err
+	if err != nil {
+		return ms, fmt.Errorf("read settings: %w", err)
+	}
+	if entry == nil {
+		return ms, nil
 	}
 	if err := entry.DecodeJSON(&ms); err != nil {
 		return ms, fmt.Errorf("decode settings: %w", err)
@@ -59,8 +65,11 @@ func getSettings(ctx context.Context, s logical.Storage) (mountSettings, error) 
 	return ms, nil
 }
 
-// loadSettings applies the stored settings to this node.
+// loadSettings applies the stored settings to this node. Loads and writes are serialised
+// from the read to the apply, so an older value read is never applied after a newer one.
 func (b *backend) loadSettings(ctx context.Context, s logical.Storage) error {
+	b.settingsMu.Lock()
+	defer b.settingsMu.Unlock()
 	ms, err := getSettings(ctx, s)
 	if err != nil {
 		return err
@@ -90,7 +99,8 @@ func (b *backend) reloadSettings() {
 	}
 }
 
-func (b *backend) pathSettingsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathSettingsRead(ctx context.Context, req *logical.Request,
+	_ *framework.FieldData) (*logical.Response, error) {
 	ms, err := getSettings(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -98,7 +108,10 @@ func (b *backend) pathSettingsRead(ctx context.Context, req *logical.Request, _ 
 	return &logical.Response{Data: map[string]any{"metrics_per_config": ms.MetricsPerConfig}}, nil
 }
 
-func (b *backend) pathSettingsWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathSettingsWrite(ctx context.Context, req *logical.Request,
+	d *framework.FieldData) (*logical.Response, error) {
+	b.settingsMu.Lock()
+	defer b.settingsMu.Unlock()
 	ms, err := getSettings(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -108,11 +121,11 @@ func (b *backend) pathSettingsWrite(ctx context.Context, req *logical.Request, d
 	}
 	entry, err := logical.StorageEntryJSON(settingsKey, ms)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode settings: %w", err)
 	}
 	if err := req.Storage.Put(ctx, entry); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store settings: %w", err)
 	}
 	b.metrics.setPerConfig(ms.MetricsPerConfig)
-	return b.pathSettingsRead(ctx, req, d)
+	return &logical.Response{Data: map[string]any{"metrics_per_config": ms.MetricsPerConfig}}, nil
 }

@@ -19,12 +19,14 @@ import (
 // shared lock): a config that needs neither settling nor rotating costs no storage read.
 // What this node holds is what storage holds: every write here updates or drops it, and
 // Vault's Invalidate drops it when another node writes. A due config is read again from
-// storage, under its lock, before it rotates.
+// storage, under its lock, before it rotates. In case storage ever changed unseen, one pass
+// in fullPassEvery reads every config from storage instead.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
 	start := time.Now()
+	fromStorage := b.passes.Add(1)%fullPassEvery == 0
 	names, err := req.Storage.List(ctx, configPrefix)
 	if err != nil {
 		return err
@@ -34,7 +36,10 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return err
 	}
 	for _, name := range names {
-		cfg, err := b.configForPass(ctx, req.Storage, name)
+		cfg, err := b.configForPass(ctx, req.Storage, name, fromStorage)
+		if err != nil {
+			b.Logger().Warn("could not read a config; its settling and scheduled rotation wait for the next pass", "config", name, "error", err)
+		}
 		if err != nil || cfg == nil {
 			continue
 		}
@@ -58,9 +63,16 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	return nil
 }
 
+// fullPassEvery is how often (in passes, about a minute apart) the periodic pass reads every
+// config from storage rather than from memory.
+const fullPassEvery = 60
+
 // configForPass returns config name for the periodic pass: from memory, or loaded under the
-// config's shared lock and remembered.
-func (b *backend) configForPass(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
+// config's shared lock and remembered; from storage only if fromStorage.
+func (b *backend) configForPass(ctx context.Context, s logical.Storage, name string, fromStorage bool) (*accountConfig, error) {
+	if fromStorage {
+		return getConfig(ctx, s, name)
+	}
 	if cfg, _ := b.memo.config(name); cfg != nil {
 		return cfg, nil
 	}
