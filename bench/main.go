@@ -35,6 +35,8 @@ type options struct {
 	tput                      time.Duration
 	burstN, burstRounds       int
 	scale                     scaleOptions
+	// withScale runs the scale section (default); -scale=false skips it.
+	withScale bool
 }
 
 func main() {
@@ -45,6 +47,7 @@ func main() {
 	flag.DurationVar(&o.tput, "throughput", 3*time.Second, "length of one throughput run (5 per row, interleaved)")
 	flag.IntVar(&o.burstN, "burst", 1000, "concurrent reads in a burst")
 	flag.IntVar(&o.burstRounds, "burst-rounds", 3, "rounds of the three bursts (reuse on, reuse off, floor), in rotating order")
+	flag.BoolVar(&o.withScale, "scale", true, "run the scale section (-scale=false: only the rows before it)")
 	flag.BoolVar(&o.scale.only, "scale-only", false, "run only the scale section (for development)")
 	flag.IntVar(&o.scale.configs, "scale-configs", 10000, "configs in the scale section")
 	flag.IntVar(&o.scale.missing, "scale-missing", 100000, "reads of distinct missing names in the scale section")
@@ -125,6 +128,10 @@ func run(o options) error {
 		if err := coreRows(r, o, v, sim, pluginBin, floorBin); err != nil {
 			return err
 		}
+	}
+	if !o.withScale {
+		r.print(os.Stdout)
+		return nil
 	}
 	if err := scaleRows(r, o.scale, v, sim, pluginBin); err != nil {
 		// The rows measured so far still stand; the table says where the section stopped.
