@@ -63,6 +63,9 @@ func (s *flakyStorage) Get(ctx context.Context, key string) (*logical.StorageEnt
 	if strings.HasPrefix(key, configPrefix) {
 		s.configGets.Add(1)
 		time.Sleep(time.Duration(s.getDelay.Load()))
+		if err := ctx.Err(); err != nil { // as Vault's storage over gRPC refuses a done context
+			return nil, err
+		}
 	}
 	return s.InmemStorage.Get(ctx, key)
 }

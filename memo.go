@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -185,9 +186,6 @@ func (m *memo) forgetAll() {
 	m.entries = nil
 }
 
-// configLoadTimeout bounds the storage read of a config that readers wait for together.
-const configLoadTimeout = 30 * time.Second
-
 // cachedConfig returns config name from memory, or loads it from storage and remembers it.
 // The caller holds the config's lock (shared or exclusive); a missing config is (nil, nil).
 //
@@ -195,33 +193,40 @@ const configLoadTimeout = 30 * time.Second
 // a thousand reads makes one), run in the first reader's goroutine, which holds its lock
 // until the value is installed; the others hold the same lock in the same mode (readers
 // together, or one writer alone), so no writer can store a config between that read and its
-// install. The read runs under its own deadline, not the first reader's cancellation, since
-// others wait for it. So it must stay a synchronous Do (with DoChan the first reader could
-// release its lock while the read runs, and a later setConfig, which keeps the generation,
-// could be overwritten by the older value), and the load must take no config lock. A reader
-// waiting for the load cannot leave early: it waits at most configLoadTimeout.
+// install. So it must stay a synchronous Do (with DoChan the first reader could release its
+// lock while the read runs, and a later setConfig, which keeps the generation, could be
+// overwritten by the older value), and the load must take no config lock. The read runs
+// under the first reader's context: a reader that waited for it and finds it ended by that
+// context (the first reader gave up) loads again under its own.
 func (b *backend) cachedConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
 	if cfg, _ := b.memo.config(name); cfg != nil {
 		return cfg, nil
 	}
-	v, err, _ := b.memo.loads.Do(name, func() (any, error) {
-		cfg, gen := b.memo.config(name) // another load may have installed it meanwhile
-		if cfg != nil {
-			return cfg, nil
+	for {
+		v, err, shared := b.memo.loads.Do(name, func() (any, error) { return b.loadConfig(ctx, s, name) })
+		if err != nil && shared && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue
 		}
-		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), configLoadTimeout)
-		defer cancel()
-		cfg, err := getConfig(loadCtx, s, name)
-		if err != nil || cfg == nil {
-			return (*accountConfig)(nil), err
+		if err != nil {
+			return nil, err
 		}
-		b.memo.fillConfig(name, gen, cfg)
+		return v.(*accountConfig), nil
+	}
+}
+
+// loadConfig reads config name from storage and remembers it, unless another load has
+// installed it meanwhile or it was forgotten since the read began.
+func (b *backend) loadConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
+	cfg, gen := b.memo.config(name)
+	if cfg != nil {
 		return cfg, nil
-	})
-	if err != nil {
+	}
+	cfg, err := getConfig(ctx, s, name)
+	if err != nil || cfg == nil {
 		return nil, err
 	}
-	return v.(*accountConfig), nil
+	b.memo.fillConfig(name, gen, cfg)
+	return cfg, nil
 }
 
 // peekConfig returns config name for a reader that must not wait for the config's lock (a

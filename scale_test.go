@@ -1,6 +1,7 @@
 package apitokens
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -117,5 +118,42 @@ func TestScrapeDoesNotWaitForLocks(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a scrape waited for a config's lock")
+	}
+}
+
+// Readers waiting for a cold load that the first reader's request abandoned load again
+// under their own context instead of failing with the first reader's cancellation.
+func TestColdLoadOutlivesTheFirstReader(t *testing.T) {
+	h := newHarness(t)
+	h.reuseConfig(nil)
+	h.storage.getDelay.Store(int64(100 * time.Millisecond))
+	gets := h.storage.configGets.Load() // the write read the config too
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		req := &logical.Request{Operation: logical.ReadOperation, Path: "creds/ob", Storage: h.storage, MountPoint: "apitokens/"}
+		_, err := h.b.HandleRequest(ctx, req)
+		first <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); h.storage.configGets.Load() == gets; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first read never reached storage")
+		}
+	}
+	other := make(chan *logical.Response, 1)
+	go func() {
+		resp, err := h.do(logical.ReadOperation, "creds/ob", nil)
+		if err != nil {
+			resp = logical.ErrorResponse(err.Error())
+		}
+		other <- resp
+	}()
+	time.Sleep(20 * time.Millisecond) // the second reader waits for the first one's load
+	cancel()
+	if err := <-first; err == nil {
+		t.Fatal("the first read was not cancelled: the test would prove nothing")
+	}
+	if resp := <-other; resp == nil || resp.IsError() {
+		t.Fatalf("a reader waiting for an abandoned load failed: %v", respErr(resp))
 	}
 }
