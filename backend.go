@@ -31,6 +31,7 @@ const backendHelp = `
 The apitokens secrets engine mints short-lived provider API tokens (OffBlocks, Bloq, OpsNow)
 from root credentials stored under config/<name>. Read creds/<name> for a fresh Bearer token
 whose lease ends before the token does; rotate stored credentials with rotate-root/<name>.
+The mount's figures are at metrics, and its own settings at settings.
 `
 
 // backend is the engine's state. Every operation on one config name is serialised through
