@@ -127,9 +127,9 @@ func (b *backend) lock(name string) *locksutil.LockEntry {
 }
 
 // invalidate drops what this node remembers of a config that changed on another node: its
-// decoded config and its shared token; changed mount settings are read again. A refresh token not stored yet is kept:
-// it is newer than anything the change can hold, unless an operator wrote one, which is
-// done on this node (the active one) and drops it there.
+// decoded config and its shared token; changed mount settings are read again. A refresh
+// token not stored yet is kept: it is newer than anything the change can hold, unless an
+// operator wrote one, which is done on this node (the active one) and drops it there.
 func (b *backend) invalidate(_ context.Context, key string) {
 	if name, ok := strings.CutPrefix(key, configPrefix); ok {
 		b.memo.forget(name)
