@@ -45,3 +45,14 @@ func errorResponse(err error) (*logical.Response, error) {
 	}
 	return nil, err
 }
+
+// failedOnProvider reports whether err is the provider's doing: an answer or a failure to
+// answer of its API, or a rotation it left unsettled (a creds read that fails so counts
+// toward apitokens_mint_failing_since_timestamp_seconds).
+func failedOnProvider(err error) bool {
+	var (
+		unsettled *unsettledError
+		provider  *apiclient.Error
+	)
+	return errors.As(err, &unsettled) || errors.As(err, &provider)
+}

@@ -24,10 +24,15 @@ const (
 )
 
 // attentionCap bounds, with per-config detail off, how many configs each series of configs
-// needing attention lists (apitokens_unsettled_rotations, apitokens_rotation_failures): a
-// provider outage during scheduled rotations must not turn a scrape into one series per
-// config. The apitokens_configs_* counts beside them are always exact.
+// needing attention lists (apitokens_unsettled_rotations, apitokens_rotation_failures,
+// apitokens_rotation_overdue_seconds, apitokens_mint_failing_since_timestamp_seconds): a
+// provider outage must not turn a scrape into one series per config. The
+// apitokens_configs_needing_attention counts beside them are always exact.
 const attentionCap = 100
+
+// rotationOverdueAfter is how long past its next scheduled rotation a config counts as
+// overdue: five passes of Vault's periodic function, which runs due rotations every minute.
+const rotationOverdueAfter = 5 * time.Minute
 
 // metrics are the mount's own figures, on a registry of its own (never the global one, so
 // two mounts never mix them). Labels are the provider, fixed words and, only where said, the
@@ -36,7 +41,8 @@ const attentionCap = 100
 // Their size does not grow with the number of configs by default: what is counted or timed
 // is aggregated by provider and operation, and a series per config exists only for the
 // configs an operator alerts on one by one (holding a fallback credential, failing its
-// scheduled rotations), at most attentionCap of each. The mount setting metrics_per_config
+// scheduled rotations, overdue for one, failing its creds reads on the provider), at most
+// attentionCap of each. The mount setting metrics_per_config
 // adds a series per config for calls, tokens, rotations and the next rotation
 // (path_settings.go).
 type metrics struct {
@@ -59,8 +65,16 @@ type metrics struct {
 	periodicSaw  prometheus.Gauge
 
 	// Configs needing attention, one series each.
-	unsettled *prometheus.GaugeVec
-	failing   *prometheus.GaugeVec
+	unsettled   *prometheus.GaugeVec
+	failing     *prometheus.GaugeVec
+	overdue     *prometheus.GaugeVec
+	mintFailing *prometheus.GaugeVec
+
+	// failingMu guards failingSince: for each config whose last creds read failed on the
+	// provider, when the first of the reads that failed in a row ran. It holds only configs
+	// that exist and are failing, and forgets a config on its delete.
+	failingMu    sync.Mutex
+	failingSince map[string]time.Time
 
 	// Per-config detail, only with metrics_per_config.
 	configCalls     *prometheus.CounterVec
@@ -95,7 +109,8 @@ func newMetrics() *metrics {
 			"provider", "trigger", "outcome"),
 		configs: gauge("apitokens_configs", "Configs of the mount.", "provider"),
 		attention: gauge("apitokens_configs_needing_attention",
-			"Configs holding a fallback credential (reason unsettled) or whose last scheduled rotation failed (reason rotation_failing).",
+			"Configs holding a fallback credential (reason unsettled), whose last scheduled rotation failed (rotation_failing), "+
+				"past their next scheduled rotation by more than 5 minutes (rotation_overdue), or whose last creds read failed on the provider (mint_failing).",
 			"provider", "reason"),
 		periodicTook: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apitokens_periodic_pass_seconds",
 			Help: "How long the last pass of the periodic function (settling, scheduled rotations) took."}),
@@ -106,6 +121,14 @@ func newMetrics() *metrics {
 			"provider", "config"),
 		failing: gauge("apitokens_rotation_failures",
 			"Scheduled rotations of a config failed in a row; only configs whose last one failed.",
+			"provider", "config"),
+		overdue: gauge("apitokens_rotation_overdue_seconds",
+			"How long a config is past its next scheduled rotation; only configs overdue by more than 5 minutes "+
+				"(a failed rotation moves the next one to its retry, so overdue means nothing is rotating it).",
+			"provider", "config"),
+		mintFailing: gauge("apitokens_mint_failing_since_timestamp_seconds",
+			"When the first of a config's creds reads that failed on the provider in a row ran (unix seconds); "+
+				"only configs whose last creds read failed on the provider.",
 			"provider", "config"),
 		configCalls: counter("apitokens_config_provider_calls_total",
 			"Calls to the providers' APIs per config (metrics_per_config), by operation and status.",
@@ -121,7 +144,7 @@ func newMetrics() *metrics {
 			"provider", "config"),
 	}
 	m.registry.MustRegister(m.calls, m.callDuration, m.tokens, m.rotations, m.configs, m.attention,
-		m.periodicTook, m.periodicSaw, m.unsettled, m.failing,
+		m.periodicTook, m.periodicSaw, m.unsettled, m.failing, m.overdue, m.mintFailing,
 		m.configCalls, m.configTokens, m.configRotations, m.nextRotation)
 	return m
 }
@@ -206,8 +229,12 @@ func (m *metrics) observeCall(provider string) func(ctx context.Context, call st
 	}
 }
 
-// tokenIssued counts a token handed out by a creds read of config name.
+// tokenIssued counts a token handed out by a creds read of config name, which ends any run
+// of failed reads.
 func (m *metrics) tokenIssued(provider, name string, shared bool) {
+	m.failingMu.Lock()
+	delete(m.failingSince, name)
+	m.failingMu.Unlock()
 	kind := "fresh"
 	if shared {
 		kind = "shared"
@@ -226,6 +253,40 @@ func (m *metrics) rotation(provider, name, trigger, outcome string) {
 	}
 }
 
+// mintFailed records that a creds read of config name failed on the provider at when; the
+// first of a run of failures is the one kept.
+func (m *metrics) mintFailed(name string, when time.Time) {
+	m.failingMu.Lock()
+	defer m.failingMu.Unlock()
+	if _, ok := m.failingSince[name]; ok {
+		return
+	}
+	if m.failingSince == nil {
+		m.failingSince = map[string]time.Time{}
+	}
+	m.failingSince[name] = when
+}
+
+// mintFailingSince returns when config name's creds reads began to fail on the provider,
+// and false when its last read did not fail there.
+func (m *metrics) mintFailingSince(name string) (time.Time, bool) {
+	m.failingMu.Lock()
+	defer m.failingMu.Unlock()
+	t, ok := m.failingSince[name]
+	return t, ok
+}
+
+// pruneFailing forgets the failing reads of configs that are not listed any more.
+func (m *metrics) pruneFailing(listed map[string]bool) {
+	m.failingMu.Lock()
+	defer m.failingMu.Unlock()
+	for name := range m.failingSince {
+		if !listed[name] {
+			delete(m.failingSince, name)
+		}
+	}
+}
+
 // periodicPass records a pass of the periodic function.
 func (m *metrics) periodicPass(took time.Duration, configs int) {
 	m.periodicTook.Set(took.Seconds())
@@ -238,10 +299,13 @@ func (m *metrics) forget(name string) {
 	m.detailMu.Lock()
 	delete(m.detailNames, name)
 	m.detailMu.Unlock()
+	m.failingMu.Lock()
+	delete(m.failingSince, name)
+	m.failingMu.Unlock()
 	l := prometheus.Labels{"config": name}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.unsettled, m.failing, m.configCalls, m.configTokens, m.configRotations, m.nextRotation} {
+	}{m.unsettled, m.failing, m.overdue, m.mintFailing, m.configCalls, m.configTokens, m.configRotations, m.nextRotation} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -61,6 +61,8 @@ func TestMetrics(t *testing.T) {
 		`apitokens_configs_needing_attention{provider="offblocks",reason="unsettled"} 1`,
 		`apitokens_configs_needing_attention{provider="offblocks",reason="rotation_failing"} 0`,
 		`apitokens_unsettled_rotations{config="ob",provider="offblocks"} 1`,
+		`apitokens_configs_needing_attention{provider="opsnow",reason="mint_failing"} 1`,
+		`apitokens_mint_failing_since_timestamp_seconds{config="ops",provider="opsnow"} `,
 		`apitokens_periodic_pass_configs 2`,
 		`apitokens_periodic_pass_seconds `,
 	} {
@@ -69,7 +71,8 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for _, line := range strings.Split(text, "\n") {
-		if strings.Contains(line, `config="`) && !strings.HasPrefix(line, "apitokens_unsettled_rotations{") {
+		if strings.Contains(line, `config="`) && !strings.HasPrefix(line, "apitokens_unsettled_rotations{") &&
+			!strings.HasPrefix(line, "apitokens_mint_failing_since_timestamp_seconds{") {
 			t.Errorf("a series per config by default: %s", line)
 		}
 	}

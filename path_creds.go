@@ -71,11 +71,15 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	minTTL := time.Duration(d.Get("min_ttl").(int)) * time.Second // never negative: the framework refuses it
 	t, err := b.token(ctx, req.Storage, name, minTTL)
 	if err != nil {
+		if failedOnProvider(err) {
+			b.metrics.mintFailed(name, b.now())
+		}
 		return errorResponse(err)
 	}
 	now := b.now()
 	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
 	if err != nil {
+		b.metrics.mintFailed(name, now)
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
 	// A scheduled rotation kills the tokens of the credential it replaces (OffBlocks' PUT,

@@ -20,8 +20,9 @@ Reading metrics returns what this mount has been doing on this node since the pl
 started: provider calls by operation and status and their duration, tokens handed out
 (fresh or shared), rotations by trigger and outcome, the number of configs, and the last
 pass of the periodic function, each by provider; and, one series per config, the configs
-that need attention (holding a fallback credential, failing their scheduled rotations; at
-most 100 of each, with exact counts beside). With metrics_per_config=true on the settings
+that need attention (holding a fallback credential, failing their scheduled rotations, more
+than 5 minutes past their next scheduled rotation, failing their creds reads on the
+provider; at most 100 of each, with exact counts beside). With metrics_per_config=true on the settings
 path, calls, tokens, rotations and the next scheduled rotation have a series per config too.
 JSON by default; format=prometheus returns the Prometheus text format, like Vault's
 sys/metrics. Labels never carry a secret.
@@ -77,11 +78,11 @@ func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *
 
 // configCounts is what a scrape finds in the configs.
 type configCounts struct {
-	configs, unsettled, failing map[string]int // by provider
-	// attention lists the configs needing attention, and next the scheduled ones' next
-	// rotation (per-config detail only).
-	unsettledOf, failingOf, next []configFigure
-	listed                       map[string]bool
+	configs, unsettled, failing, overdue, mintFailing map[string]int // by provider
+	// The configs needing attention for each reason, and the scheduled ones' next rotation
+	// (per-config detail only).
+	unsettledOf, failingOf, overdueOf, mintFailingOf, next []configFigure
+	listed                                                 map[string]bool
 }
 
 type configFigure struct {
@@ -98,8 +99,14 @@ func (b *backend) countConfigs(ctx context.Context, s logical.Storage, perConfig
 		return nil, err
 	}
 	c := &configCounts{configs: map[string]int{}, unsettled: map[string]int{}, failing: map[string]int{},
-		listed: make(map[string]bool, len(names))}
+		overdue: map[string]int{}, mintFailing: map[string]int{}, listed: make(map[string]bool, len(names))}
 	now := b.now()
+	// note counts a config of provider p that needs attention, and lists it up to the cap.
+	note := func(counts map[string]int, list *[]configFigure, p, name string, value float64) {
+		if counts[p]++; perConfig || len(*list) < attentionCap {
+			*list = append(*list, configFigure{p, name, value})
+		}
+	}
 	for _, name := range names {
 		c.listed[name] = true
 		cfg, err := b.peekConfig(ctx, s, name)
@@ -109,16 +116,19 @@ func (b *backend) countConfigs(ctx context.Context, s logical.Storage, perConfig
 		p := cfg.Provider
 		c.configs[p]++
 		if n := len(cfg.Fallbacks); n > 0 {
-			if c.unsettled[p]++; perConfig || len(c.unsettledOf) < attentionCap {
-				c.unsettledOf = append(c.unsettledOf, configFigure{p, name, float64(n)})
-			}
+			note(c.unsettled, &c.unsettledOf, p, name, float64(n))
 		}
 		if n := cfg.Rotation.Failures; n > 0 {
-			if c.failing[p]++; perConfig || len(c.failingOf) < attentionCap {
-				c.failingOf = append(c.failingOf, configFigure{p, name, float64(n)})
-			}
+			note(c.failing, &c.failingOf, p, name, float64(n))
 		}
-		if next := cfg.nextRotation(now); perConfig && !next.IsZero() {
+		next := cfg.nextRotation(now)
+		if late := now.Sub(next); !next.IsZero() && late > rotationOverdueAfter {
+			note(c.overdue, &c.overdueOf, p, name, late.Seconds())
+		}
+		if since, ok := b.metrics.mintFailingSince(name); ok {
+			note(c.mintFailing, &c.mintFailingOf, p, name, float64(since.Unix()))
+		}
+		if perConfig && !next.IsZero() {
 			c.next = append(c.next, configFigure{p, name, float64(next.Unix())})
 		}
 	}
@@ -139,24 +149,28 @@ func (b *backend) gather(ctx context.Context, s logical.Storage) ([]*dto.MetricF
 	}
 	m.scrapeMu.Lock()
 	defer m.scrapeMu.Unlock()
-	for _, v := range []*prometheus.GaugeVec{m.configs, m.attention, m.unsettled, m.failing, m.nextRotation} {
+	for _, v := range []*prometheus.GaugeVec{m.configs, m.attention, m.unsettled, m.failing, m.overdue,
+		m.mintFailing, m.nextRotation} {
 		v.Reset()
 	}
 	for p := range defaultBaseURLs { // every provider has its counts, 0 included: alerts need no absent()
 		m.configs.WithLabelValues(p).Set(float64(c.configs[p]))
 		m.attention.WithLabelValues(p, "unsettled").Set(float64(c.unsettled[p]))
 		m.attention.WithLabelValues(p, "rotation_failing").Set(float64(c.failing[p]))
+		m.attention.WithLabelValues(p, "rotation_overdue").Set(float64(c.overdue[p]))
+		m.attention.WithLabelValues(p, "mint_failing").Set(float64(c.mintFailing[p]))
 	}
-	for _, f := range c.unsettledOf {
-		m.unsettled.WithLabelValues(f.provider, f.name).Set(f.value)
-	}
-	for _, f := range c.failingOf {
-		m.failing.WithLabelValues(f.provider, f.name).Set(f.value)
-	}
-	for _, f := range c.next {
-		m.nextRotation.WithLabelValues(f.provider, f.name).Set(f.value)
+	for _, l := range []struct {
+		gauge   *prometheus.GaugeVec
+		figures []configFigure
+	}{{m.unsettled, c.unsettledOf}, {m.failing, c.failingOf}, {m.overdue, c.overdueOf},
+		{m.mintFailing, c.mintFailingOf}, {m.nextRotation, c.next}} {
+		for _, f := range l.figures {
+			l.gauge.WithLabelValues(f.provider, f.name).Set(f.value)
+		}
 	}
 	m.pruneDetail(perConfig, c.listed)
+	m.pruneFailing(c.listed)
 	families, err := m.registry.Gather()
 	if err != nil {
 		return nil, fmt.Errorf("gather metrics: %w", err)
