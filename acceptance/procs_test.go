@@ -126,23 +126,26 @@ func leftovers() []string {
 	return out
 }
 
-// A Vault that dies (SIGKILL to the Vault process alone) leaves no plugin process behind:
-// every one it started exits within pluginExitLimit.
+// Two mounts of the plugin are served by one multiplexed process; and a Vault that dies
+// (SIGKILL to the Vault process alone) leaves no plugin process behind: every one it started
+// exits within pluginExitLimit.
 func TestPluginExitsWhenVaultIsKilled(t *testing.T) {
 	v := startDev(t)
 	v.registerAndEnable("apitokens", version1)
 	v.registerAndEnable("apitokens-2", version1)
 	_, sim, url := shared(t) // a simulator to read from
 	accts, _, _ := seedAccounts(sim, url, "orphan")
-	if _, err := v.client.Logical().Write("apitokens/config/"+accts[0].name, accts[0].config); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v.client.Logical().Read("apitokens/creds/" + accts[0].name); err != nil {
-		t.Fatal(err)
+	for _, mount := range []string{"apitokens", "apitokens-2"} { // both mounts serve, so both run
+		if _, err := v.client.Logical().Write(mount+"/config/"+accts[0].name, accts[0].config); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.client.Logical().Read(mount + "/creds/" + accts[0].name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	kids := killVaultAlone(v)
-	if len(kids) == 0 {
-		t.Fatal("found no plugin process of this Vault")
+	if len(kids) != 1 {
+		t.Fatalf("two mounts of the plugin run in %d processes, want 1 (multiplexed)", len(kids))
 	}
 	<-v.done
 	took := checkPluginsExit(t, kids)
