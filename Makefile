@@ -7,7 +7,7 @@ GO      ?= go
 SHELL   := /bin/bash
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race simulate simulate-ci testacc vet lint fmt fuzz fuzz-ci crash bench vault clean release
+.PHONY: all build dev test unit race simulate simulate-ci testacc vet lint prom-rules fmt fuzz fuzz-ci crash bench vault clean release
 
 all: build
 
@@ -23,7 +23,7 @@ dev:
 
 ## test: everything: format and vet, unit tests under the race detector, 2,000 seeds of the
 ## deterministic simulation, a short run of every fuzz target, the real-Vault suite
-test: lint race simulate-ci fuzz-ci testacc
+test: lint prom-rules race simulate-ci fuzz-ci testacc
 
 unit:
 	$(GO) test -count=1 ./...
@@ -42,7 +42,7 @@ simulate-ci:
 
 ## testacc: the acceptance suite against a real Vault (built once by scripts/vault.sh)
 testacc:
-	VAULT_BIN="$$(scripts/vault.sh)" $(GO) test -tags acceptance -count=1 -timeout 40m ./acceptance/...
+	VAULT_BIN="$$(scripts/vault.sh)" PROMETHEUS_DIR="$$(scripts/prometheus.sh)" $(GO) test -tags acceptance -count=1 -timeout 40m ./acceptance/...
 
 vet:
 	$(GO) vet ./...
@@ -50,6 +50,16 @@ vet:
 
 lint: vet
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## prom-rules: promtool on examples/prometheus/ (scripts/prometheus.sh finds promtool, or installs
+## Debian's prometheus package): the scrape config's syntax (--syntax-only: a full check stats
+## its credentials_file, a Vault token that exists only where Prometheus runs; the acceptance
+## suite runs a real Prometheus on this config with a token), the rules, their unit tests
+prom-rules:
+	@dir="$$(scripts/prometheus.sh)" && \
+	  "$$dir/promtool" check config --syntax-only examples/prometheus/prometheus.yml && \
+	  "$$dir/promtool" check rules examples/prometheus/alerts.yml && \
+	  "$$dir/promtool" test rules examples/prometheus/alerts_test.yml
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
