@@ -1,6 +1,7 @@
 package apitokens
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,11 +49,12 @@ func errorResponse(err error) (*logical.Response, error) {
 
 // failedOnProvider reports whether err is the provider's doing: an answer or a failure to
 // answer of its API, or a rotation it left unsettled (a creds read that fails so counts
-// toward apitokens_mint_failing_since_timestamp_seconds).
+// toward apitokens_mint_failing_since_timestamp_seconds). A call its caller gave up on
+// (context canceled: a client that timed out or went away) is not.
 func failedOnProvider(err error) bool {
 	var (
 		unsettled *unsettledError
 		provider  *apiclient.Error
 	)
-	return errors.As(err, &unsettled) || errors.As(err, &provider)
+	return (errors.As(err, &unsettled) || errors.As(err, &provider)) && !errors.Is(err, context.Canceled)
 }

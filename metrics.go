@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ const (
 // apitokens_configs_needing_attention counts beside them are always exact.
 const attentionCap = 100
 
+// words says a whole number of minutes as the README does: "5 minutes".
+func words(d time.Duration) string { return fmt.Sprintf("%d minutes", int(d.Minutes())) }
+
 // rotationOverdueAfter is how long past its next scheduled rotation a config counts as
 // overdue: five passes of Vault's periodic function, which runs due rotations every minute.
 const rotationOverdueAfter = 5 * time.Minute
@@ -42,9 +46,8 @@ const rotationOverdueAfter = 5 * time.Minute
 // is aggregated by provider and operation, and a series per config exists only for the
 // configs an operator alerts on one by one (holding a fallback credential, failing its
 // scheduled rotations, overdue for one, failing its creds reads on the provider), at most
-// attentionCap of each. The mount setting metrics_per_config
-// adds a series per config for calls, tokens, rotations and the next rotation
-// (path_settings.go).
+// attentionCap of each. The mount setting metrics_per_config adds a series per config for
+// calls, tokens, rotations and the next rotation (path_settings.go).
 type metrics struct {
 	registry *prometheus.Registry
 	// perConfig is the mount setting metrics_per_config.
@@ -70,11 +73,8 @@ type metrics struct {
 	overdue     *prometheus.GaugeVec
 	mintFailing *prometheus.GaugeVec
 
-	// failingMu guards failingSince: for each config whose last creds read failed on the
-	// provider, when the first of the reads that failed in a row ran. It holds only configs
-	// that exist and are failing, and forgets a config on its delete.
-	failingMu    sync.Mutex
-	failingSince map[string]time.Time
+	// reads are the runs of creds reads that failed on the provider, per config.
+	reads failingReads
 
 	// Per-config detail, only with metrics_per_config.
 	configCalls     *prometheus.CounterVec
@@ -109,8 +109,9 @@ func newMetrics() *metrics {
 			"provider", "trigger", "outcome"),
 		configs: gauge("apitokens_configs", "Configs of the mount.", "provider"),
 		attention: gauge("apitokens_configs_needing_attention",
-			"Configs holding a fallback credential (reason unsettled), whose last scheduled rotation failed (rotation_failing), "+
-				"past their next scheduled rotation by more than 5 minutes (rotation_overdue), or whose last creds read failed on the provider (mint_failing).",
+			fmt.Sprintf("Configs holding a fallback credential (reason unsettled), whose last scheduled rotation failed (rotation_failing), "+
+				"past their next scheduled rotation by more than %s (rotation_overdue), or whose creds reads fail on the provider (mint_failing).",
+				words(rotationOverdueAfter)),
 			"provider", "reason"),
 		periodicTook: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apitokens_periodic_pass_seconds",
 			Help: "How long the last pass of the periodic function (settling, scheduled rotations) took."}),
@@ -123,12 +124,13 @@ func newMetrics() *metrics {
 			"Scheduled rotations of a config failed in a row; only configs whose last one failed.",
 			"provider", "config"),
 		overdue: gauge("apitokens_rotation_overdue_seconds",
-			"How long a config is past its next scheduled rotation; only configs overdue by more than 5 minutes "+
-				"(a failed rotation moves the next one to its retry, so overdue means nothing is rotating it).",
+			fmt.Sprintf("How long a config is past its next scheduled rotation; only configs overdue by more than %s and "+
+				"not unsettled (a failed rotation moves the next one to its retry, so overdue means no rotation ran).",
+				words(rotationOverdueAfter)),
 			"provider", "config"),
 		mintFailing: gauge("apitokens_mint_failing_since_timestamp_seconds",
-			"When the first of a config's creds reads that failed on the provider in a row ran (unix seconds); "+
-				"only configs whose last creds read failed on the provider.",
+			fmt.Sprintf("When the first of a config's creds reads that failed on the provider in a row ran (unix seconds); "+
+				"only configs whose last creds read failed on the provider, less than %s ago.", words(mintFailingRecent)),
 			"provider", "config"),
 		configCalls: counter("apitokens_config_provider_calls_total",
 			"Calls to the providers' APIs per config (metrics_per_config), by operation and status.",
@@ -232,9 +234,7 @@ func (m *metrics) observeCall(provider string) func(ctx context.Context, call st
 // tokenIssued counts a token handed out by a creds read of config name, which ends any run
 // of failed reads.
 func (m *metrics) tokenIssued(provider, name string, shared bool) {
-	m.failingMu.Lock()
-	delete(m.failingSince, name)
-	m.failingMu.Unlock()
+	m.reads.end(name)
 	kind := "fresh"
 	if shared {
 		kind = "shared"
@@ -253,40 +253,6 @@ func (m *metrics) rotation(provider, name, trigger, outcome string) {
 	}
 }
 
-// mintFailed records that a creds read of config name failed on the provider at when; the
-// first of a run of failures is the one kept.
-func (m *metrics) mintFailed(name string, when time.Time) {
-	m.failingMu.Lock()
-	defer m.failingMu.Unlock()
-	if _, ok := m.failingSince[name]; ok {
-		return
-	}
-	if m.failingSince == nil {
-		m.failingSince = map[string]time.Time{}
-	}
-	m.failingSince[name] = when
-}
-
-// mintFailingSince returns when config name's creds reads began to fail on the provider,
-// and false when its last read did not fail there.
-func (m *metrics) mintFailingSince(name string) (time.Time, bool) {
-	m.failingMu.Lock()
-	defer m.failingMu.Unlock()
-	t, ok := m.failingSince[name]
-	return t, ok
-}
-
-// pruneFailing forgets the failing reads of configs that are not listed any more.
-func (m *metrics) pruneFailing(listed map[string]bool) {
-	m.failingMu.Lock()
-	defer m.failingMu.Unlock()
-	for name := range m.failingSince {
-		if !listed[name] {
-			delete(m.failingSince, name)
-		}
-	}
-}
-
 // periodicPass records a pass of the periodic function.
 func (m *metrics) periodicPass(took time.Duration, configs int) {
 	m.periodicTook.Set(took.Seconds())
@@ -299,9 +265,7 @@ func (m *metrics) forget(name string) {
 	m.detailMu.Lock()
 	delete(m.detailNames, name)
 	m.detailMu.Unlock()
-	m.failingMu.Lock()
-	delete(m.failingSince, name)
-	m.failingMu.Unlock()
+	m.reads.end(name)
 	l := prometheus.Labels{"config": name}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int

@@ -140,7 +140,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return errorResponse(err)
 	}
 	b.refreshTokens.drop(name)
-	b.memo.forget(name) // drop any shared token
+	b.memo.forget(name)       // drop any shared token
+	b.metrics.reads.end(name) // its reads failed with what it held before
 	b.event(ctx, eventConfigWrite, name, c.Provider)
 	if len(warnings) == 0 {
 		return nil, nil

@@ -72,14 +72,14 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	t, err := b.token(ctx, req.Storage, name, minTTL)
 	if err != nil {
 		if failedOnProvider(err) {
-			b.metrics.mintFailed(name, b.now())
+			b.metrics.reads.failed(name, b.now())
 		}
 		return errorResponse(err)
 	}
 	now := b.now()
 	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
 	if err != nil {
-		b.metrics.mintFailed(name, now)
+		b.metrics.reads.failed(name, now)
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
 	// A scheduled rotation kills the tokens of the credential it replaces (OffBlocks' PUT,

@@ -82,7 +82,9 @@ type configCounts struct {
 	// The configs needing attention for each reason, and the scheduled ones' next rotation
 	// (per-config detail only).
 	unsettledOf, failingOf, overdueOf, mintFailingOf, next []configFigure
-	listed                                                 map[string]bool
+	// listed are the configs the scrape's LIST found, at listedAt.
+	listed   map[string]bool
+	listedAt time.Time
 }
 
 type configFigure struct {
@@ -94,12 +96,13 @@ type configFigure struct {
 // (peekConfig), so a scrape costs a LIST and no storage read per config once the configs are
 // in memory. Configs needing attention are listed up to attentionCap each, unless perConfig.
 func (b *backend) countConfigs(ctx context.Context, s logical.Storage, perConfig bool) (*configCounts, error) {
+	listedAt := b.now()
 	names, err := s.List(ctx, configPrefix)
 	if err != nil {
 		return nil, err
 	}
 	c := &configCounts{configs: map[string]int{}, unsettled: map[string]int{}, failing: map[string]int{},
-		overdue: map[string]int{}, mintFailing: map[string]int{}, listed: make(map[string]bool, len(names))}
+		overdue: map[string]int{}, mintFailing: map[string]int{}, listed: make(map[string]bool, len(names)), listedAt: listedAt}
 	now := b.now()
 	// note counts a config of provider p that needs attention, and lists it up to the cap.
 	note := func(counts map[string]int, list *[]configFigure, p, name string, value float64) {
@@ -121,14 +124,13 @@ func (b *backend) countConfigs(ctx context.Context, s logical.Storage, perConfig
 		if n := cfg.Rotation.Failures; n > 0 {
 			note(c.failing, &c.failingOf, p, name, float64(n))
 		}
-		next := cfg.nextRotation(now)
-		if late := now.Sub(next); !next.IsZero() && late > rotationOverdueAfter {
-			note(c.overdue, &c.overdueOf, p, name, late.Seconds())
+		if due := cfg.rotationOwed(now); !due.IsZero() && len(cfg.Fallbacks) == 0 && now.Sub(due) > rotationOverdueAfter {
+			note(c.overdue, &c.overdueOf, p, name, now.Sub(due).Seconds())
 		}
-		if since, ok := b.metrics.mintFailingSince(name); ok {
+		if since, ok := b.metrics.reads.since(name, now); ok {
 			note(c.mintFailing, &c.mintFailingOf, p, name, float64(since.Unix()))
 		}
-		if perConfig && !next.IsZero() {
+		if next := cfg.nextRotation(now); perConfig && !next.IsZero() {
 			c.next = append(c.next, configFigure{p, name, float64(next.Unix())})
 		}
 	}
@@ -170,7 +172,7 @@ func (b *backend) gather(ctx context.Context, s logical.Storage) ([]*dto.MetricF
 		}
 	}
 	m.pruneDetail(perConfig, c.listed)
-	m.pruneFailing(c.listed)
+	m.reads.prune(c.listed, c.listedAt)
 	families, err := m.registry.Gather()
 	if err != nil {
 		return nil, fmt.Errorf("gather metrics: %w", err)

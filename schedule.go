@@ -100,6 +100,15 @@ func (c *accountConfig) nextRotation(now time.Time) time.Time {
 	return next.UTC()
 }
 
+// rotationOwed returns when config c's rotation became, or becomes, due by its schedule
+// alone: nextRotation with no rotation_window, so that a cron slot missed and skipped for
+// the next one still counts from the slot that was missed (overdue, in the metrics).
+func (c *accountConfig) rotationOwed(now time.Time) time.Time {
+	owed := *c
+	owed.Rotation.RotationWindow = 0
+	return owed.nextRotation(now)
+}
+
 // rotationEarly is how long before its next_vault_rotation a scheduled rotation may run,
 // whether Vault's periodic call or a creds read performs it.
 const rotationEarly = time.Second
