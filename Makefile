@@ -7,7 +7,7 @@ GO      ?= go
 SHELL   := /bin/bash
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race simulate simulate-ci testacc vet lint prom-rules fmt fuzz fuzz-ci crash bench vault clean release
+.PHONY: all build dev test unit race simulate simulate-ci testacc compat vet lint prom-rules fmt fuzz fuzz-ci crash bench vault clean release
 
 all: build
 
@@ -43,6 +43,12 @@ simulate-ci:
 ## testacc: the acceptance suite against a real Vault (built once by scripts/vault.sh)
 testacc:
 	VAULT_BIN="$$(scripts/vault.sh)" PROMETHEUS_DIR="$$(scripts/prometheus.sh)" $(GO) test -tags acceptance -count=1 -timeout 40m ./acceptance/...
+
+## compat: the version matrix, before a release: each Vault version with a tools module under
+## tools/vault/ (COMPAT_VERSIONS="1.19.5 1.21.0" picks some), built once by scripts/vault.sh,
+## runs the acceptance tests that matter for compatibility; prints one table (scripts/compat.sh)
+compat:
+	scripts/compat.sh
 
 vet:
 	$(GO) vet ./...

@@ -1,42 +1,74 @@
 #!/usr/bin/env bash
-# Prints the path of a `vault` binary for make dev and the acceptance suite.
+# Prints the path of a `vault` binary for make dev, the acceptance suite and make compat.
 #
 #   1. $VAULT_BIN, if set;
-#   2. a `vault` on PATH at version 1.15 or later;
-#   3. otherwise Vault v$VAULT_VERSION built from the Go module proxy by the separate tools
-#      module tools/vault (its own go.mod, so Vault's dependency graph never touches the
-#      plugin's) into the git-ignored .tools/bin/, once, and reused after.
+#   2. with no VAULT_VERSION asked for: a `vault` on PATH at the oldest tested version
+#      (MIN_VERSION) or later;
+#   3. otherwise Vault v$VAULT_VERSION (default: DEFAULT_VERSION, the one `make test` uses)
+#      built from the Go module proxy by its own tools module, tools/vault/v$VAULT_VERSION
+#      (its own go.mod, so Vault's dependency graph never touches the plugin's), into the
+#      git-ignored .tools/bin/, once, and reused after.
 #
-# Build facts (2 cores): v1.19.5 builds when the tools module replaces vault/sdk with v0.17.0
-# (its declared v0.15.2 lacks plugin tiers) and GONOSUMDB covers one snowflake plugin whose
-# checksum is not in the public database; the first build takes 10-15 minutes, later ones
-# reuse Go's build cache. v1.20.3 and v1.21.4 do not build against any published sdk tag.
+# Build facts (2 cores). Each tools module's go.mod says what that version needed, or why it
+# does not build: a Vault release's go.mod replaces vault/sdk with its own tree, which the
+# module proxy does not serve, so each builds only if a published sdk tag matches what it uses.
+#   - v1.21.0 builds with the sdk it declares; v1.19.5 with sdk v0.17.0 (its declared v0.15.2
+#     lacks plugin tiers).
+#   - v1.14.10 and v1.18.5 build against no published sdk tag (their go.mod says why).
+#   - GONOSUMDB covers one snowflake plugin whose checksum is not in the public database.
+#   - A first build takes 10-20 minutes; later ones reuse Go's build cache (1-2 minutes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-VAULT_VERSION=1.19.5
+DEFAULT_VERSION=1.19.5
+MIN_VERSION=1.14
 
 if [ -n "${VAULT_BIN:-}" ]; then
   echo "$VAULT_BIN"
   exit 0
 fi
-if command -v vault >/dev/null 2>&1; then
+if [ -z "${VAULT_VERSION:-}" ] && command -v vault >/dev/null 2>&1; then
   read -r major minor < <(vault version | sed -n 's/^Vault v\([0-9]*\)\.\([0-9]*\)\..*/\1 \2/p')
-  if [ "${major:-0}" -gt 1 ] || { [ "${major:-0}" -eq 1 ] && [ "${minor:-0}" -ge 15 ]; }; then
+  if [ "${major:-0}" -gt "${MIN_VERSION%%.*}" ] ||
+    { [ "${major:-0}" -eq "${MIN_VERSION%%.*}" ] && [ "${minor:-0}" -ge "${MIN_VERSION#*.}" ]; }; then
     command -v vault
     exit 0
   fi
 fi
+VAULT_VERSION=${VAULT_VERSION:-$DEFAULT_VERSION}
+module="$root/tools/vault/v$VAULT_VERSION"
+if [ ! -f "$module/go.mod" ]; then
+  echo "no tools module for Vault v$VAULT_VERSION: tools/vault/ has $(cd "$root/tools/vault" && echo v*)" >&2
+  exit 2
+fi
 
 bin="$root/.tools/bin/vault-$VAULT_VERSION"
+# A version that does not build fails the same way until its tools module changes: its
+# compiler output is kept beside the binaries, under the module's checksum, and shown again.
+failed="$bin.build-failed"
+sum=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$bin" ] && [ -f "$failed" ] && [ "$(head -1 "$failed")" = "$sum" ]; then
+  echo "Vault v$VAULT_VERSION does not build (kept from the last try; delete $failed to try again):" >&2
+  tail -n +2 "$failed" >&2
+  exit 1
+fi
 if [ ! -x "$bin" ]; then
-  echo "Building Vault v$VAULT_VERSION from the Go module proxy into .tools/bin (once; 10-15 minutes on 2 cores)..." >&2
+  echo "Building Vault v$VAULT_VERSION from the Go module proxy into .tools/bin (once; 10-20 minutes on 2 cores)..." >&2
   mkdir -p "$root/.tools/bin"
-  (
-    cd "$root/tools/vault"
+  log="$bin.build-log"
+  if ! (
+    cd "$module"
     GONOSUMDB=github.com/hashicorp/vault-plugin-database-snowflake \
       go build -o "$bin.partial" github.com/hashicorp/vault
-  ) >&2
+  ) >"$log" 2>&1; then
+    { echo "$sum"; grep -v '^go: downloading' "$log"; } >"$failed"
+    tail -n +2 "$failed" >&2
+    exit 1
+  fi
+  cat "$log" >&2
+  rm -f "$log" "$failed"
   mv "$bin.partial" "$bin"
 fi
-ln -sf "vault-$VAULT_VERSION" "$root/.tools/bin/vault" # so `PATH=.tools/bin:$PATH vault` works
+if [ "$VAULT_VERSION" = "$DEFAULT_VERSION" ]; then
+  ln -sf "vault-$VAULT_VERSION" "$root/.tools/bin/vault" # so `PATH=.tools/bin:$PATH vault` works
+fi
 echo "$bin"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# make compat: the version matrix. For each Vault version (COMPAT_VERSIONS, default every
+# tools module under tools/vault/), build it once with scripts/vault.sh, run the acceptance
+# tests that matter for compatibility against it, and print one table: for each version,
+# whether it built, how many of the tests passed, and each failure's first line. Logs are
+# kept in .tools/compat/. Exits non-zero when any version failed to build or any test failed.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# The compatibility subset: register by sha256 and version, enable, info (RegisterEnableInfo);
+# config CRUD through the API and the CLI; config and creds for each provider; rotate-root;
+# plugin reload and upgrade to another plugin version; Agent rendering; scheduled rotation
+# with the metrics scraped through the HTTP API; Prometheus scraping through Vault; two
+# mounts in one multiplexed process that exits with Vault; configs kept across a restart on
+# file and raft storage.
+COMPAT_TESTS=${COMPAT_TESTS:-TestRegisterEnableInfoCLI|TestConfigCRUDThroughAPIAndCLI|TestCredsEveryProviderAndGrant|TestRotateRootInVault|TestUpgradePluginVersion|TestVaultAgentRendersAndRefreshes|TestScheduledRotationInVault|TestPrometheusScrapesThroughVault|TestPluginExitsWhenVaultIsKilled|TestRestartKeepsConfigs}
+if [ -z "${COMPAT_VERSIONS:-}" ]; then
+  COMPAT_VERSIONS=$(cd tools/vault && ls -d v*/ | tr -d /v | sort -V | tr '\n' ' ')
+fi
+logs="$root/.tools/compat"
+mkdir -p "$logs"
+prom=$(scripts/prometheus.sh) || { echo "compat: could not find or install Prometheus" >&2; exit 1; }
+ntests=$(tr '|' '\n' <<<"$COMPAT_TESTS" | wc -l)
+
+rows=()
+status=0
+for v in $COMPAT_VERSIONS; do
+  echo "== Vault v$v" >&2
+  build="$logs/build-$v.log"
+  if ! bin=$(VAULT_VERSION=$v scripts/vault.sh 2>"$build"); then
+    # The first compile error names the package and the API it lacks.
+    why=$(grep -m1 -E '\.go:[0-9]+:[0-9]+: ' "$build" || tail -1 "$build")
+    rows+=("| $v | does not build | $why |")
+    status=1
+    continue
+  fi
+  log="$logs/test-$v.log"
+  start=$(date +%s)
+  VAULT_BIN=$bin PROMETHEUS_DIR=$prom go test -tags acceptance -count=1 -timeout 30m -v \
+    -run "^($COMPAT_TESTS)\$" ./acceptance/ >"$log" 2>&1
+  took=$(($(date +%s) - start))
+  passed=$(grep -cE '^--- PASS: Test' "$log")
+  failed=$(grep -E '^--- FAIL: Test' "$log" | awk '{print $3}')
+  ran=$((passed + $(grep -cE '^--- FAIL: Test' "$log")))
+  notes=""
+  for t in $failed; do
+    # The first line the failed test logged, file:line and message.
+    first=$(awk -v t="$t" '$0 ~ "^=== (RUN|CONT) +"t"$" {in=1; next} /^=== (RUN|CONT) / {in=0} in && /_test\.go:[0-9]+:/ {sub(/^ +/, ""); print; exit}' "$log")
+    notes+="$t: ${first:-see $log}; "
+  done
+  if [ "$ran" -ne "$ntests" ] || [ -n "$failed" ]; then
+    status=1
+  fi
+  [ "$ran" -ne "$ntests" ] && notes+="ran $ran of $ntests tests ($(grep -m1 -E '^(FAIL|panic|ok)' "$log")); "
+  rows+=("| $v | $passed/$ntests passed (${took}s) | ${notes:-nothing found} |")
+done
+
+echo
+echo "| Vault | compatibility tests | what does not work |"
+echo "|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "(tests: $(tr '|' ' ' <<<"$COMPAT_TESTS"); logs in .tools/compat/)"
+exit $status
