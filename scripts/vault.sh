@@ -2,34 +2,35 @@
 # Prints the path of a `vault` binary for make dev, the acceptance suite and make compat.
 #
 #   1. $VAULT_BIN, if set;
-#   2. with no VAULT_VERSION asked for: a `vault` on PATH at the oldest tested version
-#      (MIN_VERSION) or later;
+#   2. with no VAULT_VERSION asked for: a `vault` on PATH at the oldest version make compat
+#      tests (MIN_VERSION) or later;
 #   3. otherwise Vault v$VAULT_VERSION (default: DEFAULT_VERSION, the one `make test` uses)
 #      built from the Go module proxy by its own tools module, tools/vault/v$VAULT_VERSION
 #      (its own go.mod, so Vault's dependency graph never touches the plugin's), into the
 #      git-ignored .tools/bin/, once, and reused after.
 #
 # Build facts (2 cores). Each tools module's go.mod says what that version needed, or why it
-# does not build: a Vault release's go.mod replaces vault/sdk with its own tree, which the
-# module proxy does not serve, so each builds only if a published sdk tag matches what it uses.
-#   - v1.21.0 builds with the sdk it declares; v1.19.5 with sdk v0.17.0 (its declared v0.15.2
-#     lacks plugin tiers).
-#   - v1.14.10 and v1.18.5 build against no published sdk tag (their go.mod says why).
+# does not build: a Vault release's go.mod replaces vault/sdk and vault/api with its own tree,
+# which the module proxy does not serve, so a release builds only where published sdk and api
+# tags match what it uses.
+#   - v1.21.0 builds with what it declares; v1.19.5 with sdk v0.17.0 (its declared v0.15.2
+#     lacks plugin tiers); v1.18.1 with api v1.16.0.
+#   - v1.14.10 and v1.18.5 build against no published sdk tag (their go.mod says why, and
+#     which neighbouring releases were tried).
 #   - GONOSUMDB covers one snowflake plugin whose checksum is not in the public database.
-#   - A first build takes 10-20 minutes; later ones reuse Go's build cache (1-2 minutes).
+#   - A first build takes 10-20 minutes; later ones reuse Go's build cache (1-5 minutes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 DEFAULT_VERSION=1.19.5
-MIN_VERSION=1.14
+MIN_VERSION=1.18.1 # the oldest version make compat runs (the README's version table)
 
 if [ -n "${VAULT_BIN:-}" ]; then
   echo "$VAULT_BIN"
   exit 0
 fi
 if [ -z "${VAULT_VERSION:-}" ] && command -v vault >/dev/null 2>&1; then
-  read -r major minor < <(vault version | sed -n 's/^Vault v\([0-9]*\)\.\([0-9]*\)\..*/\1 \2/p')
-  if [ "${major:-0}" -gt "${MIN_VERSION%%.*}" ] ||
-    { [ "${major:-0}" -eq "${MIN_VERSION%%.*}" ] && [ "${minor:-0}" -ge "${MIN_VERSION#*.}" ]; }; then
+  have=$(vault version | sed -n 's/^Vault v\([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p')
+  if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$MIN_VERSION" "$have" | sort -V | head -1)" = "$MIN_VERSION" ]; then
     command -v vault
     exit 0
   fi

@@ -7,7 +7,14 @@
 //     release/1.14.x after that tag; the first tag with all four is v0.11.0);
 //   - with the sdk it declares (v0.10.2) or any later tag: vault/eventbus's pluginEventBus
 //     does not implement logical.EventSender (missing method SendEvent: v0.10.0 renamed Send).
-// v1.14.2 is the newest 1.14 release that builds (tools/vault/v1.14.2).
+// No 1.14 release before it runs either (tried on 2026-11-27):
+//   - v1.14.3, v1.14.6 and v1.14.8 use logical.CtxKeyRequestRole (not in v0.9.2) and Send, as
+//     above (v1.14.4, v1.14.5 and v1.14.7 were not tried; the proxy refuses v1.14.9);
+//   - v1.14.0 to v1.14.2 build only with sdk v0.9.2, and then panic as the dev server starts:
+//     "Pattern managed-keys/... defines a CreateOperation but no ExistenceCheck" (a check
+//     v0.9.2's framework added); with the sdk v1.14.0 declares (v0.9.2-0.20230530190758-
+//     08ee474850e0) or v0.9.1, builtin/logical/pki and transit lack
+//     certutil.ParseBasicConstraintExtension and keysutil.Policy.WrapKey.
 module github.com/apitokens/vault-plugin-secrets-apitokens/tools/vault/v1.14.10
 
 go 1.24.0
