@@ -19,6 +19,10 @@ COMPAT_TESTS=${COMPAT_TESTS:-TestRegisterEnableInfoCLI|TestConfigCRUDThroughAPIA
 if [ -z "${COMPAT_VERSIONS:-}" ]; then
   COMPAT_VERSIONS=$(cd tools/vault && ls -d v*/ | tr -d /v | sort -V | tr '\n' ' ')
 fi
+# Ctrl-C stops the matrix (go test exits 1 on SIGINT, which would otherwise run on).
+trap 'echo "compat: interrupted" >&2; exit 130' INT TERM
+# Each version's binary comes from its tools module, never from a VAULT_BIN of the caller's.
+unset VAULT_BIN
 logs="$root/.tools/compat"
 mkdir -p "$logs"
 prom=$(scripts/prometheus.sh) || { echo "compat: could not find or install Prometheus" >&2; exit 1; }
@@ -29,9 +33,14 @@ status=0
 for v in $COMPAT_VERSIONS; do
   echo "== Vault v$v" >&2
   build="$logs/build-$v.log"
-  # A tools module whose go.mod says the version "does NOT build" documents why; its failure
-  # is expected and fails nothing (its building would be news, and is said).
-  expected=$(grep -c 'does NOT build' "tools/vault/v$v/go.mod" 2>/dev/null)
+  if [ ! -f "tools/vault/v$v/go.mod" ]; then
+    rows+=("| $v | no tools module (tools/vault/v$v/) | — |")
+    status=1
+    continue
+  fi
+  # A tools module whose go.mod has the line "// compat: does not build" documents why; its
+  # failure is expected and fails nothing (its building would be news, and is said).
+  expected=$(grep -c '^// compat: does not build' "tools/vault/v$v/go.mod")
   if ! bin=$(VAULT_VERSION=$v scripts/vault.sh 2>"$build"); then
     # The first compile error names the package and the API it lacks.
     why=$(grep -m1 -E '\.go:[0-9]+:[0-9]+: ' "$build" | sed 's#^.*/pkg/mod/github.com/hashicorp/##' || tail -1 "$build")
@@ -47,6 +56,11 @@ for v in $COMPAT_VERSIONS; do
     echo "compat: Vault v$v built, though tools/vault/v$v/go.mod says it does not" >&2
     status=1
   fi
+  if ! "$bin" version 2>/dev/null | grep -qE "^Vault v${v//./\\.}([ ,]|$)"; then
+    rows+=("| $v | $bin is not Vault v$v: $("$bin" version 2>&1 | head -1) | — |")
+    status=1
+    continue
+  fi
   log="$logs/test-$v.log"
   start=$(date +%s)
   VAULT_BIN=$bin PROMETHEUS_DIR=$prom go test -tags acceptance -count=1 -timeout 30m -v \
@@ -57,14 +71,18 @@ for v in $COMPAT_VERSIONS; do
   ran=$((passed + $(grep -cE '^--- FAIL: Test' "$log")))
   notes=""
   for t in $failed; do
-    # The first line the failed test logged, file:line and message.
-    first=$(awk -v t="$t" '$0 ~ "^=== (RUN|CONT) +"t"$" {in=1; next} /^=== (RUN|CONT) / {in=0} in && /_test\.go:[0-9]+:/ {sub(/^ +/, ""); print; exit}' "$log")
-    notes+="$t: ${first:-see $log}; "
+    # The last file:line the failed test or its subtests logged (t.Fatal ends a test), with
+    # the table's separator escaped.
+    last=$(awk -v t="$t" '/^=== (RUN|CONT|NAME|PAUSE) / {cur = $NF}
+      (cur == t || index(cur, t "/") == 1) && /_test\.go:[0-9]+:/ {line = $0; sub(/^ +/, "", line)}
+      END {print line}' "$log")
+    notes+="$t: ${last:-see .tools/compat/test-$v.log}; "
   done
+  notes=${notes//|/\\|}
   if [ "$ran" -ne "$ntests" ] || [ -n "$failed" ]; then
     status=1
   fi
-  [ "$ran" -ne "$ntests" ] && notes+="ran $ran of $ntests tests ($(grep -m1 -E '^(FAIL|panic|ok)' "$log")); "
+  [ "$ran" -ne "$ntests" ] && notes+="ran $ran of $ntests tests ($(grep -m1 -E '^(FAIL|panic|ok)' "$log" | tr '\t' ' ')); "
   rows+=("| $v | $passed/$ntests passed (${took}s) | ${notes:-nothing found} |")
 done
 

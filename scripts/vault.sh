@@ -29,7 +29,7 @@ if [ -n "${VAULT_BIN:-}" ]; then
   exit 0
 fi
 if [ -z "${VAULT_VERSION:-}" ] && command -v vault >/dev/null 2>&1; then
-  have=$(vault version | sed -n 's/^Vault v\([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p')
+  have=$(vault version 2>/dev/null | sed -n 's/^Vault v\([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p' || true)
   if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$MIN_VERSION" "$have" | sort -V | head -1)" = "$MIN_VERSION" ]; then
     command -v vault
     exit 0
@@ -43,10 +43,11 @@ if [ ! -f "$module/go.mod" ]; then
 fi
 
 bin="$root/.tools/bin/vault-$VAULT_VERSION"
-# A version that does not build fails the same way until its tools module changes: its
-# compiler output is kept beside the binaries, under the module's checksum, and shown again.
+# A version that does not compile fails the same way until its tools module or Go changes:
+# its compiler errors are kept beside the binaries, under that checksum, and shown again. Any
+# other failure (network, disk, a killed compiler) is not kept.
 failed="$bin.build-failed"
-sum=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -d' ' -f1)
+sum=$({ cat "$module/go.mod" "$module/go.sum"; go version; } | sha256sum | cut -d' ' -f1)
 if [ ! -x "$bin" ] && [ -f "$failed" ] && [ "$(head -1 "$failed")" = "$sum" ]; then
   echo "Vault v$VAULT_VERSION does not build (kept from the last try; delete $failed to try again):" >&2
   tail -n +2 "$failed" >&2
@@ -61,8 +62,10 @@ if [ ! -x "$bin" ]; then
     GONOSUMDB=github.com/hashicorp/vault-plugin-database-snowflake \
       go build -o "$bin.partial" github.com/hashicorp/vault
   ) >"$log" 2>&1; then
-    { echo "$sum"; grep -v '^go: downloading' "$log"; } >"$failed"
-    tail -n +2 "$failed" >&2
+    if grep -qE '\.go:[0-9]+:[0-9]+: ' "$log"; then
+      { echo "$sum"; grep -v '^go: downloading' "$log"; } >"$failed"
+    fi
+    grep -v '^go: downloading' "$log" >&2
     exit 1
   fi
   cat "$log" >&2

@@ -1,6 +1,7 @@
-// Vault v1.14.10, the last MPL-licensed release. It does NOT build from the Go module proxy,
-// against any published tag of github.com/hashicorp/vault/sdk (its own tree's sdk, which its
-// go.mod replaces with ./sdk, sits between tags and is not served):
+// compat: does not build
+// Vault v1.14.10 (BUSL-licensed: 1.14.8 is the last MPL release). It does NOT build from
+// the Go module proxy, against any published tag of github.com/hashicorp/vault/sdk (its own
+// tree's sdk, which its go.mod replaces with ./sdk, sits between tags and is not served):
 //   - with sdk v0.9.2 (replaced below: the last tag whose logical.EventSender has Send):
 //     undefined physical.FencingHABackend, logical.CtxKeyRequestRole,
 //     logical.ContextOriginalBodyValue, logical.CreateContextOriginalBody (backported to

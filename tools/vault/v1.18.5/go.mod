@@ -1,3 +1,4 @@
+// compat: does not build
 // Vault v1.18.5. It does NOT build from the Go module proxy, against any published tag of
 // github.com/hashicorp/vault/sdk (its own tree's sdk sits between tags and is not served):
 //   - with the sdk it declares (v0.14.0, used here): vault/eventbus: undefined:
@@ -6,6 +7,7 @@
 //     v1.18.5's system views (dynamicSystemView, extendedSystemViewImpl) lack.
 // v1.18.2 does not build either: with v0.14.0, builtin/logical/pki/issuing: undefined:
 // certutil.AlwaysEnforceErr (first in v0.14.1, with the DeregisterRotationJob above).
+// v1.18.3 and v1.18.4 use EventMetadataPath and AlwaysEnforceErr too (read, not built).
 module github.com/apitokens/vault-plugin-secrets-apitokens/tools/vault/v1.18.5
 
 go 1.24.0

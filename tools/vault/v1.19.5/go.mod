@@ -1,3 +1,5 @@
+// Vault v1.19.5, the version make test runs. It builds with vault/sdk replaced by v0.17.0:
+// the sdk it declares (v0.15.2) lacks the plugin tiers its plugin catalog uses.
 module github.com/apitokens/vault-plugin-secrets-apitokens/tools/vault/v1.19.5
 
 go 1.24.0

@@ -1,3 +1,4 @@
+// Vault v1.21.0. It builds with the sdk it declares (v0.20.0).
 module github.com/apitokens/vault-plugin-secrets-apitokens/tools/vault/v1.21.0
 
 go 1.25.1
