@@ -168,16 +168,24 @@ func TestMetricsMintFailingCap(t *testing.T) {
 		h.mustDo(logical.CreateOperation, "config/"+name, h.opsnowConfig())
 		_, _ = h.do(logical.ReadOperation, "creds/"+name, nil)
 	}
+	h.checkCapped("apitokens_mint_failing_since_timestamp_seconds", "mint_failing", n)
+}
+
+// checkCapped checks that a scrape lists n configs needing attention for reason in series
+// by their count, but only attentionCap of them one by one, and all n with per-config detail.
+func (h *harness) checkCapped(series, reason string, n int) {
+	h.t.Helper()
 	text := h.scrape()
-	if got := strings.Count(text, "apitokens_mint_failing_since_timestamp_seconds{"); got != attentionCap {
-		t.Fatalf("%d failing configs listed by default, want %d", got, attentionCap)
+	if got := strings.Count(text, series+"{"); got != attentionCap {
+		h.t.Fatalf("%d configs listed in %s by default, want %d", got, series, attentionCap)
 	}
-	if want := fmt.Sprintf(`reason="mint_failing"} %d`, n); !strings.Contains(text, want) {
-		t.Fatalf("metrics lack %s", want)
+	if want := fmt.Sprintf(`reason="%s"} %d`, reason, n); !strings.Contains(text, want) {
+		h.t.Fatalf("metrics lack %s", want)
 	}
 	h.mustDo(logical.UpdateOperation, "settings", map[string]any{"metrics_per_config": true})
-	if got := strings.Count(h.scrape(), "apitokens_mint_failing_since_timestamp_seconds{"); got != n {
-		t.Fatalf("%d failing configs listed with per-config detail, want %d", got, n)
+	defer h.mustDo(logical.UpdateOperation, "settings", map[string]any{"metrics_per_config": false})
+	if got := strings.Count(h.scrape(), series+"{"); got != n {
+		h.t.Fatalf("%d configs listed in %s with per-config detail, want %d", got, series, n)
 	}
 }
 
@@ -262,13 +270,7 @@ func TestMetricsRotationOverdueCap(t *testing.T) {
 		h.mustDo(logical.CreateOperation, fmt.Sprintf("config/c%03d", i), cfg)
 	}
 	h.clock.Advance(time.Hour + rotationOverdueAfter + time.Second)
-	text := h.scrape()
-	if got := strings.Count(text, "apitokens_rotation_overdue_seconds{"); got != attentionCap {
-		t.Fatalf("%d overdue configs listed by default, want %d", got, attentionCap)
-	}
-	if want := fmt.Sprintf(`reason="rotation_overdue"} %d`, n); !strings.Contains(text, want) {
-		t.Fatalf("metrics lack %s", want)
-	}
+	h.checkCapped("apitokens_rotation_overdue_seconds", "rotation_overdue", n)
 }
 
 // A scrape prunes the runs of configs its LIST did not find, but not one that began after

@@ -98,13 +98,7 @@ func TestMetricsRotationFailingCap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	text := h.scrape()
-	if got := strings.Count(text, "apitokens_rotation_failures{"); got != attentionCap {
-		t.Fatalf("%d failing configs listed by default, want %d", got, attentionCap)
-	}
-	if want := fmt.Sprintf(`reason="rotation_failing"} %d`, n); !strings.Contains(text, want) {
-		t.Fatalf("metrics lack %s", want)
-	}
+	h.checkCapped("apitokens_rotation_failures", "rotation_failing", n)
 }
 
 // A config deleted on another node loses its per-config series here at the next scrape.
