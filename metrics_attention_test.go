@@ -295,3 +295,10 @@ func TestFailingReadsPruneAfterList(t *testing.T) {
 		t.Errorf("after end: n = %d, %d runs", f.n.Load(), len(f.runs))
 	}
 }
+
+// The metrics path's help says the overdue grace that the code applies.
+func TestMetricsHelpSaysTheGrace(t *testing.T) {
+	if !strings.Contains(strings.Join(strings.Fields(pathMetricsHelpDesc), " "), "more than "+words(rotationOverdueAfter)+" past") {
+		t.Fatalf("the metrics path's help does not say %s:\n%s", words(rotationOverdueAfter), pathMetricsHelpDesc)
+	}
+}

@@ -22,8 +22,9 @@ started: provider calls by operation and status and their duration, tokens hande
 pass of the periodic function, each by provider; and, one series per config, the configs
 that need attention (holding a fallback credential, failing their scheduled rotations, more
 than 5 minutes past their next scheduled rotation, failing their creds reads on the
-provider; at most 100 of each, with exact counts beside). With metrics_per_config=true on the settings
-path, calls, tokens, rotations and the next scheduled rotation have a series per config too.
+provider; at most 100 of each, with exact counts beside). With metrics_per_config=true on
+the settings path, calls, tokens, rotations and the next scheduled rotation have a series
+per config too.
 JSON by default; format=prometheus returns the Prometheus text format, like Vault's
 sys/metrics. Labels never carry a secret.
 `
