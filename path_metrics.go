@@ -131,8 +131,10 @@ func (b *backend) countConfigs(ctx context.Context, s logical.Storage, perConfig
 		if since, ok := b.metrics.reads.since(name, now); ok {
 			note(c.mintFailing, &c.mintFailingOf, p, name, float64(since.Unix()))
 		}
-		if next := cfg.nextRotation(now); perConfig && !next.IsZero() {
-			c.next = append(c.next, configFigure{p, name, float64(next.Unix())})
+		if perConfig {
+			if next := cfg.nextRotation(now); !next.IsZero() {
+				c.next = append(c.next, configFigure{p, name, float64(next.Unix())})
+			}
 		}
 	}
 	return c, nil

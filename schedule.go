@@ -61,6 +61,12 @@ func (c *accountConfig) scheduled() bool {
 // next one; without a window a missed slot is due at once. After a failure, the next try is
 // not before its backoff.
 func (c *accountConfig) nextRotation(now time.Time) time.Time {
+	return c.nextSlot(now, c.Rotation.RotationWindow)
+}
+
+// nextSlot is nextRotation with window as the cron rotation_window (0: a missed slot stays
+// due).
+func (c *accountConfig) nextSlot(now time.Time, window time.Duration) time.Time {
 	if !c.scheduled() {
 		return time.Time{}
 	}
@@ -80,8 +86,8 @@ func (c *accountConfig) nextRotation(now time.Time) time.Time {
 		// A rotation may run up to rotationEarly before its slot (rotationStart): the slot it
 		// served must not come out as the next one.
 		next = sched.Next(from.Add(rotationEarly))
-		if r.RotationWindow > 0 && !now.Before(next.Add(r.RotationWindow)) {
-			next = sched.Next(now.Add(-r.RotationWindow)) // the earliest slot whose window is open or to come
+		if window > 0 && !now.Before(next.Add(window)) {
+			next = sched.Next(now.Add(-window)) // the earliest slot whose window is open or to come
 		}
 	}
 	// The first rotation of a schedule waits for the leases handed out before it was set.
@@ -104,9 +110,7 @@ func (c *accountConfig) nextRotation(now time.Time) time.Time {
 // alone: nextRotation with no rotation_window, so that a cron slot missed and skipped for
 // the next one still counts from the slot that was missed (overdue, in the metrics).
 func (c *accountConfig) rotationOwed(now time.Time) time.Time {
-	owed := *c
-	owed.Rotation.RotationWindow = 0
-	return owed.nextRotation(now)
+	return c.nextSlot(now, 0)
 }
 
 // rotationEarly is how long before its next_vault_rotation a scheduled rotation may run,
