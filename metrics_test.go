@@ -110,8 +110,12 @@ func TestMetrics(t *testing.T) {
 		t.Error("metrics carry an api_key")
 	}
 
-	// JSON: the same series.
-	data := h.mustDo(logical.ReadOperation, "metrics", nil).Data
+	// The flat default and format=json: the same series.
+	flat := h.mustDo(logical.ReadOperation, "metrics", nil).Data
+	if got := flat[`apitokens_rotations_total{outcome="success",provider="offblocks",trigger="recovered"}`]; got != 1.0 {
+		t.Fatalf("flat metrics: recovered rotations = %#v", got)
+	}
+	data := h.mustDo(logical.ReadOperation, "metrics", map[string]any{"format": "json"}).Data
 	raw, _ := json.Marshal(data["metrics"])
 	if !strings.Contains(string(raw), `"name":"apitokens_rotations_total"`) || !strings.Contains(string(raw), `"trigger":"recovered"`) {
 		t.Fatalf("JSON metrics: %s", raw)

@@ -3,9 +3,13 @@ package apitokens
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -24,22 +28,41 @@ that need attention (holding a fallback credential, failing their scheduled rota
 than 5 minutes past their next scheduled rotation, failing their creds reads on the
 provider; at most 100 of each, with exact counts beside). With metrics_per_config=true on
 the settings path, calls, tokens, rotations and the next scheduled rotation have a series
-per config too.
-JSON by default; format=prometheus returns the Prometheus text format, like Vault's
-sys/metrics. Labels never carry a secret.
+per config too. Labels never carry a secret.
+
+format=flat (the default) answers one key per sample, named exactly as in the Prometheus
+text format (apitokens_configs{provider="bloq"}; a histogram's _bucket{...,le="0.5"},
+_sum and _count), its value the number, and timestamp: vault read prints it as a table.
+format=json answers each series as nested JSON (name, help, type and samples, each with
+its labels and value, or a histogram's count, sum and buckets), the default of 0.1.0.
+format=prometheus answers the Prometheus text format, like Vault's sys/metrics. The vault
+CLI cannot print it (the CLI expects JSON: "invalid character '#'"); read it over HTTP,
+with this mount's path in place of apitokens:
+
+  curl -H "X-Vault-Token: $VAULT_TOKEN" "$VAULT_ADDR/v1/apitokens/metrics?format=prometheus"
 `
+
+// The formats of a metrics read.
+const (
+	metricsFlat       = "flat"
+	metricsJSON       = "json"
+	metricsPrometheus = "prometheus"
+)
 
 func pathMetrics(b *backend) *framework.Path {
 	return &framework.Path{
 		Pattern:      "metrics",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apitokens", OperationSuffix: "metrics"},
 		Fields: map[string]*framework.FieldSchema{
-			"format": {Type: framework.TypeString, AllowedValues: []any{"", "json", "prometheus"},
-				Description: "json (default) or prometheus (the Prometheus text format)."},
+			"format": {Type: framework.TypeString, Query: true, Default: metricsFlat,
+				AllowedValues: []any{metricsFlat, metricsJSON, metricsPrometheus},
+				Description: "flat (the default: one key per sample, named as in the Prometheus text format), " +
+					"json (each series as nested JSON) or prometheus (the Prometheus text format; over HTTP, " +
+					"not through the vault CLI, which cannot print it)."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{Callback: b.pathMetricsRead,
-				Summary: "The mount's metrics, as JSON or in the Prometheus text format."},
+				Summary: "The mount's metrics: one key per sample, as nested JSON, or in the Prometheus text format."},
 		},
 		HelpSynopsis:    "The mount's metrics.",
 		HelpDescription: pathMetricsHelpDesc,
@@ -47,6 +70,13 @@ func pathMetrics(b *backend) *framework.Path {
 }
 
 func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	format := d.Get("format").(string)
+	switch format {
+	case "", metricsFlat, metricsJSON, metricsPrometheus:
+	default: // the framework does not hold a string to its AllowedValues
+		return errorResponse(fieldErrorf("format", "must be %s (the default), %s or %s",
+			metricsFlat, metricsJSON, metricsPrometheus))
+	}
 	// A settings change this node missed applies from here on; one it cannot read leaves
 	// the settings it has.
 	if err := b.loadSettings(ctx, req.Storage); err != nil {
@@ -56,25 +86,29 @@ func (b *backend) pathMetricsRead(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
-	if d.Get("format").(string) == "prometheus" {
-		var buf bytes.Buffer
-		format := expfmt.NewFormat(expfmt.TypeTextPlain)
-		enc := expfmt.NewEncoder(&buf, format)
-		for _, f := range families {
-			if err := enc.Encode(f); err != nil {
-				return nil, fmt.Errorf("encode metrics: %w", err)
-			}
+	switch format {
+	case metricsPrometheus:
+		text, err := promText(families)
+		if err != nil {
+			return nil, err
 		}
 		return &logical.Response{Data: map[string]any{
-			logical.HTTPContentType: string(format),
-			logical.HTTPRawBody:     buf.Bytes(),
+			logical.HTTPContentType: string(promTextFormat),
+			logical.HTTPRawBody:     text,
 			logical.HTTPStatusCode:  http.StatusOK,
 		}}, nil
+	case metricsJSON:
+		return &logical.Response{Data: map[string]any{
+			"timestamp": b.now().UTC().Format(time.RFC3339),
+			"metrics":   jsonFamilies(families),
+		}}, nil
 	}
-	return &logical.Response{Data: map[string]any{
-		"timestamp": b.now().UTC().Format(time.RFC3339),
-		"metrics":   jsonFamilies(families),
-	}}, nil
+	data, err := flatSamples(families)
+	if err != nil {
+		return nil, err
+	}
+	data["timestamp"] = b.now().UTC().Format(time.RFC3339)
+	return &logical.Response{Data: data}, nil
 }
 
 // configCounts is what a scrape finds in the configs.
@@ -215,4 +249,52 @@ func jsonFamilies(families []*dto.MetricFamily) []map[string]any {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i]["name"].(string) < out[j]["name"].(string) })
 	return out
+}
+
+var promTextFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
+
+// promText encodes gathered metrics in the Prometheus text format.
+func promText(families []*dto.MetricFamily) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, promTextFormat)
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			return nil, fmt.Errorf("encode metrics: %w", err)
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// flatSamples turns gathered metrics into one entry per sample, keyed exactly as the
+// Prometheus text format writes the sample (its name, with its labels in braces: a
+// histogram's _bucket{...,le="0.5"}, _sum and _count), the keys taken from that format's own
+// encoder so that the two never differ. A value is a number, or its text form ("NaN",
+// "+Inf", "-Inf") where JSON has no number for it.
+func flatSamples(families []*dto.MetricFamily) (map[string]any, error) {
+	text, err := promText(families)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for _, line := range strings.Split(string(text), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		// The value is the last field: no sample carries a timestamp, and a label value's
+		// spaces are inside the braces, before it.
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			return nil, errors.New("encode metrics: a sample line without a value")
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("encode metrics: a sample's value: %w", err)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			out[line[:i]] = line[i+1:]
+		} else {
+			out[line[:i]] = v
+		}
+	}
+	return out, nil
 }

@@ -69,7 +69,7 @@ func TestNoSecretInServerOrAuditLog(t *testing.T) {
 	read("apitokens/creds/" + accts[0].name)
 	read("apitokens/creds/" + accts[0].name)
 	metrics := v.cli(false, "read", "-format=json", "apitokens/metrics") +
-		v.cli(false, "read", "-field=metrics", "-format=json", "apitokens/metrics")
+		v.cli(false, "read", "-field=metrics", "-format=json", "apitokens/metrics", "format=json")
 	resp, err := v.client.Logical().ReadRawWithData("apitokens/metrics", map[string][]string{"format": {"prometheus"}})
 	if err != nil {
 		t.Fatal(err)

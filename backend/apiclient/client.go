@@ -8,11 +8,14 @@ package apiclient
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -174,8 +177,23 @@ type Request struct {
 	// NoRetry sends the request once: for calls that change state upstream and are not
 	// idempotent, where a retry after a lost response would be misread.
 	NoRetry bool
-	// Secrets are redacted from any excerpt of the response body used in an error.
+	// Secrets are redacted from any excerpt of the response body used in an error (Bearer and
+	// BasicPass always are, with the Basic credential as sent).
 	Secrets []string
+	// Identifiers the call carries (an apiKey of OffBlocks, a clientId or username of Bloq)
+	// are not secrets: an excerpt keeps them where the provider echoed them, though they look
+	// like opaque strings. A secret never goes here (OpsNow's apiKey is one).
+	Identifiers []string
+}
+
+// secrets are what an excerpt of r's answer must never show: r.Secrets and the credentials
+// of its Authorization header.
+func (r Request) secrets() []string {
+	out := append([]string{r.Bearer, r.BasicPass}, r.Secrets...)
+	if r.BasicUser != "" {
+		out = append(out, base64.StdEncoding.EncodeToString([]byte(r.BasicUser+":"+r.BasicPass)))
+	}
+	return out
 }
 
 // Response is a completed call with a 2xx status and its bounded body.
@@ -238,20 +256,20 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 		}
 	}
 	if err != nil {
-		return nil, c.errorf(r, 0, "%w", scrubTransportError(err, ctx))
+		return nil, c.errorf(r, 0, "%w", scrubTransportError(err, ctx, req.URL))
 	}
 	defer resp.Body.Close()
 
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
 	if err != nil {
-		return nil, c.errorf(r, resp.StatusCode, "read response: %w", scrubTransportError(err, ctx))
+		return nil, c.errorf(r, resp.StatusCode, "read response: %w", scrubTransportError(err, ctx, req.URL))
 	}
 	if len(data) > MaxBodyBytes {
 		return nil, c.errorf(r, resp.StatusCode, "response body exceeds %d KiB", MaxBodyBytes>>10)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{Provider: c.opts.Provider, Call: r.Call, Method: r.Method, Path: r.Path,
-			Status: resp.StatusCode, Detail: Excerpt(data, r.Secrets...)}
+			Status: resp.StatusCode, Detail: ExcerptKeeping(data, r.Identifiers, r.secrets()...)}
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			if s, err := strconv.Atoi(ra); err == nil {
 				e.RetryAfter = time.Duration(s) * time.Second
@@ -269,18 +287,37 @@ func bodyReader(b []byte) io.Reader {
 	return bytes.NewReader(b)
 }
 
-// scrubTransportError keeps the kind of a transport failure but drops the URL, which
-// url.Error would otherwise print (a base URL may hold a path an operator considers private;
-// never a credential, but the rule is simplest stated as "no URL in errors").
-func scrubTransportError(err error, ctx context.Context) error {
+// scrubTransportError keeps the kind of a transport failure and names the endpoint it
+// failed on, host and port, but drops the URL, which url.Error would otherwise print: its
+// user info or query could carry a credential, and the rule is simplest stated as "no URL in
+// errors". A failure to reach the endpoint through a proxy says so.
+func scrubTransportError(err error, ctx context.Context, u *url.URL) error {
+	where := hostPort(u)
 	if ctx.Err() != nil {
-		return fmt.Errorf("no answer within the request timeout: %w", ctx.Err())
+		return fmt.Errorf("no answer from %s within the request timeout: %w", where, ctx.Err())
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 {
 		msg = msg[i+2:]
 	}
-	return fmt.Errorf("transport error: %s", msg)
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "proxyconnect" {
+		where += " through the proxy"
+	}
+	return fmt.Errorf("transport error: %s: %s", where, msg)
+}
+
+// hostPort is u's host and port, the scheme's default port when u names none; never its
+// user info, path or query.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[strings.ToLower(u.Scheme)]
+	}
+	if port == "" {
+		return u.Hostname()
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 func (c *Client) errorf(r Request, status int, format string, args ...any) error {

@@ -132,7 +132,8 @@ func TestHangEndsAtTimeout(t *testing.T) {
 	defer close(release)
 	start := time.Now()
 	_, err := newTestClient(srv.URL, 300*time.Millisecond).Do(context.Background(), Request{Call: "mint", Method: "POST", Path: "/t"})
-	if err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
+	if err == nil || !strings.Contains(err.Error(), "no answer from "+srv.Listener.Addr().String()+" within the request timeout") ||
+		!strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("err = %v", err)
 	}
 	if el := time.Since(start); el > 10*time.Second {
@@ -257,6 +258,13 @@ func TestErrorText(t *testing.T) {
 	want := `offblocks: mint token (POST /auth/token): status 401 Unauthorized: "invalid credentials"`
 	if e.Error() != want {
 		t.Errorf("got  %s\nwant %s", e.Error(), want)
+	}
+	// A provider text that only says the status is not repeated after it.
+	for _, detail := range []string{"Unauthorized", "unauthorized.", "401 Unauthorized", "401"} {
+		e := &Error{Provider: "opsnow", Call: "mint token", Method: "POST", Path: "/t", Status: 401, Detail: detail}
+		if got, want := e.Error(), "opsnow: mint token (POST /t): status 401 Unauthorized"; got != want {
+			t.Errorf("detail %q: got %s, want %s", detail, got, want)
+		}
 	}
 	wrapped := fmt.Errorf("ctx: %w", e)
 	if !IsRejected(wrapped) || StatusOf(wrapped) != 401 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -37,7 +38,7 @@ func (e *Error) Error() string {
 			fmt.Fprintf(&b, " %s", t)
 		}
 	}
-	if e.Detail != "" {
+	if e.Detail != "" && !saysStatus(e.Detail, e.Status) {
 		fmt.Fprintf(&b, ": %q", e.Detail)
 	}
 	if e.Err != nil {
@@ -47,6 +48,14 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// saysStatus reports whether a provider's error text says no more than the status does
+// ("Unauthorized", "401 unauthorized."): the error leaves it out rather than repeat it.
+func saysStatus(detail string, status int) bool {
+	d := strings.ToLower(strings.Trim(detail, " .!"))
+	text := strings.ToLower(http.StatusText(status))
+	return d == strconv.Itoa(status) || (text != "" && (d == text || d == strconv.Itoa(status)+" "+text))
+}
 
 // IsRejected reports whether the provider answered and definitively refused the credential
 // or the request (400, 401 or 403). Anything else (no answer, 5xx, 429, a malformed body)
@@ -83,6 +92,15 @@ var longToken = regexp.MustCompile(`[A-Za-z0-9+/=_-]{24,}`)
 // secret cannot be removed (replacements that splice into a new occurrence), the excerpt is
 // dropped altogether.
 func Excerpt(body []byte, secrets ...string) string {
+	return ExcerptKeeping(body, nil, secrets...)
+}
+
+// ExcerptKeeping is Excerpt, except that the given identifiers (an OffBlocks apiKey, a Bloq
+// clientId or username: names of an account, not secrets, and shown on config reads anyway)
+// stay where the provider echoed them, though they look like opaque strings. Only a whole
+// identifier is kept, one with no letter or digit right before or after it; secrets are
+// redacted first, and the excerpt is withheld if one survives whatever the identifiers hold.
+func ExcerptKeeping(body []byte, identifiers []string, secrets ...string) string {
 	s := normalize(errorMessage(body))
 	for _, sec := range secrets {
 		for _, form := range []string{sec, normalize(sec)} {
@@ -97,8 +115,22 @@ func Excerpt(body []byte, secrets ...string) string {
 			}
 		}
 	}
+	// Identifiers step out of the text as placeholders the patterns cannot match (normalize
+	// turned any private-use character of the body into a space), and come back after.
+	var kept []string
+	for _, id := range identifiers {
+		if id = normalize(id); len(id) >= 4 {
+			var n int
+			if s, n = keepWhole(s, id, len(kept)); n > 0 {
+				kept = append(kept, id)
+			}
+		}
+	}
 	s = jwtLike.ReplaceAllString(s, "[redacted]")
 	s = longToken.ReplaceAllString(s, "[redacted]")
+	for i, id := range kept {
+		s = strings.ReplaceAll(s, placeholder(i), id)
+	}
 	if len(s) > excerptMax {
 		s = strings.ToValidUTF8(s[:excerptMax], "") + "…"
 	}
@@ -108,6 +140,37 @@ func Excerpt(body []byte, secrets ...string) string {
 		}
 	}
 	return s
+}
+
+// placeholder stands for the i-th kept identifier: private-use characters around a number.
+func placeholder(i int) string { return "\ue000" + strconv.Itoa(i) + "\ue001" }
+
+// keepWhole replaces each whole occurrence of id in s (no ASCII letter or digit right
+// before or after it) with placeholder(i), and says how many it replaced.
+func keepWhole(s, id string, i int) (string, int) {
+	var b strings.Builder
+	n := 0
+	for {
+		j := strings.Index(s, id)
+		if j < 0 {
+			b.WriteString(s)
+			return b.String(), n
+		}
+		end := j + len(id)
+		if (j > 0 && isAlnum(s[j-1])) || (end < len(s) && isAlnum(s[end])) {
+			b.WriteString(s[:j+1])
+			s = s[j+1:]
+			continue
+		}
+		b.WriteString(s[:j])
+		b.WriteString(placeholder(i))
+		s = s[end:]
+		n++
+	}
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // normalize makes text single-line and printable, with runs of white space folded.

@@ -2,9 +2,12 @@ package apiclient
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,5 +89,41 @@ func TestEndpointConnectionBound(t *testing.T) {
 	defer mu.Unlock()
 	if peak > EndpointMaxConns || peak < EndpointMaxConns/2 {
 		t.Fatalf("peak of %d connections for %d concurrent calls, want at most %d (and the bound reached)", peak, calls, EndpointMaxConns)
+	}
+}
+
+// A transport error names the endpoint's host and port (the scheme's default port when the
+// URL gives none), never the URL's user info, path or query: a DNS failure says which host
+// it could not find.
+func TestTransportErrorNamesTheHost(t *testing.T) {
+	for base, host := range map[string]string{
+		"https://nonexistent.invalid/v1":                                          "nonexistent.invalid:443",
+		"http://apikey:hunter2sekrit@nonexistent.invalid:8443/v1?token=t0psekrit": "nonexistent.invalid:8443",
+	} {
+		c := New(Options{Provider: "testprov", BaseURL: base, Timeout: 10 * time.Second})
+		_, err := c.Do(context.Background(), Request{Call: "mint", Method: http.MethodPost, Path: "/t", NoRetry: true})
+		msg := fmt.Sprint(err)
+		if !strings.HasPrefix(msg, "testprov: mint (POST /t): transport error: "+host+": ") {
+			t.Errorf("%s: %s, want the transport error to name %s", base, msg, host)
+		}
+		for _, bad := range []string{"apikey", "hunter2sekrit", "t0psekrit", "/v1", "://"} {
+			if strings.Contains(msg, bad) {
+				t.Errorf("%s: %s carries %q", base, msg, bad)
+			}
+		}
+	}
+}
+
+// A failure to reach the endpoint through a proxy names the endpoint and says "through the
+// proxy", so the operator looks at the proxy.
+func TestTransportErrorThroughProxy(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	proxy, _ := url.Parse(closed.URL)
+	closed.Close()
+	c := New(Options{Provider: "testprov", BaseURL: "http://api.example.test:8080", Timeout: 10 * time.Second,
+		Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}})
+	_, err := c.Do(context.Background(), Request{Call: "mint", Method: http.MethodPost, Path: "/t", NoRetry: true})
+	if want := "transport error: api.example.test:8080 through the proxy: "; !strings.Contains(fmt.Sprint(err), want) {
+		t.Fatalf("err = %v, want %q", err, want)
 	}
 }

@@ -94,7 +94,7 @@ func (c *Client) ClientToken(ctx context.Context, clientID, clientSecret string)
 		Call: "client token", Method: http.MethodPost, Path: "/auth/token",
 		Body: map[string]string{"grantType": "clientCredentials", "clientId": clientID,
 			"clientSecret": clientSecret},
-		Secrets: []string{clientSecret},
+		Secrets: []string{clientSecret}, Identifiers: []string{clientID},
 	}, ClientTokenLifetime)
 }
 
@@ -132,6 +132,6 @@ func (c *Client) AccountToken(ctx context.Context, username, password string) (T
 func (c *Client) login(ctx context.Context, path, username, password string) (TokenResponse, error) {
 	return c.token(ctx, apiclient.Request{
 		Call: "account token", Method: http.MethodPost, Path: path,
-		BasicUser: username, BasicPass: password, Secrets: []string{password},
+		BasicUser: username, BasicPass: password, Secrets: []string{password}, Identifiers: []string{username},
 	}, AccountTokenLifetime)
 }

@@ -112,7 +112,7 @@ func (c *Client) ListClientKeys(ctx context.Context, accountToken string) ([]Cli
 func (c *Client) DeleteClientKey(ctx context.Context, accountToken, id string) error {
 	_, err := c.api.Do(ctx, apiclient.Request{Call: "delete client key", Method: http.MethodDelete,
 		Path: "/users/me/client-keys/" + url.PathEscape(id), Bearer: accountToken,
-		Secrets: []string{accountToken}})
+		Secrets: []string{accountToken}, Identifiers: []string{id}})
 	if apiclient.StatusOf(err) == http.StatusNotFound {
 		return nil
 	}

@@ -85,7 +85,7 @@ func (c *Client) Mint(ctx context.Context, cr Credentials) (apiclient.Token, err
 	req := apiclient.Request{
 		Call: "mint token", Method: http.MethodPost, Path: "/auth/token",
 		Body:    credentialsBody{cr.APIKey, cr.APISecret},
-		Secrets: []string{cr.APISecret},
+		Secrets: []string{cr.APISecret}, Identifiers: []string{cr.APIKey},
 	}
 	issued := c.now()
 	return apiclient.Call(ctx, c.api, req, func(b []byte) (apiclient.Token, error) { return ParseTokenResponse(b, issued) })
@@ -128,7 +128,7 @@ func (c *Client) UpdateCredentials(ctx context.Context, bearer string, next Cred
 	_, err := c.api.Do(ctx, apiclient.Request{
 		Call: "update credentials", Method: http.MethodPut, Path: "/auth/credentials",
 		Body: credentialsBody{next.APIKey, next.APISecret}, Bearer: bearer, NoRetry: true,
-		Secrets: []string{next.APISecret, bearer},
+		Secrets: []string{next.APISecret, bearer}, Identifiers: []string{next.APIKey},
 	})
 	return err
 }

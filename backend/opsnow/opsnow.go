@@ -43,7 +43,8 @@ func New(api *apiclient.Client, now func() time.Time) *Client {
 	return &Client{api: api, now: now}
 }
 
-// Mint exchanges the API key for an access token.
+// Mint exchanges the API key for an access token. The API key is the account's secret (no
+// identifier comes with it): redacted from any error, never kept.
 func (c *Client) Mint(ctx context.Context, apiKey string) (apiclient.Token, error) {
 	req := apiclient.Request{Call: "mint token", Method: http.MethodPost, Path: TokenPath,
 		Body: map[string]string{"apiKey": apiKey}, Secrets: []string{apiKey}}

@@ -2,6 +2,7 @@ package opsnow_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -96,7 +97,26 @@ func TestAgainstSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Mint(context.Background(), "nope")
-	if apiclient.StatusOf(err) != 401 || !strings.Contains(err.Error(), `"Unauthorized"`) || strings.Contains(err.Error(), "nope") {
+	// The provider's "Unauthorized" is not repeated after the status that says it.
+	if apiclient.StatusOf(err) != 401 || !strings.HasSuffix(err.Error(), ": status 401 Unauthorized") ||
+		strings.Count(err.Error(), "Unauthorized") != 1 || strings.Contains(err.Error(), "nope") {
 		t.Errorf("wrong key: %v", err)
+	}
+}
+
+// OpsNow's apiKey is the account's secret: an error body that echoes it shows it redacted,
+// however short or identifier-like it looks.
+func TestErrorRedactsAPIKey(t *testing.T) {
+	sim := simulator.New()
+	srv := httptest.NewServer(sim.Handler())
+	defer srv.Close()
+	const key = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+	sim.AddOpsNowKey(key)
+	sim.Inject(simulator.RouteOpsNowToken, simulator.Fault{Status: 401,
+		Body: `{"status":"fail","error":{"code":401,"message":"apiKey ` + key + ` unknown"}}`})
+	c := opsnow.New(apiclient.New(apiclient.Options{Provider: "opsnow", BaseURL: srv.URL + simulator.OpsNowPrefix}), nil)
+	_, err := c.Mint(context.Background(), key)
+	if msg := fmt.Sprint(err); !strings.Contains(msg, "apiKey [redacted] unknown") {
+		t.Errorf("err = %s, want the apiKey redacted", msg)
 	}
 }
