@@ -35,7 +35,9 @@ The mount's figures are at metrics, and its own settings at settings.
 `
 
 // backend is the engine's state. Every operation on one config name is serialised through
-// that name's lock: creds reads share it, rotations and config writes hold it alone.
+// that name's lock: creds reads share it, rotations and config writes hold it alone. Its
+// HandleRequest and HandleExistenceCheck check every request's input before the framework
+// sees it (input.go).
 type backend struct {
 	*framework.Backend
 
@@ -66,6 +68,8 @@ type backend struct {
 	// view is the mount's storage, for work that Vault starts without a request
 	// (reloading settings another node changed).
 	view logical.Storage
+	// routes are the paths' patterns for checking a request's input (input.go).
+	routes inputRoutes
 
 	// retryWaitMin and retryWaitMax override the HTTP backoff bounds (tests shorten them).
 	retryWaitMin, retryWaitMax time.Duration
