@@ -164,6 +164,17 @@ type fallback struct {
 	Since time.Time `json:"since"`
 	// Why says, without a secret, why it is held.
 	Why string `json:"why"`
+	// Trigger is what began the rotation that sent it: manual, scheduled, or "" for an
+	// earlier plugin version's rotation (or one stored before this field existed).
+	Trigger string `json:"trigger,omitempty"`
+}
+
+// trigger says what began the rotation that sent f, for a config read.
+func (f fallback) trigger() string {
+	if f.Trigger == "" {
+		return "unknown (a rotation of an earlier plugin version)"
+	}
+	return f.Trigger
 }
 
 // unsettled reports whether the provider may adopt another credential than the current one
@@ -189,14 +200,46 @@ func (c *accountConfig) publicData(now time.Time) map[string]any {
 			d[f.name] = v
 		}
 	}
-	if c.Provider == offblocks.Name || c.Provider == bloq.Name { // the providers that can rotate
+	// One rule: a config that can rotate shows its schedule and its fallbacks; one that cannot
+	// (cannotRotate) has neither, unless it still holds a fallback (its login was removed
+	// during a rotation), which a read never hides.
+	if canRotate(c) == nil || c.unsettled() {
 		c.rotationData(d, now)
 		d["fallback_credentials"] = len(c.Fallbacks)
-		if len(c.Fallbacks) > 0 {
-			d["fallback_since"] = c.Fallbacks[0].Since.UTC().Format(time.RFC3339)
-		}
+	}
+	if c.unsettled() {
+		first, last := c.Fallbacks[0], c.Fallbacks[len(c.Fallbacks)-1]
+		d["fallback_since"] = first.Since.UTC().Format(time.RFC3339)
+		d["unsettled_since"] = first.Since.UTC().Format(time.RFC3339)
+		d["unsettled_trigger"] = last.trigger()
+		d["unsettled_credential"] = last.identifier(c.Provider)
+		d["unsettled_waiting_for"] = fmt.Sprintf("the provider to accept %s credential %s (%s), or to refuse it "+
+			"for good; creds reads and Vault's periodic function (every minute) ask it", c.Provider,
+			last.identifier(c.Provider), last.Why)
+		d["unsettled_what_to_do"] = unsettledAdvice
 	}
 	return d
+}
+
+// unsettledAdvice is what an operator does about an unsettled rotation (config reads).
+const unsettledAdvice = "wait: it settles by itself once the provider answers (alert if it lasts over 15 minutes). " +
+	"If the provider will never accept it (the credential was changed in its console), write the credential it " +
+	"accepts with force=true, which gives the fallback up"
+
+// reuseWarnings say, for a config write or read, when the token sharing settings cannot do
+// what they seem to: min_token_ttl without token_reuse does nothing, and one at least as long
+// as the token's documented life means no token is ever shared (every read mints).
+func (c *accountConfig) reuseWarnings() []string {
+	switch {
+	case c.MinTokenTTL > 0 && !c.TokenReuse:
+		return []string{fmt.Sprintf("min_token_ttl (%s) applies only with token_reuse=true: every read mints a fresh "+
+			"token", formatDuration(c.MinTokenTTL))}
+	case c.TokenReuse && c.MinTokenTTL >= c.tokenLifeBound():
+		return []string{fmt.Sprintf("min_token_ttl (%s) is not less than the documented life of a %s token (%s): no "+
+			"token ever has that much left, so none is shared and every read mints; lower it (0: half the token's life)",
+			formatDuration(c.MinTokenTTL), c.Provider, formatDuration(c.tokenLifeBound()))}
+	}
+	return nil
 }
 
 // fallbackWarnings say, for a config read, which fallback credentials are held and why,

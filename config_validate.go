@@ -33,15 +33,19 @@ func fieldErrorf(field, format string, args ...any) *fieldError {
 
 // applyFields returns the config that results from writing the request's fields over
 // existing (nil on create), or a *fieldError. Only fields present in the request change.
-// Secrets are stored byte for byte as given; an identifier with surrounding white space is
-// refused, naming the field. warnings are for the write's response.
+// Secrets are stored byte for byte as given; a non-secret text field (provider, an
+// identifier, base_url, rotation_schedule) with surrounding white space is refused, naming
+// the field: the one rule for white space. warnings are for the write's response.
 func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time) (c *accountConfig, warnings []string, err error) {
 	c = &accountConfig{}
 	if existing != nil {
 		*c = *existing
 	}
 	if p, ok := d.GetOk("provider"); ok {
-		p := strings.ToLower(strings.TrimSpace(p.(string)))
+		p := p.(string)
+		if p != strings.TrimSpace(p) {
+			return nil, nil, fieldErrorf("provider", "has leading or trailing white space; it is used exactly as given, so remove it")
+		}
 		if existing != nil && p != existing.Provider {
 			return nil, nil, fieldErrorf("provider", "is immutable (this config is %s); delete the config and create it again", existing.Provider)
 		}
@@ -89,9 +93,12 @@ func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time)
 	if err := validateCredential(c, existing == nil, d); err != nil {
 		return nil, nil, err
 	}
-	if err := applyRotationFields(c, existing, d, now); err != nil {
+	rw, err := applyRotationFields(c, existing, d, now)
+	if err != nil {
 		return nil, nil, err
 	}
+	warnings = append(warnings, rw...)
+	warnings = append(warnings, c.reuseWarnings()...)
 	if c.Provider == offblocks.Name && !strings.HasSuffix(c.BaseURL, "/v1") {
 		warnings = append(warnings, "base_url: the documented OffBlocks API root ends in /v1 (such as "+
 			offblocks.DefaultBaseURL+"); calls go to "+c.BaseURL+"/auth/token")
@@ -106,7 +113,10 @@ func applyBaseURL(c *accountConfig, d *framework.FieldData) error {
 	}
 	s := ""
 	if ok {
-		s = strings.TrimSpace(raw.(string))
+		s = raw.(string)
+		if s != strings.TrimSpace(s) {
+			return fieldErrorf("base_url", "has leading or trailing white space; it is used exactly as given, so remove it")
+		}
 	}
 	if s == "" {
 		c.BaseURL = defaultBaseURLs[c.Provider]
@@ -182,7 +192,7 @@ func applyDurations(c *accountConfig, d *framework.FieldData, create bool) error
 	case t == 0:
 		t = apiclient.DefaultTimeout
 	case t > maxRequestTimeout:
-		return fieldErrorf("request_timeout", "must be at most %s", maxRequestTimeout)
+		return fieldErrorf("request_timeout", "must be at most %s", formatDuration(maxRequestTimeout))
 	}
 	c.RequestTimeout = t
 	return nil

@@ -1,6 +1,8 @@
 package apitokens
 
 import (
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -41,11 +43,30 @@ func TestConfigReadShowsFallbacks(t *testing.T) {
 		t.Fatalf("warnings do not name the fallback and why it is held: %q", warnings)
 	}
 	assertNoSecrets(t, "config read", warnings+" "+strings.Join(valuesOf(resp.Data), " "), newSecret, obSecret)
+	// What an operator needs: since when, which trigger, what it waits for, what to do.
+	want := map[string]string{"unsettled_since": since, "unsettled_trigger": "manual", "unsettled_credential": newKey}
+	for k, v := range want {
+		if resp.Data[k] != v {
+			t.Errorf("%s = %v, want %s", k, resp.Data[k], v)
+		}
+	}
+	if w, _ := resp.Data["unsettled_waiting_for"].(string); !strings.Contains(w, newKey) || !strings.Contains(w, "has not applied it yet") {
+		t.Errorf("unsettled_waiting_for = %q", w)
+	}
+	if do, _ := resp.Data["unsettled_what_to_do"].(string); !strings.Contains(do, "force=true") || !strings.HasPrefix(do, "wait") {
+		t.Errorf("unsettled_what_to_do = %q", do)
+	}
 
 	h.clock.Advance(time.Hour)
 	h.creds("ob") // the provider has switched: the read adopts the fallback
 	resp = h.mustDo(logical.ReadOperation, "config/ob", nil)
-	if _, ok := resp.Data["fallback_since"]; resp.Data["fallback_credentials"] != 0 || ok || len(resp.Warnings) != 0 {
+	_, ok := resp.Data["fallback_since"]
+	for _, k := range []string{"unsettled_since", "unsettled_trigger", "unsettled_credential", "unsettled_waiting_for", "unsettled_what_to_do"} {
+		if _, shown := resp.Data[k]; shown {
+			t.Errorf("%s shown after settling", k)
+		}
+	}
+	if resp.Data["fallback_credentials"] != 0 || ok || len(resp.Warnings) != 0 {
 		t.Fatalf("after settling: fallback_credentials %v, fallback_since %v, warnings %v",
 			resp.Data["fallback_credentials"], resp.Data["fallback_since"], resp.Warnings)
 	}
@@ -54,9 +75,10 @@ func TestConfigReadShowsFallbacks(t *testing.T) {
 	}
 }
 
-// An operator who writes a root credential while a fallback is held gives the fallback up
-// (rule 4 of settle.go): the write's answer warns that it did, and the log names what was
-// given up by identifier. A write that changes no credential keeps the fallback.
+// An operator who writes a root credential while a fallback is held is refused, and nothing
+// changes, unless the write says force=true: then it gives the fallback up (rule 4 of
+// settle.go), its answer warns that it did, and the log names what was given up by
+// identifier. A write that changes no credential keeps the fallback.
 func TestConfigCredentialWriteGivesFallbacksUp(t *testing.T) {
 	h := newHarness(t)
 	newKey := h.unsettledRotation()
@@ -70,15 +92,24 @@ func TestConfigCredentialWriteGivesFallbacksUp(t *testing.T) {
 	}
 
 	key, secret := h.sim.OffBlocksPair(h.obID) // what the operator finds in the provider's console
-	resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": key, "api_secret": secret})
+	before := h.stored("ob")
+	refused, err := h.do(logical.UpdateOperation, "config/ob", map[string]any{"api_key": key, "api_secret": secret})
+	if msg, _ := respErr(refused).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.Contains(msg, "unsettled") ||
+		!strings.Contains(msg, newKey) || !strings.Contains(msg, "force=true") || !strings.Contains(msg, "vault write apitokens/config/ob") {
+		t.Fatalf("a credential write during an unsettled rotation, without force: want a 400 naming the rotation, got %v %v", err, msg)
+	}
+	if after := h.stored("ob"); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused credential write changed the config:\n%+v\n%+v", before, after)
+	}
+	resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": key, "api_secret": secret, "force": true})
 	if resp == nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "1 fallback credential(s)") ||
-		!strings.Contains(resp.Warnings[0], "given up by this write") {
+		!strings.Contains(resp.Warnings[0], "given up by this forced write") {
 		t.Fatalf("the credential write did not warn that it gave the fallback up: %v", resp)
 	}
 	if n := h.fallbacks("ob"); n != 0 {
 		t.Fatalf("%d fallbacks after a credential write, want none", n)
 	}
-	if line := h.logLine("gives up a fallback credential"); !strings.Contains(line, "[ERROR]") || !strings.Contains(line, newKey) {
+	if line := h.logLine("forced credential write gives up a fallback credential"); !strings.Contains(line, "[ERROR]") || !strings.Contains(line, newKey) {
 		t.Fatalf("the log does not name the fallback given up:\n%s", h.logs.String())
 	}
 	assertNoSecrets(t, "log and warnings", h.logs.String()+strings.Join(resp.Warnings, " "), given.APISecret, obSecret)

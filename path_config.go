@@ -38,19 +38,17 @@ func configFields() map[string]*framework.FieldSchema {
 		"min_token_ttl": {Type: framework.TypeDurationSecond,
 			Description: "With token_reuse: the least life a shared token must have left to be handed out. " +
 				"0 (default) means half of the token's own lifetime. A read can ask for more with min_ttl."},
-		"force": {Type: framework.TypeBool,
-			Description: "Delete only: delete even though a rotation of this config is unsettled, giving up " +
-				"the fallback credential the provider may still adopt."},
+		"force": {Type: framework.TypeBool, Query: true,
+			Description: "While a rotation of this config is unsettled: on delete, delete anyway; on a write of " +
+				"api_key, api_secret, client_id or client_secret, store that credential anyway. Either gives up the " +
+				"fallback credential the provider may still adopt (logged at error level)."},
 	}
 	automatedrotationutil.AddAutomatedRotationFieldsWithGroup(fields, "Rotation")
-	fields["rotation_period"].Description = "Rotate the root credential this often (at least 1m), counted from the " +
-		"last rotation. Mutually exclusive with rotation_schedule. Run by the plugin itself, on Vault Community Edition too."
-	fields["rotation_schedule"].Description = "Rotate the root credential on this cron schedule (UTC). Mutually exclusive with rotation_period."
-	fields["rotation_window"].Description = "With rotation_schedule: how long after a scheduled time a missed rotation " +
-		"may still run (at least 1h); past it, the next scheduled time is waited for. 0: a missed rotation runs at once."
-	fields["disable_automated_rotation"].Description = "Pause scheduled rotation (the schedule is kept)."
-	fields["rotation_policy"].Description = "Not supported (a Vault Enterprise rotation manager setting): a failed " +
-		"scheduled rotation is retried after 1 minute, doubling, at most 1 hour."
+	fields["rotation_period"].Description = rotationPeriodDesc
+	fields["rotation_schedule"].Description = rotationScheduleDesc
+	fields["rotation_window"].Description = rotationWindowDesc
+	fields["disable_automated_rotation"].Description = disableRotationDesc
+	fields["rotation_policy"].Description = rotationPolicyDesc
 	for _, f := range credentialFields {
 		schema := &framework.FieldSchema{Type: framework.TypeString, Description: f.desc, AllowedValues: f.allowed,
 			DisplayAttrs: &framework.DisplayAttributes{Name: f.display}}
@@ -106,9 +104,6 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	lock.Lock()
 	defer lock.Unlock()
 
-	if _, ok := d.GetOk("force"); ok {
-		return errorResponse(fieldErrorf("force", "applies only to delete"))
-	}
 	existing, err := getConfig(ctx, req.Storage, name)
 	if err != nil {
 		return errorResponse(err)
@@ -117,15 +112,21 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
-	// An operator who writes a root credential, even the current one, gives up every fallback
-	// (settle.go, rule 4): it is the escape from a rotation that cannot settle.
+	// An operator's credential is what may drop a fallback (settle.go, rule 4), but only when
+	// asked to: a write that merely repeats the config (a script, Terraform) while a rotation
+	// is unsettled must not give up a credential the provider may still adopt. Without
+	// force=true it is refused, and nothing changes.
 	if existing != nil && existing.unsettled() && rootCredentialGiven(d) {
+		if !d.Get("force").(bool) {
+			return errorResponse(&pendingRotationError{name: name, provider: existing.Provider, mount: req.MountPoint,
+				fallbacks: existing.Fallbacks, forWrite: true, cause: existing.unsettledErr(name)})
+		}
 		for _, f := range c.Fallbacks {
-			b.Logger().Error("a credential write gives up a fallback credential the provider may still adopt",
+			b.Logger().Error("a forced credential write gives up a fallback credential the provider may still adopt",
 				"config", name, "provider", c.Provider, "identifier", f.identifier(c.Provider), "since", f.Since, "why", f.Why)
 		}
 		warnings = append(warnings, fmt.Sprintf("%d fallback credential(s) the provider may still adopt were given up "+
-			"by this write: if the provider adopts one, write the credential it accepts", len(c.Fallbacks)))
+			"by this forced write: if the provider adopts one, write the credential it accepts", len(c.Fallbacks)))
 		c.Fallbacks = nil
 	}
 	c.Retiring = slices.DeleteFunc(c.Retiring, c.credential.sameRoot)
@@ -143,10 +144,29 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	b.memo.forget(name)       // drop any shared token
 	b.metrics.reads.end(name) // its reads failed with what it held before
 	b.event(ctx, eventConfigWrite, name, c.Provider)
-	if len(warnings) == 0 {
-		return nil, nil
+	return warningsResponse(warnings, d), nil
+}
+
+// warningsResponse is a write's answer: nil (204, "Success!") when there is nothing to say,
+// and otherwise a response with the warnings. A request that names a field the path does
+// not have gets a response too, so that the framework can add its "ignored these
+// unrecognized parameters" warning, which it adds to a response only: a typo (max_tll=5m)
+// is never a silent success.
+func warningsResponse(warnings []string, d *framework.FieldData) *logical.Response {
+	if len(warnings) == 0 && !hasUnknownField(d) {
+		return nil
 	}
-	return &logical.Response{Warnings: warnings}, nil
+	return &logical.Response{Warnings: warnings}
+}
+
+// hasUnknownField reports whether the request gave a field the path's schema lacks.
+func hasUnknownField(d *framework.FieldData) bool {
+	for k := range d.Raw {
+		if _, ok := d.Schema[k]; !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // rootCredentialGiven reports whether a config write names a field of the rotatable root
@@ -170,7 +190,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil || c == nil {
 		return nil, err
 	}
-	resp := &logical.Response{Data: c.publicData(b.now()), Warnings: c.fallbackWarnings()}
+	resp := &logical.Response{Data: c.publicData(b.now()), Warnings: append(c.fallbackWarnings(), c.reuseWarnings()...)}
 	if b.refreshTokens.held(name) {
 		resp.AddWarning("bloq issued a newer refresh token that could not be stored yet: this node holds it " +
 			"in memory and stores it on the next creds read; check Vault's storage")
@@ -195,7 +215,8 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	case err != nil && (cfg == nil || !cfg.unsettled()):
 		return errorResponse(err)
 	case err != nil && !force:
-		return errorResponse(&pendingRotationError{name: name, provider: cfg.Provider, fallbacks: cfg.Fallbacks, forDelete: true, cause: err})
+		return errorResponse(&pendingRotationError{name: name, provider: cfg.Provider, mount: req.MountPoint,
+			fallbacks: cfg.Fallbacks, forDelete: true, cause: err})
 	case err != nil:
 		for _, f := range cfg.Fallbacks {
 			b.Logger().Error("forced delete: giving up a fallback credential the provider may adopt at any moment; "+
@@ -205,7 +226,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		}
 	}
 	if cfg == nil {
-		return nil, nil // deleting what does not exist succeeds, as everywhere in Vault
+		return warningsResponse(nil, d), nil // deleting what does not exist succeeds, as everywhere in Vault
 	}
 	for _, r := range cfg.Retiring {
 		b.Logger().Error("delete: a replaced credential could not be removed upstream; remove it in the provider's console",
@@ -230,7 +251,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	b.memo.forget(name)
 	b.metrics.forget(name)
 	b.event(ctx, eventConfigDelete, name, cfg.Provider)
-	return nil, nil
+	return warningsResponse(nil, d), nil
 }
 
 func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

@@ -105,13 +105,35 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	resp.Secret.MaxTTL = ttl
 	resp.Secret.Renewable = false
 	resp.Warnings = t.warnings
-	if left := t.ExpiresAt.Sub(now); minTTL > left {
-		resp.AddWarning(fmt.Sprintf("min_ttl %s is more than this fresh token's life (%s): it is the freshest the provider gives",
-			minTTL, left.Round(time.Second)))
+	for _, w := range reuseReadWarnings(t, now, minTTL) {
+		resp.AddWarning(w)
 	}
 	b.Logger().Debug("issued token", "config", name, "provider", t.cfg.Provider, "shared", t.shared,
 		"expiry_source", t.ExpirySource, "expires_at", expires, "lease", ttl)
 	return resp, nil
+}
+
+// reuseReadWarnings say when a creds read's min_ttl, or the config's min_token_ttl, cannot do
+// what it seems to: min_ttl without token_reuse is ignored (every read mints anyway); a
+// requirement of at least the fresh token's whole life means no token is ever shared (every
+// read mints); and a min_ttl over the token's life cannot be met at all.
+func reuseReadWarnings(t issuedToken, now time.Time, minTTL time.Duration) []string {
+	var w []string
+	left := t.ExpiresAt.Sub(now)
+	switch {
+	case minTTL > 0 && !t.cfg.TokenReuse:
+		w = append(w, fmt.Sprintf("min_ttl (%s) is ignored: config token_reuse is off, so every read mints a fresh token",
+			formatDuration(minTTL)))
+	case minTTL > left:
+		w = append(w, fmt.Sprintf("min_ttl (%s) is more than this fresh token's life (%s): it is the freshest the provider gives",
+			formatDuration(minTTL), formatDuration(left.Round(time.Second))))
+	}
+	if t.cfg.TokenReuse && !t.shared && t.cfg.MinTokenTTL > 0 && t.cfg.MinTokenTTL >= left {
+		w = append(w, fmt.Sprintf("min_token_ttl (%s) is not less than this token's life (%s): no token is shared, "+
+			"every read mints; lower it (0: half the token's life)", formatDuration(t.cfg.MinTokenTTL),
+			formatDuration(left.Round(time.Second))))
+	}
+	return w
 }
 
 // mint obtains a token with config name's stored credential. A config that holds a fallback

@@ -35,8 +35,9 @@ stays a fallback until it, or another credential, is seen working, or an operato
 credential or deletes the config with force=true. While a fallback is held the rotation is
 unsettled: creds reads hand out no token of the old credential (it may die at any moment)
 and settle it first, as Vault's periodic function does every minute; this request fails with
-a 502 that says so. OpsNow, and Bloq without client keys or an account login, have no
-rotation API: the request is refused with a 400.
+a 502 that says so.
+
+These configs cannot rotate, and the request is refused with a 400: ` + cannotRotate + `.
 `
 
 func pathRotateRoot(b *backend) *framework.Path {

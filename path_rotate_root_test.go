@@ -240,7 +240,8 @@ func TestOperatorWriteSupersedesPendingRotation(t *testing.T) {
 	}
 	other := "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	h.sim.AddOffBlocks(other, "ffff0000ffff0000ffff0000ffff0000ffff0000")
-	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": other, "api_secret": "ffff0000ffff0000ffff0000ffff0000ffff0000"})
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": other, "api_secret": "ffff0000ffff0000ffff0000ffff0000ffff0000",
+		"force": true})
 	h.rollback()
 	if c := h.stored("ob"); len(c.Fallbacks) != 0 || c.APIKey != other {
 		t.Fatalf("after rollback: %d fallbacks, stored %s", len(c.Fallbacks), c.APIKey)

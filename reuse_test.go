@@ -92,7 +92,7 @@ func TestReuseMinTokenTTL(t *testing.T) {
 		t.Fatal("min_token_ttl=58m: a token with 57m30s left was handed out")
 	}
 	resp = h.mustDo(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "2h"})
-	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "min_ttl 2h0m0s is more than") {
+	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "min_ttl (2h) is more than") {
 		t.Fatalf("min_ttl beyond any token's life: warnings %v", resp.Warnings)
 	}
 	if resp, _ := h.do(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "-5m"}); !resp.IsError() ||

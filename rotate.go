@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -96,7 +97,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg.Fallbacks = append(cfg.Fallbacks, fallback{credential: next, Since: b.now().UTC(),
+	cfg.Fallbacks = append(cfg.Fallbacks, fallback{credential: next, Since: b.now().UTC(), Trigger: trigger,
 		Why: "a rotation sent it to the provider and has not confirmed it yet"})
 	if err := b.putConfig(ctx, s, name, cfg); err != nil {
 		// Nothing changed upstream but a new Bloq key, which nobody can hold now: remove it.
@@ -121,7 +122,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 				"until it settles or an operator writes the credential", "config", name, "error", err)
 		}
 		if errors.Is(stepErr, errUnchanged) {
-			return nil, nil, fmt.Errorf("rotation failed before anything changed upstream: %w", stepErr)
+			return nil, nil, fmt.Errorf("rotation failed, %w", stepErr) // "…, nothing changed upstream: <why>"
 		}
 		return nil, nil, fmt.Errorf("the provider refused the new credential; the stored one is unchanged: %w", stepErr)
 	}
@@ -216,10 +217,13 @@ func (b *backend) confirm(ctx context.Context, p provider, next credential, budg
 // fallback credential of the config.
 type pendingRotationError struct {
 	name, provider string
-	fallbacks      []fallback
-	// forDelete says the refused operation is a delete, which force=true overrides.
-	forDelete bool
-	cause     error
+	// mount is the request's mount point ("apitokens/"), for the command the error suggests.
+	mount     string
+	fallbacks []fallback
+	// forDelete and forWrite say the refused operation is a delete or a credential write,
+	// which force=true overrides.
+	forDelete, forWrite bool
+	cause               error
 }
 
 func (e *pendingRotationError) Error() string {
@@ -229,11 +233,27 @@ func (e *pendingRotationError) Error() string {
 		what = fmt.Sprintf("a rotation begun at %s to %s credential %s", f.Since.UTC().Format(time.RFC3339),
 			e.provider, f.identifier(e.provider))
 	}
-	msg := fmt.Sprintf("config %q has %s that is unsettled (%v): the provider may adopt that credential at any "+
-		"moment, and the config keeps it as a fallback. It is settled by the next creds read or Vault's rollback once "+
-		"the provider answers; try again then", e.name, what, e.cause)
-	if e.forDelete {
-		msg += fmt.Sprintf(", or delete anyway, giving that credential up, with: vault delete <mount>/config/%s force=true", e.name)
+	why := ""
+	var u *unsettledError
+	switch {
+	case errors.As(e.cause, &u):
+		why = u.reason()
+	case e.cause != nil:
+		why = e.cause.Error()
+	}
+	msg := fmt.Sprintf("config %q has %s that is unsettled (%s): the provider may adopt that credential at any "+
+		"moment, and the config keeps it as a fallback. It is settled by the next creds read or Vault's periodic "+
+		"function once the provider answers; try again then", e.name, what, why)
+	mount := strings.TrimSuffix(e.mount, "/")
+	if mount == "" {
+		mount = "<mount>"
+	}
+	switch {
+	case e.forDelete:
+		msg += fmt.Sprintf(", or delete anyway, giving that credential up, with: vault delete %s/config/%s force=true", mount, e.name)
+	case e.forWrite:
+		msg += fmt.Sprintf(", or store this credential anyway, giving that credential up: write it again with "+
+			"force=true (vault write %s/config/%s force=true ...)", mount, e.name)
 	}
 	return msg
 }

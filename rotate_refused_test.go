@@ -53,7 +53,7 @@ func TestRefusedRotationOperatorWriteEndsIt(t *testing.T) {
 		t.Fatalf("fallbacks %d: a pair whose refusal was not recorded was dropped on a re-send's refusal", h.fallbacks("ob"))
 	}
 	h.wantUnsettledRead("ob")
-	resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": obKey, "api_secret": obSecret})
+	resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": obKey, "api_secret": obSecret, "force": true})
 	if resp == nil || len(resp.Warnings) == 0 || !strings.Contains(strings.Join(resp.Warnings, " "), "given up") {
 		t.Fatalf("the credential write did not say it gave the fallback up: %v", resp)
 	}

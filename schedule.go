@@ -3,16 +3,13 @@ package apitokens
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 )
 
 // minRotationPeriod is the shortest rotation_period accepted.
@@ -36,6 +33,9 @@ type rotationState struct {
 	// when a schedule is set on an existing config): its first rotation, which kills their
 	// tokens, does not run before it.
 	LeasesEndBy time.Time `json:"leases_end_by,omitempty"`
+	// BoundSince, when set, is when LeasesEndBy was set for a schedule resumed after a pause
+	// (which keeps Since); the bound holds until the first rotation after it.
+	BoundSince time.Time `json:"bound_since,omitempty"`
 	// Failures counts scheduled rotations failed in a row; RetryAt is when the next try is
 	// due, and LastError says why the last one failed (never a secret: provider errors
 	// carry none).
@@ -90,8 +90,13 @@ func (c *accountConfig) nextSlot(now time.Time, window time.Duration) time.Time 
 			next = sched.Next(now.Add(-window)) // the earliest slot whose window is open or to come
 		}
 	}
-	// The first rotation of a schedule waits for the leases handed out before it was set.
-	if bound := r.LeasesEndBy.Add(rotationLeaseMargin); !r.LeasesEndBy.IsZero() && !c.LastRotated.After(r.Since) &&
+	// The first rotation of a schedule waits for the leases handed out before it was set (or
+	// resumed).
+	boundSince := r.Since
+	if r.BoundSince.After(boundSince) {
+		boundSince = r.BoundSince
+	}
+	if bound := r.LeasesEndBy.Add(rotationLeaseMargin); !r.LeasesEndBy.IsZero() && !c.LastRotated.After(boundSince) &&
 		next.Add(-rotationEarly).Before(bound) {
 		next = bound.Add(rotationEarly)
 		if r.RotationSchedule != "" {
@@ -177,56 +182,6 @@ func (c *accountConfig) rotationImminent(now time.Time) bool {
 	return c.rotateFirst(now) && !c.rotationDue(now)
 }
 
-// applyRotationFields reads rotation_period, rotation_schedule, rotation_window,
-// disable_automated_rotation (and rotation_policy, which is refused) into c, as Vault's
-// engines do, and checks them. A change to the schedule restarts it from now and clears its
-// failures; on an existing config its first rotation waits for the leases existing handed
-// out before (leasesEndBy). A config that cannot rotate cannot have a schedule.
-func applyRotationFields(c, existing *accountConfig, d *framework.FieldData, now time.Time) error {
-	if p, ok := d.GetOk("rotation_policy"); ok && p.(string) != "" {
-		return fieldErrorf("rotation_policy", "is a setting of Vault Enterprise's rotation manager; this plugin "+
-			"schedules rotations itself and retries a failed one with backoff (1 minute, doubling, at most 1 hour)")
-	}
-	before := c.Rotation.AutomatedRotationParams
-	p := before
-	if err := p.ParseAutomatedRotationFields(d); err != nil {
-		field := "rotation_schedule"
-		if strings.Contains(err.Error(), "rotation_window") {
-			field = "rotation_window"
-		}
-		return fieldErrorf(field, "%v", err)
-	}
-	if p.RotationSchedule != "" && p.RotationPeriod > 0 {
-		return fieldErrorf("rotation_period", "%v", automatedrotationutil.ErrRotationMutuallyExclusiveFields)
-	}
-	if p.RotationPeriod > 0 && p.RotationPeriod < minRotationPeriod {
-		return fieldErrorf("rotation_period", "must be at least %s", minRotationPeriod)
-	}
-	if p.RotationWindow > 0 {
-		if p.RotationSchedule == "" {
-			return fieldErrorf("rotation_window", "applies only to rotation_schedule")
-		}
-		if err := rotation.DefaultScheduler.ValidateRotationWindow(int(p.RotationWindow.Seconds())); err != nil {
-			return fieldErrorf("rotation_window", "%v", err)
-		}
-	}
-	c.Rotation.AutomatedRotationParams = p
-	if p != before {
-		c.Rotation.Since = now
-		c.Rotation.clearFailures()
-		c.Rotation.LeasesEndBy = time.Time{}
-		if existing != nil {
-			c.Rotation.LeasesEndBy = existing.leasesEndBy(now)
-		}
-	}
-	if c.scheduled() {
-		if err := canRotate(c); err != nil {
-			return fieldErrorf("rotation_period", "this config cannot rotate, so it cannot rotate on a schedule: %v", err)
-		}
-	}
-	return nil
-}
-
 // leasesEndBy bounds when every creds lease of config c handed out before now ends: a lease
 // lasts at most its token's life, which the providers' documentation states (tokenLifeBound), and ends
 // before c's scheduled rotation, if any, may run.
@@ -248,17 +203,6 @@ func (c *accountConfig) tokenLifeBound() time.Duration {
 		return 12 * time.Hour
 	}
 	return time.Hour
-}
-
-// canRotate says why config c cannot be rotated, or nil. It needs no client.
-func canRotate(c *accountConfig) error {
-	switch c.Provider {
-	case offblocks.Name:
-		return offblocksProvider{}.CanRotate(c.credential)
-	case bloq.Name:
-		return bloqProvider{}.CanRotate(c.credential)
-	}
-	return fmt.Errorf("provider %s has no rotation API", c.Provider)
 }
 
 // rotationData adds the schedule's fields to a config read, in Vault's engines' shape, with

@@ -212,10 +212,14 @@ func TestScheduleValidation(t *testing.T) {
 		why   string
 	}{
 		{"config/ops", map[string]any{"rotation_period": "1h"}, "rotation_period", "no rotation API"},
+		{"config/ops", map[string]any{"rotation_schedule": "0 * * * *"}, "rotation_schedule", "no rotation API"},
+		{"config/ops", map[string]any{"disable_automated_rotation": true}, "disable_automated_rotation", "cannot rotate"},
 		{"config/bq", map[string]any{"rotation_period": "1h"}, "rotation_period", "account login"},
-		{"config/ob", map[string]any{"rotation_period": "30s"}, "rotation_period", "at least 1m"},
-		{"config/ob", map[string]any{"rotation_period": "1h", "rotation_schedule": "0 * * * *"}, "rotation_schedule", "mutually exclusive"},
-		{"config/ob", map[string]any{"rotation_schedule": "not cron"}, "rotation_schedule", "parse"},
+		{"config/bq", map[string]any{"rotation_schedule": "0 * * * *"}, "rotation_schedule", "account login"},
+		{"config/ob", map[string]any{"rotation_period": "30s"}, "rotation_period", "at least 1m (or 0"},
+		{"config/ob", map[string]any{"rotation_period": "1h", "rotation_schedule": "0 * * * *"}, "rotation_schedule", "both given"},
+		{"config/ob", map[string]any{"rotation_schedule": "not cron"}, "rotation_schedule", "not a cron schedule"},
+		{"config/ob", map[string]any{"rotation_schedule": " 0 * * * *"}, "rotation_schedule", "white space"},
 		{"config/ob", map[string]any{"rotation_window": "2h"}, "rotation_window", "rotation_schedule"},
 		{"config/ob", map[string]any{"rotation_schedule": "0 * * * *", "rotation_window": "10m"}, "rotation_window", "3600"},
 		{"config/ob", map[string]any{"rotation_policy": "retry-3"}, "rotation_policy", "Enterprise"},

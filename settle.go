@@ -50,17 +50,49 @@ type unsettledError struct {
 }
 
 func (e *unsettledError) Error() string {
+	return fmt.Sprintf("rotation of %q is unsettled: %s. The new credential is kept as a fallback and settled by "+
+		"the next creds read or Vault's periodic function; no token of the old credential is handed out meanwhile "+
+		"(it may die at any moment)", e.name, e.reason())
+}
+
+// reason says why the rotation is unsettled, each distinct error once.
+func (e *unsettledError) reason() string {
 	how := "the provider acknowledged the change"
 	switch {
 	case e.why != "":
 		how = e.why
 	case e.activate != nil:
-		how = fmt.Sprintf("the provider's answer to the change is unknown (%v)", e.activate)
+		how = "the provider's answer to the change is unknown"
 	}
-	return fmt.Sprintf("rotation of %q is unsettled: %s but has not confirmed the new %s credential %s (%v); "+
-		"it is kept as a fallback credential and settled by the next creds read or Vault's rollback, and no token "+
-		"of the old credential is handed out meanwhile (it may die at any moment): do not write new credentials by hand",
-		e.name, how, e.provider, e.identifier, e.confirm)
+	r := fmt.Sprintf("new %s credential %s: %s", e.provider, e.identifier, how)
+	if errs := distinctErrors(e.activate, e.confirm); len(errs) > 0 {
+		r += " (" + strings.Join(errs, "; ") + ")"
+	}
+	return r
+}
+
+// distinctErrors are the texts of errs, leaving out nil ones and any that another one
+// contains (a provider's answer quoted twice reads as two failures).
+func distinctErrors(errs ...error) []string {
+	var texts []string
+	for _, err := range errs {
+		if err != nil {
+			texts = append(texts, err.Error())
+		}
+	}
+	var out []string
+	for i, t := range texts {
+		dup := false
+		for j, o := range texts {
+			if i != j && strings.Contains(o, t) && (len(o) > len(t) || j < i) {
+				dup = true
+			}
+		}
+		if !dup {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (e *unsettledError) Unwrap() error { return e.confirm }
@@ -107,7 +139,7 @@ func (b *backend) settleForRead(ctx context.Context, s logical.Storage, name str
 func (c *accountConfig) unsettledErr(name string) *unsettledError {
 	f := c.Fallbacks[len(c.Fallbacks)-1]
 	return &unsettledError{name: name, provider: c.Provider, identifier: f.identifier(c.Provider),
-		why: f.Why, confirm: errors.New("not settled yet")}
+		why: f.Why}
 }
 
 // settleLocked brings config name to a settled state where it can: it turns WAL entries of

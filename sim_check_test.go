@@ -33,6 +33,8 @@ import (
 //	    read settle everything: each stored credential is the provider's live one, reads
 //	    succeed, no fallback or rotation WAL entry is left, and no Bloq key that Vault
 //	    replaced still lives upstream.
+//	I7  an operator's credential write without force=true while a rotation is unsettled is
+//	    refused and changes nothing in storage (it gives nothing up).
 
 // opDeadline bounds one operation by the shared clock: a scheduled rotation's budget (4 ×
 // the largest request_timeout the simulation sets, 30 s) and a read's own calls after it.

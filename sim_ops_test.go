@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"time"
 
@@ -150,18 +151,21 @@ func (w *world) opWrite(name string) {
 }
 
 // opCredentialWrite is an operator writing the account's live credential, as read from the
-// provider's console (creating the config if it is gone): it gives up every other
-// credential the provider may still adopt, and kills no token itself but excuses them.
+// provider's console (creating the config if it is gone), with force=true or not. A write
+// that succeeds gives up every other credential the provider may still adopt, and kills no
+// token itself but excuses them. One without force while a rotation is unsettled must be
+// refused, changing nothing: a write that merely repeats the config gives nothing up.
 func (w *world) opCredentialWrite(name string) {
-	w.excusedAt[name] = w.opN
+	force := w.r.Intn(2) == 0
+	givenUp := map[string]bool{}
 	data := map[string]any{"base_url": simBaseURL + simulator.OffBlocksPrefix, "provider": "offblocks",
-		"request_timeout": []int{1, 5, 30}[w.r.Intn(3)], "token_reuse": w.r.Intn(2) == 0}
+		"request_timeout": []int{1, 5, 30}[w.r.Intn(3)], "token_reuse": w.r.Intn(2) == 0, "force": force}
 	if w.r.Intn(2) == 0 {
 		data["rotation_period"] = []int{60, 300}[w.r.Intn(2)]
 	}
 	if name == "ob" {
 		for _, p := range w.sim.OffBlocksPendingPairs(w.obID) {
-			w.givenUp[p[1]] = true
+			givenUp[p[1]] = true
 		}
 		data["api_key"], data["api_secret"] = w.sim.OffBlocksPair(w.obID)
 	} else {
@@ -175,20 +179,43 @@ func (w *world) opCredentialWrite(name string) {
 		data["username"], data["password"] = bqUser, bqPass
 		for _, s := range w.sim.BloqLiveSecrets(w.bqUser) {
 			if s != data["client_secret"] {
-				w.givenUp[s] = true
+				givenUp[s] = true
 			}
 		}
 	}
 	if w.configExists(name) {
 		delete(data, "provider")
 	}
+	unsettled := w.configExists(name) && w.storedUnsettled(name)
+	before := w.storageText()
 	_, err := w.request(w.active(), logical.UpdateOperation, "config/"+name, data)
-	w.cover[outcomeLabel("credential-write", err)]++
+	label := map[bool]string{true: "credential-write-forced", false: "credential-write"}[force]
+	if unsettled {
+		label += "-unsettled"
+	}
+	w.cover[outcomeLabel(label, err)]++
 	secret, _ := data["api_secret"].(string)
 	if name != "ob" {
 		secret, _ = data["client_secret"].(string)
 	}
-	w.logf("  credential write %s (%s): %v", name, w.label(secret), err)
+	w.logf("  credential write %s (%s) force=%v: %v", name, w.label(secret), force, err)
+	if unsettled && !force {
+		if err == nil {
+			w.violate("I7", "a credential write without force=true was accepted while a rotation of %s was unsettled", name)
+		} else if after := w.storageText(); after != before {
+			w.violate("I7", "a refused credential write to %s changed storage", name)
+		}
+		return
+	}
+	// A write that failed may still have been stored (a lost answer): it counts as made.
+	w.excusedAt[name] = w.opN
+	maps.Copy(w.givenUp, givenUp)
+}
+
+// storedUnsettled reports whether config name, as stored, holds a fallback.
+func (w *world) storedUnsettled(name string) bool {
+	cfg, _ := getConfig(context.Background(), w.store, name)
+	return cfg != nil && cfg.unsettled()
 }
 
 // opDelete deletes a config, forced or not. A forced delete gives up every credential of

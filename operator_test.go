@@ -1,0 +1,247 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+)
+
+// Tests of what an operator sees on mistakes (issue 17): each answer names the field, each
+// rule is stated once and the same everywhere.
+
+// A typo in a config write, or a delete, is never a silent success: the answer carries
+// Vault's "ignored these unrecognized parameters" warning, which the framework adds to a
+// response only. A clean write stays a 204.
+func TestConfigWriteTypoWarns(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	for _, tc := range []struct {
+		op   logical.Operation
+		data map[string]any
+	}{
+		{logical.UpdateOperation, map[string]any{"max_tll": "5m"}},
+		{logical.DeleteOperation, map[string]any{"forc": true}},
+	} {
+		resp := h.mustDo(tc.op, "config/ops", tc.data)
+		if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), "unrecognized parameters") {
+			t.Errorf("%s %v: want Vault's unrecognized-parameters warning, got %v", tc.op, tc.data, resp)
+		}
+		h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	}
+	if resp := h.mustDo(logical.UpdateOperation, "config/ops", map[string]any{"max_ttl": "5m"}); resp != nil {
+		t.Fatalf("a clean write answered %v, want nothing (Success!)", resp)
+	}
+}
+
+// min_token_ttl that cannot work is said on the write and on every read: without
+// token_reuse it does nothing; at or above the token's documented life nothing is shared.
+func TestReuseSettingsWarn(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	cases := []struct {
+		data map[string]any
+		want string // "" means no warning
+	}{
+		{map[string]any{"min_token_ttl": "10m"}, "applies only with token_reuse=true"},
+		{map[string]any{"token_reuse": true, "min_token_ttl": "1h"}, "min_token_ttl (1h) is not less than the documented life of a offblocks token (1h)"},
+		{map[string]any{"token_reuse": true, "min_token_ttl": "59m"}, ""},
+		{map[string]any{"token_reuse": false, "min_token_ttl": 0}, ""},
+	}
+	for _, tc := range cases {
+		write := h.mustDo(logical.UpdateOperation, "config/ob", tc.data)
+		read := h.mustDo(logical.ReadOperation, "config/ob", nil)
+		for what, resp := range map[string]*logical.Response{"write": write, "read": read} {
+			var got string
+			if resp != nil {
+				got = strings.Join(resp.Warnings, " ")
+			}
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("%v: %s warned %q, want %q", tc.data, what, got, tc.want)
+			}
+		}
+	}
+}
+
+// Setting one of rotation_period and rotation_schedule replaces the other, saying so;
+// giving both is a 400 that names them both.
+func TestScheduleOneReplacesTheOther(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "720h"})
+	resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"rotation_schedule": "0 3 * * 1", "rotation_window": "2h"})
+	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), "rotation_schedule replaces the rotation_period of 720h") {
+		t.Fatalf("warnings %v", resp)
+	}
+	if r := h.stored("ob").Rotation; r.RotationPeriod != 0 || r.RotationSchedule != "0 3 * * 1" || r.RotationWindow != 2*time.Hour {
+		t.Fatalf("stored %+v", r.AutomatedRotationParams)
+	}
+	resp = h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"rotation_period": "24h"})
+	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), `rotation_period replaces the rotation_schedule "0 3 * * 1"`) {
+		t.Fatalf("warnings %v", resp)
+	}
+	if r := h.stored("ob").Rotation; r.RotationPeriod != 24*time.Hour || r.RotationSchedule != "" || r.RotationWindow != 0 {
+		t.Fatalf("stored %+v", r.AutomatedRotationParams)
+	}
+	resp, err := h.do(logical.UpdateOperation, "config/ob", map[string]any{"rotation_period": "1h", "rotation_schedule": "0 * * * *"})
+	if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) ||
+		!strings.HasPrefix(msg, "rotation_schedule: and rotation_period were both given") {
+		t.Fatalf("both given: %v %v", err, msg)
+	}
+}
+
+// A pause keeps the schedule: resuming it does not restart the period, which still counts
+// from when it was set (a rotation due meanwhile waits only for the leases of the pause).
+func TestSchedulePauseKeepsIt(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "3h"})
+	want := h.nextRotation("ob")
+	h.clock.Advance(30 * time.Minute)
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": true})
+	h.clock.Advance(10 * time.Minute)
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": false})
+	if got := h.nextRotation("ob"); got != want {
+		t.Fatalf("next_vault_rotation after a pause = %s, want %s (as before the pause)", got, want)
+	}
+	// Paused past its slot: the missed rotation runs, once a token handed out during the
+	// pause (1 h, uncapped) has ended.
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": true})
+	h.clock.Advance(3 * time.Hour)
+	resumed := h.clock.Now()
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": false})
+	if got, bound := h.nextRotation("ob"), resumed.Add(time.Hour+rotationLeaseMargin+rotationEarly).UTC().Format(time.RFC3339); got != bound {
+		t.Fatalf("next_vault_rotation after a long pause = %s, want %s (the pause's leases end)", got, bound)
+	}
+}
+
+// One rule for configs that cannot rotate (cannotRotate): no rotation field on read, a 400
+// naming the field that asks for a schedule or a pause, and the same words in the README,
+// rotate-root's path-help and the rotation_period description.
+func TestConfigsThatCannotRotate(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(map[string]any{"username": "", "password": ""}))
+	h.mustDo(logical.CreateOperation, "config/bqr", h.bloqConfig(nil))
+	for _, name := range []string{"ops", "bq"} {
+		resp := h.mustDo(logical.ReadOperation, "config/"+name, nil)
+		for k := range resp.Data {
+			if strings.Contains(k, "rotation") || strings.HasPrefix(k, "fallback") {
+				t.Errorf("config/%s (cannot rotate) shows %s", name, k)
+			}
+		}
+		// Values that ask for nothing are accepted, as a tool that writes every field sends them.
+		h.mustDo(logical.UpdateOperation, "config/"+name, map[string]any{"rotation_period": 0, "disable_automated_rotation": false})
+	}
+	if resp := h.mustDo(logical.ReadOperation, "config/bqr", nil); resp.Data["rotation_period"] == nil {
+		t.Error("a Bloq config with keys and a login (it can rotate) does not show its schedule")
+	}
+	// A config that would lose what it rotates with while it has a schedule.
+	h.mustDo(logical.UpdateOperation, "config/bqr", map[string]any{"rotation_period": "24h"})
+	resp, err := h.do(logical.UpdateOperation, "config/bqr", map[string]any{"username": "", "password": ""})
+	if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.HasPrefix(msg, "rotation_period: ") ||
+		!strings.Contains(msg, "clear the schedule first") {
+		t.Fatalf("removing the login of a scheduled config: %v %v", err, msg)
+	}
+
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := h.mustDo(logical.HelpOperation, "rotate-root/x", nil).Data["help"].(string)
+	texts := map[string]string{"README.md": strings.Join(strings.Fields(string(readme)), " "),
+		"rotate-root path-help": strings.Join(strings.Fields(help), " "), "rotation_period description": rotationPeriodDesc}
+	for where, text := range texts {
+		if !strings.Contains(text, cannotRotate) {
+			t.Errorf("%s does not say which configs cannot rotate as the code does: %q", where, cannotRotate)
+		}
+	}
+}
+
+// provider follows the rule of every non-secret text field: used exactly as given,
+// surrounding white space refused, naming the field.
+func TestProviderExactly(t *testing.T) {
+	h := newHarness(t)
+	for _, p := range []string{" offblocks ", "offblocks\n", "OffBlocks"} {
+		cfg := h.offblocksConfig()
+		cfg["provider"] = p
+		resp, err := h.do(logical.CreateOperation, "config/x", cfg)
+		if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.HasPrefix(msg, "provider: ") {
+			t.Errorf("provider %q: %v %v", p, err, msg)
+		}
+	}
+	cfg := h.offblocksConfig()
+	cfg["base_url"] = " " + cfg["base_url"].(string)
+	if resp, err := h.do(logical.CreateOperation, "config/x", cfg); !errors.Is(err, logical.ErrInvalidRequest) ||
+		!strings.HasPrefix(respErr(resp).(string), "base_url: has leading or trailing white space") {
+		t.Errorf("base_url with white space: %v %v", err, respErr(resp))
+	}
+}
+
+// Errors say each thing once: a rotation that changed nothing upstream, and a creds read
+// during an unsettled rotation, quote the provider's answer once.
+func TestErrorsSayItOnce(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 401, Times: 1})
+	_, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil)
+	if err == nil || strings.Count(err.Error(), "nothing changed upstream") != 1 || strings.Count(err.Error(), "401") != 1 {
+		t.Fatalf("rotation that sent nothing: %v", err)
+	}
+	h.sim.ClearFaults()
+
+	h2 := newHarness(t)
+	h2.unsettledRotation()
+	_, err = h2.do(logical.ReadOperation, "creds/ob", nil)
+	if err == nil || strings.Count(err.Error(), "503") > 1 || strings.Count(err.Error(), "unsettled") != 1 {
+		t.Fatalf("creds read during an unsettled rotation: %v", err)
+	}
+	resp, err := h2.do(logical.DeleteOperation, "config/ob", nil)
+	if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || strings.Count(msg, "503") > 1 ||
+		strings.Count(msg, "is unsettled") > 1 {
+		t.Fatalf("refused delete: %v %v", err, msg)
+	}
+}
+
+// The commands that errors suggest use the request's own mount, not a placeholder.
+func TestHintsUseTheMount(t *testing.T) {
+	h := newHarness(t)
+	h.unsettledRotation()
+	req := &logical.Request{Operation: logical.DeleteOperation, Path: "config/ob", Storage: h.storage, MountPoint: "team-a/tokens/"}
+	resp, err := h.b.HandleRequest(context.Background(), req)
+	if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) ||
+		!strings.Contains(msg, "vault delete team-a/tokens/config/ob force=true") || strings.Contains(msg, "<mount>") {
+		t.Fatalf("refused delete: %v %v", err, msg)
+	}
+}
+
+// A creds read says when min_ttl or min_token_ttl cannot work: min_ttl without token_reuse
+// is ignored, and a min_token_ttl of the token's whole life shares nothing.
+func TestCredsReuseWarnings(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	resp := h.mustDo(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "10m"})
+	if w := strings.Join(resp.Warnings, " "); !strings.Contains(w, "min_ttl (10m) is ignored: config token_reuse is off") {
+		t.Fatalf("min_ttl without token_reuse: warnings %q", w)
+	}
+	if resp := h.mustDo(logical.ReadOperation, "creds/ob", nil); len(resp.Warnings) != 0 {
+		t.Fatalf("a plain read warned: %v", resp.Warnings)
+	}
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"token_reuse": true, "min_token_ttl": "1h"})
+	for i := 0; i < 2; i++ {
+		h.clock.Advance(time.Second)
+		resp := h.mustDo(logical.ReadOperation, "creds/ob", nil)
+		if w := strings.Join(resp.Warnings, " "); !strings.Contains(w, "min_token_ttl (1h) is not less than this token's life (1h): no token is shared") {
+			t.Fatalf("read %d with min_token_ttl of the token's life: warnings %q", i, w)
+		}
+	}
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"min_token_ttl": "30m"})
+	h.creds("ob")
+	if resp := h.mustDo(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "40m"}); len(resp.Warnings) != 0 {
+		t.Fatalf("a read with a min_ttl that can work warned: %v", resp.Warnings)
+	}
+}
