@@ -63,7 +63,9 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		// A 400 in Vault; a nil error, as the framework answers its own validation.
 		return logical.ErrorResponse(msg), nil
 	}
-	return b.Backend.HandleRequest(ctx, req)
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	inlineOpenAPIRefs(req, resp) // openapi.go: Vault drops the document's $refs
+	return resp, err
 }
 
 // HandleExistenceCheck checks the request's input as HandleRequest does. Vault runs a

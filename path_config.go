@@ -30,7 +30,7 @@ func configFields() map[string]*framework.FieldSchema {
 			Description: "Provider API root. Defaults to the live URL. https:// required, except http:// to a loopback host."},
 		"max_ttl": {Type: framework.TypeDurationSecond,
 			Description: "Upper bound on a creds lease. 0 means no cap beyond the provider's expiry and the mount's maximum."},
-		"request_timeout": {Type: framework.TypeDurationSecond, Default: 30,
+		"request_timeout": {Type: framework.TypeDurationSecond, Default: "30s",
 			Description: "Deadline for one provider call, retries included. Default 30s; at most 10m."},
 		"token_reuse": {Type: framework.TypeBool,
 			Description: "Share one token among readers while it has at least min_token_ttl left; reads that " +

@@ -35,7 +35,8 @@ func pathCreds(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"name": {Type: framework.TypeString, Required: true,
 				Description: "Name of the provider account (config/<name>)."},
-			"min_ttl": {Type: framework.TypeDurationSecond,
+			// Query: a read's fields are in the OpenAPI document only as query parameters.
+			"min_ttl": {Type: framework.TypeDurationSecond, Query: true,
 				Description: "With token_reuse: the least life the token must have left, if more than the config's min_token_ttl."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{

@@ -215,22 +215,24 @@ func TestReleaseIsReproducible(t *testing.T) {
 		releaseVersion, hexSum(bin), len(zipBytes), time.Since(start).Round(100*time.Millisecond))
 }
 
-// The README's install, from the release zip: unzip into the plugin directory, register
-// the binary's sha256 (as PLUGIN_SHA256SUMS gives it) under the release version, enable. The
-// mount runs that version and that binary, serves creds, and its plugin process ends with
-// the Vault.
+// The README's install commands (upgradeRecipe), run as written against the release that
+// scripts/release.sh built: download (from a file:// copy of its dist), check SHA256SUMS,
+// unzip, register the binary's sha256 (PLUGIN_SHA256SUMS gives the same) under the release
+// version in a file of its own, enable. The mount runs that version and that binary, serves
+// creds, and its plugin process ends with the Vault.
 func TestReleaseBinaryMountsInVault(t *testing.T) {
 	_, dist := builtRelease(t)
+	install, _, _ := upgradeRecipe(t)
 	_, sim, url := shared(t)
-	_, entry, bin := unzipRelease(t, dist)
-	plugins := t.TempDir()
-	if err := os.WriteFile(filepath.Join(plugins, entry.Name), bin, entry.Mode().Perm()); err != nil {
-		t.Fatal(err)
-	}
+	_, _, bin := unzipRelease(t, dist)
 	sums, _ := os.ReadFile(filepath.Join(dist, "PLUGIN_SHA256SUMS"))
 	sha, _, _ := strings.Cut(string(sums), " ")
 	if sha != hexSum(bin) {
 		t.Fatalf("PLUGIN_SHA256SUMS gives %s, the unzipped binary is %s", sha, hexSum(bin))
+	}
+	plugins, releases := t.TempDir(), t.TempDir()
+	if err := os.Symlink(dist, filepath.Join(releases, releaseVersion)); err != nil {
+		t.Fatal(err)
 	}
 	// Registered before Vault starts, so it runs after Vault is stopped.
 	t.Cleanup(func() {
@@ -243,11 +245,10 @@ func TestReleaseBinaryMountsInVault(t *testing.T) {
 		}
 	})
 	v := startDevWithPlugins(t, plugins)
-	v.cli(false, "plugin", "register", "-sha256="+sha, "-version="+releaseVersion, "secret", pluginName)
-	v.cli(false, "secrets", "enable", "-path=apitokens", "-plugin-version="+releaseVersion, pluginName)
+	(&recipeRun{v: v, work: t.TempDir(), plugins: plugins, releases: releases}).run(t, "install", install, releaseVersion, "")
 
 	info := v.cliJSON("plugin", "info", "-version="+releaseVersion, "secret", pluginName)
-	if info["version"] != releaseVersion || info["sha256"] != sha || info["command"] != pluginName {
+	if info["version"] != releaseVersion || info["sha256"] != sha || info["command"] != pluginName+"_"+releaseVersion {
 		t.Errorf("plugin info: %v", info)
 	}
 	m := v.cliJSON("secrets", "list", "-detailed")["apitokens/"].(map[string]any)
