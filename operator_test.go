@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -243,5 +244,48 @@ func TestCredsReuseWarnings(t *testing.T) {
 	h.creds("ob")
 	if resp := h.mustDo(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "40m"}); len(resp.Warnings) != 0 {
 		t.Fatalf("a read with a min_ttl that can work warned: %v", resp.Warnings)
+	}
+}
+
+// The durations that bound the config's fields are written the same way, from the code's own
+// constants, in the README's field tables, in the fields' descriptions (path-help and
+// OpenAPI) and in the errors.
+func TestDurationsAgree(t *testing.T) {
+	raw, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := strings.Join(strings.Fields(string(raw)), " ")
+	fields := configFields()
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	errOf := func(data map[string]any) string {
+		resp, _ := h.do(logical.UpdateOperation, "config/ob", data)
+		s, _ := respErr(resp).(string)
+		return s
+	}
+	cases := []struct {
+		field, readme, desc, err string
+		data                     map[string]any
+	}{
+		{"request_timeout", "default " + formatDuration(apiclient.DefaultTimeout) + ", at most " + formatDuration(maxRequestTimeout),
+			"Default " + formatDuration(apiclient.DefaultTimeout) + "; at most " + formatDuration(maxRequestTimeout),
+			"request_timeout: must be at most " + formatDuration(maxRequestTimeout), map[string]any{"request_timeout": "11m"}},
+		{"rotation_period", "rotate this often (at least `" + formatDuration(minRotationPeriod) + "`)",
+			"(at least " + formatDuration(minRotationPeriod) + ")",
+			"rotation_period: must be at least " + formatDuration(minRotationPeriod), map[string]any{"rotation_period": "30s"}},
+		{"rotation_window", "at least `1h`", "(at least 1h)", "rotation_window: must be at least 1h",
+			map[string]any{"rotation_schedule": "0 3 * * *", "rotation_window": "10m"}},
+	}
+	for _, tc := range cases {
+		if !strings.Contains(readme, tc.readme) {
+			t.Errorf("README lacks %q", tc.readme)
+		}
+		if !strings.Contains(fields[tc.field].Description, tc.desc) {
+			t.Errorf("%s's description %q lacks %q", tc.field, fields[tc.field].Description, tc.desc)
+		}
+		if got := errOf(tc.data); !strings.HasPrefix(got, tc.err) || strings.Contains(got, "0s") {
+			t.Errorf("%v: error %q, want it to start with %q and write durations as the README does", tc.data, got, tc.err)
+		}
 	}
 }
