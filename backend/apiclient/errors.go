@@ -98,8 +98,10 @@ func Excerpt(body []byte, secrets ...string) string {
 // ExcerptKeeping is Excerpt, except that the given identifiers (an OffBlocks apiKey, a Bloq
 // clientId or username: names of an account, not secrets, and shown on config reads anyway)
 // stay where the provider echoed them, though they look like opaque strings. Only a whole
-// identifier is kept, one with no letter or digit right before or after it; secrets are
-// redacted first, and the excerpt is withheld if one survives whatever the identifiers hold.
+// identifier of 4 or more characters is kept, one glued to no character an opaque string is
+// made of (see keepWhole): one inside a longer run is redacted with the run, as if it were
+// not listed. Secrets are redacted first, and the excerpt is withheld if one survives
+// whatever the identifiers hold.
 func ExcerptKeeping(body []byte, identifiers []string, secrets ...string) string {
 	s := normalize(errorMessage(body))
 	for _, sec := range secrets {
@@ -145,8 +147,11 @@ func ExcerptKeeping(body []byte, identifiers []string, secrets ...string) string
 // placeholder stands for the i-th kept identifier: private-use characters around a number.
 func placeholder(i int) string { return "\ue000" + strconv.Itoa(i) + "\ue001" }
 
-// keepWhole replaces each whole occurrence of id in s (no ASCII letter or digit right
-// before or after it) with placeholder(i), and says how many it replaced.
+// keepWhole replaces each whole occurrence of id in s with placeholder(i), and says how many
+// it replaced. Whole means glued to no token character (one longToken or jwtLike takes for
+// part of an opaque string: an unlisted token run into an identifier, as in
+// "<id>-Zk3pQ9xW2mLtR7", must go with it), except for two delimiters: an "=" after a field
+// name on the left ("apiKey=<id>") and a full stop that ends a sentence on the right.
 func keepWhole(s, id string, i int) (string, int) {
 	var b strings.Builder
 	n := 0
@@ -157,7 +162,7 @@ func keepWhole(s, id string, i int) (string, int) {
 			return b.String(), n
 		}
 		end := j + len(id)
-		if (j > 0 && isAlnum(s[j-1])) || (end < len(s) && isAlnum(s[end])) {
+		if !delimitedLeft(s, j) || !delimitedRight(s, end) {
 			b.WriteString(s[:j+1])
 			s = s[j+1:]
 			continue
@@ -167,6 +172,50 @@ func keepWhole(s, id string, i int) (string, int) {
 		s = s[end:]
 		n++
 	}
+}
+
+// maxFieldName bounds the name before an "=" that delimits an identifier: short enough that
+// no JWT fits in it.
+const maxFieldName = 20
+
+// delimitedLeft reports whether an identifier may start at s[j]: after no token character,
+// or after an "=" that follows a field name (letters, "_", "-" and "." only, at most
+// maxFieldName of them, so no digit, "+", "/" or "=" of an opaque string's tail).
+func delimitedLeft(s string, j int) bool {
+	if j == 0 || !isTokenChar(s[j-1]) {
+		return true
+	}
+	if s[j-1] != '=' {
+		return false
+	}
+	k := j - 1
+	for k > 0 && j-1-k <= maxFieldName && isTokenChar(s[k-1]) { // no further: a longer run fails
+		k--
+	}
+	if j-1-k > maxFieldName {
+		return false
+	}
+	for _, c := range []byte(s[k : j-1]) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// delimitedRight reports whether an identifier may end at s[end]: before no token character,
+// or before a full stop that no token character follows.
+func delimitedRight(s string, end int) bool {
+	if end == len(s) || !isTokenChar(s[end]) {
+		return true
+	}
+	return s[end] == '.' && (end+1 == len(s) || !isTokenChar(s[end+1]))
+}
+
+// isTokenChar reports whether c can be part of an opaque string: longToken's characters and
+// the dots of jwtLike.
+func isTokenChar(c byte) bool {
+	return isAlnum(c) || strings.IndexByte("+/=_-.", c) >= 0
 }
 
 func isAlnum(c byte) bool {

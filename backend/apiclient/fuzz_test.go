@@ -55,6 +55,8 @@ func FuzzExcerpt(f *testing.F) {
 	f.Add([]byte("plain s3cr3t"), "s3cr3t", "")
 	f.Add([]byte("apiKey 3fa85f64-5717-4562-b3fc-2c963f66afa6 secret s3cr3t-value"), "s3cr3t-value", "3fa85f64-5717-4562-b3fc-2c963f66afa6")
 	f.Add([]byte("id ab-s3cr3t-value-cd"), "s3cr3t-value", "ab-s3cr3t-value-cd")
+	f.Add([]byte("session 3fa85f64-5717-4562-b3fc-2c963f66afa6-Zk3pQ9xW2mLtR7"), "s3cr3t-value", "3fa85f64-5717-4562-b3fc-2c963f66afa6")
+	f.Add([]byte("apiKey=3fa85f64-5717-4562-b3fc-2c963f66afa6. token=s3cr3t-value"), "s3cr3t-value", "3fa85f64-5717-4562-b3fc-2c963f66afa6")
 	f.Fuzz(func(t *testing.T, body []byte, secret, id string) {
 		ex := ExcerptKeeping(body, []string{id}, secret)
 		if len(secret) >= 4 && strings.Contains(ex, secret) && ex != "[excerpt withheld]" {
