@@ -235,8 +235,9 @@ func (c *accountConfig) reuseWarnings() []string {
 		return []string{fmt.Sprintf("min_token_ttl (%s) applies only with token_reuse=true: every read mints a fresh "+
 			"token", formatDuration(c.MinTokenTTL))}
 	case c.TokenReuse && c.MinTokenTTL >= c.tokenLifeBound():
-		return []string{fmt.Sprintf("min_token_ttl (%s) is not less than the documented life of a %s token (%s): no "+
-			"token ever has that much left, so none is shared and every read mints; lower it (0: half the token's life)",
+		return []string{fmt.Sprintf("min_token_ttl (%s) is not less than the documented life of a token of provider "+
+			"%s (%s): unless the provider issues longer ones, no token has that much left, so none is shared and every "+
+			"read mints; lower it (0: half the token's life)",
 			formatDuration(c.MinTokenTTL), c.Provider, formatDuration(c.tokenLifeBound()))}
 	}
 	return nil
@@ -248,12 +249,12 @@ func (c *accountConfig) fallbackWarnings() []string {
 	var w []string
 	for _, f := range c.Fallbacks {
 		w = append(w, fmt.Sprintf("fallback credential %s held since %s: %s; no token is handed out until the "+
-			"provider settles on one credential (creds reads and Vault's rollback settle it)",
+			"provider settles on one credential (creds reads and Vault's periodic function settle it)",
 			f.identifier(c.Provider), f.Since.UTC().Format(time.RFC3339), f.Why))
 	}
 	for _, r := range c.Retiring {
 		w = append(w, fmt.Sprintf("replaced credential %s is still to be removed upstream (retried by creds reads "+
-			"and Vault's rollback)", r.identifier(c.Provider)))
+			"and Vault's periodic function)", r.identifier(c.Provider)))
 	}
 	return w
 }

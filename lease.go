@@ -28,7 +28,7 @@ func leaseTTL(now, expiresAt time.Time, maxTTL time.Duration) (time.Duration, er
 	ttl = ttl.Truncate(time.Second)
 	if ttl < minLease {
 		return 0, fmt.Errorf("the provider's token expires at %s, %s from now by this server's clock: "+
-			"too soon for a lease (check the clocks)", expiresAt.UTC().Format(time.RFC3339), left.Round(time.Second))
+			"too soon for a lease (check the clocks)", expiresAt.UTC().Format(time.RFC3339), formatDuration(left.Round(time.Second)))
 	}
 	return ttl, nil
 }

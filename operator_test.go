@@ -3,7 +3,11 @@ package apitokens
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +55,7 @@ func TestReuseSettingsWarn(t *testing.T) {
 		want string // "" means no warning
 	}{
 		{map[string]any{"min_token_ttl": "10m"}, "applies only with token_reuse=true"},
-		{map[string]any{"token_reuse": true, "min_token_ttl": "1h"}, "min_token_ttl (1h) is not less than the documented life of a offblocks token (1h)"},
+		{map[string]any{"token_reuse": true, "min_token_ttl": "1h"}, "min_token_ttl (1h) is not less than the documented life of a token of provider offblocks (1h)"},
 		{map[string]any{"token_reuse": true, "min_token_ttl": "59m"}, ""},
 		{map[string]any{"token_reuse": false, "min_token_ttl": 0}, ""},
 	}
@@ -137,16 +141,29 @@ func TestConfigsThatCannotRotate(t *testing.T) {
 		}
 		// Values that ask for nothing are accepted, as a tool that writes every field sends them.
 		h.mustDo(logical.UpdateOperation, "config/"+name, map[string]any{"rotation_period": 0, "disable_automated_rotation": false})
+		resp, err := h.do(logical.UpdateOperation, "config/"+name, map[string]any{"rotation_window": "2h"})
+		if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.HasPrefix(msg, "rotation_window: this config cannot rotate") {
+			t.Errorf("rotation_window on config/%s: %v %v", name, err, msg)
+		}
 	}
 	if resp := h.mustDo(logical.ReadOperation, "config/bqr", nil); resp.Data["rotation_period"] == nil {
 		t.Error("a Bloq config with keys and a login (it can rotate) does not show its schedule")
 	}
-	// A config that would lose what it rotates with while it has a schedule.
+	// A config that would lose what it rotates with while it has a schedule, paused or not.
 	h.mustDo(logical.UpdateOperation, "config/bqr", map[string]any{"rotation_period": "24h"})
-	resp, err := h.do(logical.UpdateOperation, "config/bqr", map[string]any{"username": "", "password": ""})
-	if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.HasPrefix(msg, "rotation_period: ") ||
-		!strings.Contains(msg, "clear the schedule first") {
-		t.Fatalf("removing the login of a scheduled config: %v %v", err, msg)
+	for _, paused := range []bool{false, true} {
+		h.mustDo(logical.UpdateOperation, "config/bqr", map[string]any{"disable_automated_rotation": paused})
+		resp, err := h.do(logical.UpdateOperation, "config/bqr", map[string]any{"username": "", "password": ""})
+		if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.HasPrefix(msg, "rotation_period: ") ||
+			!strings.Contains(msg, "clear the schedule first") {
+			t.Fatalf("removing the login of a scheduled config (paused %v): %v %v", paused, err, msg)
+		}
+	}
+	// Clearing a cron schedule clears its window with it.
+	h.mustDo(logical.UpdateOperation, "config/bqr", map[string]any{"rotation_schedule": "0 3 * * *", "rotation_window": "2h"})
+	h.mustDo(logical.UpdateOperation, "config/bqr", map[string]any{"rotation_schedule": ""})
+	if r := h.stored("bqr").Rotation; r.RotationSchedule != "" || r.RotationWindow != 0 || r.RotationPeriod != 0 {
+		t.Fatalf("after clearing the schedule: %+v", r.AutomatedRotationParams)
 	}
 
 	readme, err := os.ReadFile("README.md")
@@ -190,7 +207,8 @@ func TestErrorsSayItOnce(t *testing.T) {
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
 	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 401, Times: 1})
 	_, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil)
-	if err == nil || strings.Count(err.Error(), "nothing changed upstream") != 1 || strings.Count(err.Error(), "401") != 1 {
+	if err == nil || !strings.HasPrefix(err.Error(), "rotation failed, nothing changed upstream: offblocks: ") ||
+		strings.Count(err.Error(), "changed upstream") != 1 || strings.Count(err.Error(), "401") != 1 {
 		t.Fatalf("rotation that sent nothing: %v", err)
 	}
 	h.sim.ClearFaults()
@@ -245,6 +263,17 @@ func TestCredsReuseWarnings(t *testing.T) {
 	if resp := h.mustDo(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "40m"}); len(resp.Warnings) != 0 {
 		t.Fatalf("a read with a min_ttl that can work warned: %v", resp.Warnings)
 	}
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"min_token_ttl": "1h"})
+	h.creds("ob") // mints: the warning is due
+	resp = h.mustDo(logical.ReadOperation, "creds/ob", nil)
+	if len(resp.Warnings) != 0 {
+		t.Fatalf("a read that got the shared token warned: %v", resp.Warnings)
+	}
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"min_token_ttl": 0})
+	resp = h.mustDo(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "2h"})
+	if w := strings.Join(resp.Warnings, " "); !strings.Contains(w, "min_ttl (2h) is more than this fresh token's life (1h)") {
+		t.Fatalf("min_ttl beyond the token's life: warnings %q", w)
+	}
 }
 
 // The durations that bound the config's fields are written the same way, from the code's own
@@ -286,6 +315,153 @@ func TestDurationsAgree(t *testing.T) {
 		}
 		if got := errOf(tc.data); !strings.HasPrefix(got, tc.err) || strings.Contains(got, "0s") {
 			t.Errorf("%v: error %q, want it to start with %q and write durations as the README does", tc.data, got, tc.err)
+		}
+	}
+}
+
+// distinctErrors quotes each error once: nil ones and those another one contains are left out.
+func TestDistinctErrors(t *testing.T) {
+	a := errors.New(`offblocks: mint token: status 401`)
+	b := fmt.Errorf("nothing changed upstream: %w", a)
+	for _, tc := range []struct {
+		in   []error
+		want []string
+	}{
+		{[]error{a, a}, []string{a.Error()}},
+		{[]error{a, b}, []string{b.Error()}},
+		{[]error{b, a}, []string{b.Error()}},
+		{[]error{nil, a, nil}, []string{a.Error()}},
+		{[]error{a, errors.New("other")}, []string{a.Error(), "other"}},
+		{nil, nil},
+	} {
+		if got := distinctErrors(tc.in...); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("distinctErrors(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A Bloq client_secret alone is a root credential: writing it while a fallback is held is
+// refused without force, like OffBlocks' pair.
+func TestBloqSecretWriteWhileUnsettled(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	next := h.stored("bq").credential
+	next.ClientID, next.ClientSecret = "c0ffee1111c0ffee1111c0ffee1111c0ffee1111", "another-secret"
+	h.holdFallback("bq", next)
+	resp, err := h.do(logical.UpdateOperation, "config/bq", map[string]any{"client_secret": bqSecret})
+	if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.Contains(msg, "unsettled") {
+		t.Fatalf("client_secret write while unsettled: %v %v", err, msg)
+	}
+	if h.fallbacks("bq") != 1 {
+		t.Fatal("the refused write dropped the fallback")
+	}
+}
+
+// With several fallbacks, a config read's unsettled_since is the first's, and its trigger
+// and credential are the newest's; a config that can no longer rotate still shows what it
+// holds.
+func TestUnsettledFieldsSeveralFallbacks(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	first := h.clock.Now().UTC().Format(time.RFC3339)
+	one, two := h.stored("bq").credential, h.stored("bq").credential
+	one.ClientID, two.ClientID = "c0ffee1111c0ffee1111c0ffee1111c0ffee1111", "c0ffee2222c0ffee2222c0ffee2222c0ffee2222"
+	h.holdFallback("bq", one)
+	h.clock.Advance(time.Minute)
+	h.holdFallback("bq", two)
+	c := h.stored("bq")
+	c.Fallbacks[0].Trigger, c.Fallbacks[1].Trigger = triggerManual, triggerScheduled
+	if err := h.b.putConfig(context.Background(), h.storage, "bq", c); err != nil {
+		t.Fatal(err)
+	}
+	// Not a credential field: allowed while unsettled; without a login, bq cannot rotate.
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"username": "", "password": ""})
+	data := h.mustDo(logical.ReadOperation, "config/bq", nil).Data
+	want := map[string]any{"unsettled_since": first, "fallback_since": first, "unsettled_trigger": triggerScheduled,
+		"unsettled_credential": two.ClientID, "fallback_credentials": 2}
+	for k, v := range want {
+		if data[k] != v {
+			t.Errorf("%s = %v, want %v", k, data[k], v)
+		}
+	}
+}
+
+// A write naming a credential while an earlier plugin version's interrupted rotation is
+// still a WAL entry (not yet a fallback) is refused as well; with force=true the entry's
+// credential is given up, and Vault's rollback does not bring it back.
+func TestCredentialWriteOverLegacyRotation(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	old := h.stored("ob").credential
+	next := old
+	next.APIKey, next.APISecret = "7c9e6679-7425-40de-944b-e07fc1f90ae7", "ffff0000ffff0000ffff0000ffff0000ffff0000"
+	h.legacyRotationWAL("ob", "offblocks", old, next)
+	write := map[string]any{"api_key": old.APIKey, "api_secret": old.APISecret}
+	resp, err := h.do(logical.UpdateOperation, "config/ob", write)
+	if msg, _ := respErr(resp).(string); !errors.Is(err, logical.ErrInvalidRequest) || !strings.Contains(msg, "by an earlier plugin version was interrupted") {
+		t.Fatalf("credential write over a legacy rotation: %v %v", err, msg)
+	}
+	write["force"] = true
+	resp = h.mustDo(logical.UpdateOperation, "config/ob", write)
+	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), "1 fallback credential(s)") {
+		t.Fatalf("forced write: %v", resp)
+	}
+	if line := h.logLine("earlier version's interrupted rotation"); !strings.Contains(line, next.APIKey) {
+		t.Fatalf("the log does not name what was given up:\n%s", h.logs.String())
+	}
+	h.rollback()
+	if c := h.stored("ob"); len(c.Fallbacks) != 0 || c.APIKey != old.APIKey {
+		t.Fatalf("after the rollback: %d fallbacks, key %s", len(c.Fallbacks), c.APIKey)
+	}
+}
+
+// force=true that forces nothing says so; a forced delete's answer says what it gave up.
+func TestForceWarnings(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	resp := h.mustDo(logical.UpdateOperation, "config/ops", map[string]any{"max_ttl": "5m", "force": true})
+	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), "force=true forced nothing") {
+		t.Fatalf("a force that forced nothing: %v", resp)
+	}
+	h.unsettledRotation()
+	resp = h.mustDo(logical.DeleteOperation, "config/ob", map[string]any{"force": true})
+	if resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), "1 fallback credential(s)") {
+		t.Fatalf("a forced delete: %v", resp)
+	}
+}
+
+// The README's table of input limits is the code's.
+func TestReadmeLimitsAreTheCode(t *testing.T) {
+	raw, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| ([0-9,]+) \\| (.*)\\|$")
+	seen := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(raw), -1) {
+		n, err := strconv.Atoi(strings.ReplaceAll(m[1], ",", ""))
+		if err != nil {
+			continue
+		}
+		for _, f := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(m[2], -1) {
+			if _, known := maxFieldBytes[f[1]]; !known {
+				continue
+			}
+			seen[f[1]] = true
+			if maxBytes(f[1]) != n {
+				t.Errorf("README says %s takes at most %d bytes; the code, %d", f[1], n, maxBytes(f[1]))
+			}
+		}
+		if strings.Contains(m[2], "the name") && maxBytes("name") != n {
+			t.Errorf("README says a name takes at most %d bytes; the code, %d", n, maxBytes("name"))
+		}
+		if strings.Contains(m[2], "every other field") && defaultMaxFieldBytes != n {
+			t.Errorf("README says other fields take at most %d bytes; the code, %d", n, defaultMaxFieldBytes)
+		}
+	}
+	for f := range maxFieldBytes {
+		if !seen[f] && f != "name" {
+			t.Errorf("README's limits table lacks %s", f)
 		}
 	}
 }

@@ -112,23 +112,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
-	// An operator's credential is what may drop a fallback (settle.go, rule 4), but only when
-	// asked to: a write that merely repeats the config (a script, Terraform) while a rotation
-	// is unsettled must not give up a credential the provider may still adopt. Without
-	// force=true it is refused, and nothing changes.
-	if existing != nil && existing.unsettled() && rootCredentialGiven(d) {
-		if !d.Get("force").(bool) {
-			return errorResponse(&pendingRotationError{name: name, provider: existing.Provider, mount: req.MountPoint,
-				fallbacks: existing.Fallbacks, forWrite: true, cause: existing.unsettledErr(name)})
-		}
-		for _, f := range c.Fallbacks {
-			b.Logger().Error("a forced credential write gives up a fallback credential the provider may still adopt",
-				"config", name, "provider", c.Provider, "identifier", f.identifier(c.Provider), "since", f.Since, "why", f.Why)
-		}
-		warnings = append(warnings, fmt.Sprintf("%d fallback credential(s) the provider may still adopt were given up "+
-			"by this forced write: if the provider adopts one, write the credential it accepts", len(c.Fallbacks)))
-		c.Fallbacks = nil
+	legacy, fw, err := b.credentialOverUnsettled(ctx, req, d, existing, c)
+	if err != nil {
+		return errorResponse(err)
 	}
+	warnings = append(warnings, fw...)
 	c.Retiring = slices.DeleteFunc(c.Retiring, c.credential.sameRoot)
 	// A refresh token Bloq issued that is not stored yet is newer than the stored one: the
 	// write stores it, unless it sets refresh_token itself.
@@ -139,6 +127,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if err := b.putConfig(ctx, req.Storage, name, c); err != nil {
 		return errorResponse(err)
+	}
+	for _, pr := range legacy { // given up with the fallbacks, once the written credential is stored
+		if err := framework.DeleteWAL(ctx, req.Storage, pr.id); err != nil {
+			b.Logger().Error("a forced credential write could not delete an earlier version's rotation entry; "+
+				"Vault's rollback may turn it into a fallback again", "config", name, "error", err)
+		}
 	}
 	b.refreshTokens.drop(name)
 	b.memo.forget(name)       // drop any shared token
@@ -208,6 +202,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	lock.Lock()
 	defer lock.Unlock()
 
+	var warnings []string
 	cfg, _, err := b.settleLocked(ctx, req.Storage, name)
 	switch {
 	case err == logical.ErrReadOnly:
@@ -218,6 +213,8 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		return errorResponse(&pendingRotationError{name: name, provider: cfg.Provider, mount: req.MountPoint,
 			fallbacks: cfg.Fallbacks, forDelete: true, cause: err})
 	case err != nil:
+		warnings = append(warnings, fmt.Sprintf("%d fallback credential(s) the provider may still adopt were given up "+
+			"by this forced delete (named in Vault's log)", len(cfg.Fallbacks)))
 		for _, f := range cfg.Fallbacks {
 			b.Logger().Error("forced delete: giving up a fallback credential the provider may adopt at any moment; "+
 				"if it does, the account's credential exists nowhere else",
@@ -226,7 +223,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		}
 	}
 	if cfg == nil {
-		return warningsResponse(nil, d), nil // deleting what does not exist succeeds, as everywhere in Vault
+		return warningsResponse(warnings, d), nil // deleting what does not exist succeeds, as everywhere in Vault
 	}
 	for _, r := range cfg.Retiring {
 		b.Logger().Error("delete: a replaced credential could not be removed upstream; remove it in the provider's console",
@@ -251,7 +248,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	b.memo.forget(name)
 	b.metrics.forget(name)
 	b.event(ctx, eventConfigDelete, name, cfg.Provider)
-	return warningsResponse(nil, d), nil
+	return warningsResponse(warnings, d), nil
 }
 
 func (b *backend) pathConfigList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

@@ -32,10 +32,10 @@ old leases with 'vault lease revoke -prefix <mount>/creds/<name>'.
 
 A credential sent to the provider whose refusal was not conclusive is never discarded: it
 stays a fallback until it, or another credential, is seen working, or an operator writes a
-credential or deletes the config with force=true. While a fallback is held the rotation is
-unsettled: creds reads hand out no token of the old credential (it may die at any moment)
-and settle it first, as Vault's periodic function does every minute; this request fails with
-a 502 that says so.
+credential with force=true or deletes the config with force=true. While a fallback is held
+the rotation is unsettled: creds reads hand out no token of the old credential (it may die at
+any moment) and settle it first, as Vault's periodic function does every minute; the
+rotation that left it so fails with a 502 that says so, and a new one is refused with a 400.
 
 These configs cannot rotate, and the request is refused with a 400: ` + cannotRotate + `.
 `

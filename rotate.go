@@ -117,9 +117,9 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 		cfg.Fallbacks = cfg.Fallbacks[:len(cfg.Fallbacks)-1]
 		if err := b.storeRetrying(ctx, s, name, cfg); err != nil {
 			// Kept, it is sent again by every settle and stays unsettled if refused each time:
-			// nothing proves an earlier send was refused. An operator's credential write ends it.
+			// nothing proves an earlier send was refused. An operator's forced credential write ends it.
 			b.Logger().Error("could not drop a credential the provider refused outright; the config stays unsettled "+
-				"until it settles or an operator writes the credential", "config", name, "error", err)
+				"until it settles or an operator writes the credential with force=true", "config", name, "error", err)
 		}
 		if errors.Is(stepErr, errUnchanged) {
 			return nil, nil, fmt.Errorf("rotation failed, %w", stepErr) // "…, nothing changed upstream: <why>"

@@ -117,7 +117,7 @@ func applyRotationFields(c, existing *accountConfig, d *framework.FieldData, now
 			return nil, fieldErrorf(f, "this config cannot rotate (%v), so it takes no schedule; "+
 				"configs that cannot rotate: %s", why, cannotRotate)
 		}
-		if c.scheduled() {
+		if c.Rotation.RotationPeriod != 0 || c.Rotation.RotationSchedule != "" { // paused or not: a pause keeps it
 			return nil, fieldErrorf(scheduleField(c), "this config has a rotation schedule, but after this write it "+
 				"could not rotate (%v): clear the schedule first (rotation_period=0 or rotation_schedule=\"\")", why)
 		}

@@ -31,7 +31,8 @@ import (
 //  3. for a provider whose old credential lives on (Bloq): when the provider refuses it, it
 //     is retired instead: kept as retiring, deleted upstream, and dropped once deleted (or no
 //     longer listed: Bloq lists a key as soon as its create call answers);
-//  4. when an operator writes a credential, or deletes the config with force=true.
+//  4. when an operator writes a credential with force=true, or deletes the config with
+//     force=true (a credential write without it is refused while a fallback is held).
 //
 // While a config holds a fallback, no token of its current credential is handed out: the
 // provider may adopt the fallback at any moment, and every token of the current one dies
@@ -61,6 +62,8 @@ func (e *unsettledError) reason() string {
 	switch {
 	case e.why != "":
 		how = e.why
+	case e.activate != nil && (errors.Is(e.activate, errUnchanged) || apiclient.IsRejected(e.activate)):
+		how = "the change sent again was refused, which proves nothing about the first sending"
 	case e.activate != nil:
 		how = "the provider's answer to the change is unknown"
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -36,8 +37,36 @@ func TestRegisterEnableInfoCLI(t *testing.T) {
 		"-command="+pluginName+"-"+version1, "secret", pluginName)
 	out := v.cli(true, "secrets", "enable", "-path=tampered", "-plugin-version=v9.9.9", pluginName)
 	t.Logf("mounting a binary with the wrong sha256: %s", strings.TrimSpace(out))
-	if !strings.Contains(out, "Code: 400") && !strings.Contains(out, "Code: 500") {
-		t.Errorf("mounting a tampered binary did not fail cleanly: %s", out)
+	// The README's troubleshooting row says where and how this shows: not at register (which
+	// succeeded above), but at enable (a 400) and at a reload onto it (a 500), as
+	// "invalid backend version: ... checksums did not match"; a tune onto it succeeds.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := ""
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.Contains(line, "checksums did not match") && strings.HasPrefix(line, "| `invalid backend version") {
+			row = line
+		}
+	}
+	for _, want := range []string{"at `vault secrets enable` (400)", "`plugin reload` (500)", "not at `register`"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("the README's checksums row lacks %q: %s", want, row)
+		}
+	}
+	if !strings.Contains(out, "Code: 400") || !strings.Contains(out, "invalid backend version") || !strings.Contains(out, "checksums did not match") {
+		t.Errorf("mounting a tampered binary: %s", out)
+	}
+	v.cli(false, "secrets", "tune", "-plugin-version=v9.9.9", "apitokens/")
+	out = v.cli(true, "plugin", "reload", "-type=secret", "-plugin="+pluginName)
+	if !strings.Contains(out, "Code: 500") || !strings.Contains(out, "invalid backend version") || !strings.Contains(out, "checksums did not match") {
+		t.Errorf("reloading onto a tampered binary: %s", out)
+	}
+	v.cli(false, "secrets", "tune", "-plugin-version="+version1, "apitokens/")
+	v.cli(false, "plugin", "reload", "-type=secret", "-plugin="+pluginName)
+	if _, err := v.client.Logical().List("apitokens/config"); err != nil {
+		t.Errorf("the mount does not work after going back to %s: %v", version1, err)
 	}
 }
 
