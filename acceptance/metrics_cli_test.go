@@ -4,7 +4,6 @@ package acceptance
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,18 +71,8 @@ func TestMetricsThroughCLIAndHTTP(t *testing.T) {
 		t.Errorf("the CLI with format=prometheus no longer fails as the help says: %s", out)
 	}
 	get := func(query string) (int, string, string) {
-		req, err := http.NewRequest(http.MethodGet, v.addr+"/v1/apitokens/metrics?"+query, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Vault-Token", v.client.Token())
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+		status, ctype, body := v.get("apitokens/metrics?" + query)
+		return status, ctype, string(body)
 	}
 	status, ctype, body := get("format=prometheus")
 	if status != http.StatusOK || !strings.HasPrefix(ctype, "text/plain") || !strings.Contains(body, "\n"+configs+" ") ||

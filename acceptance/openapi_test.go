@@ -5,7 +5,6 @@ package acceptance
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -83,19 +82,9 @@ func TestOpenAPIDocument(t *testing.T) {
 // vaultGet answers a GET of /v1/path with the root token, as raw JSON.
 func vaultGet(t *testing.T, v *vaultServer, path string) []byte {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, v.addr+"/v1/"+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Vault-Token", v.client.Token())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/%s: %s %v: %.300s", path, resp.Status, err, b)
+	status, _, b := v.get(path)
+	if status != http.StatusOK {
+		t.Fatalf("GET /v1/%s: %d: %.300s", path, status, b)
 	}
 	return b
 }
