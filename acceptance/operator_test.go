@@ -3,9 +3,6 @@
 package acceptance
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -13,18 +10,6 @@ import (
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
-
-// cliAll runs the vault CLI and returns what it printed on stdout and stderr together (the
-// CLI prints Vault's warnings on stderr), and whether it exited zero.
-func (v *vaultServer) cliAll(args ...string) (string, bool) {
-	v.t.Helper()
-	cmd := exec.Command(vaultBin, args...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.client.Token(), "HOME="+v.dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err == nil
-}
 
 // An operator's mistakes through the real CLI (issue 17): a typo is never a silent
 // Success!, a rotation field on a config that cannot rotate is a 400 naming it, provider

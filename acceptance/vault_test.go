@@ -12,9 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -323,27 +321,6 @@ func (v *vaultServer) cli(wantErr bool, args ...string) string {
 		return errOut.String()
 	}
 	return out.String()
-}
-
-// get answers a GET of /v1/path (with its query) with the root token: the status, the
-// content type and the body.
-func (v *vaultServer) get(path string) (int, string, []byte) {
-	v.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, v.addr+"/v1/"+path, nil)
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	req.Header.Set("X-Vault-Token", v.client.Token())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), body
 }
 
 // cliJSON runs a CLI command with -format=json and decodes its output.
