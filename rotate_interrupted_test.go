@@ -158,7 +158,7 @@ func TestRotateLaggingProviderUnsettled(t *testing.T) {
 	h.sim.SetOffBlocksLag(2 * time.Minute)
 	_, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil)
 	wantCoded(t, err, 502, `rotation of "ob" is unsettled: new offblocks credential `)
-	if msg := err.Error(); !strings.Contains(msg, ": the provider acknowledged the change (offblocks: mint token") || strings.Count(msg, "401") != 1 {
+	if msg := err.Error(); !strings.Contains(msg, ": the provider acknowledged the change (offblocks: mint token") || strings.Count(msg, "status 401") != 1 {
 		t.Fatalf("the unsettled error does not say, once, why: %s", msg)
 	}
 	pendingKey, _ := h.sim.OffBlocksPair(h.obID)

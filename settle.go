@@ -62,7 +62,9 @@ func (e *unsettledError) reason() string {
 	switch {
 	case e.why != "":
 		how = e.why
-	case e.activate != nil && (errors.Is(e.activate, errUnchanged) || apiclient.IsRejected(e.activate)):
+	case errors.Is(e.activate, errUnchanged):
+		how = "the change could not be sent again, which proves nothing about the first sending"
+	case e.activate != nil && apiclient.IsRejected(e.activate):
 		how = "the change sent again was refused, which proves nothing about the first sending"
 	case e.activate != nil:
 		how = "the provider's answer to the change is unknown"

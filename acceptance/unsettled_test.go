@@ -59,7 +59,7 @@ func TestUnsettledRotationBlocksDeleteUntilForced(t *testing.T) {
 		}
 	}
 	out = v.cli(true, "read", "apitokens/creds/unsettled")
-	if !strings.Contains(out, "Code: 502") || strings.Count(out, "is unsettled") != 1 || strings.Count(out, "401") != 1 {
+	if !strings.Contains(out, "Code: 502") || strings.Count(out, "is unsettled") != 1 || strings.Count(out, "status 401") != 1 {
 		t.Fatalf("a read during an unsettled rotation should answer 502 (saying so once), not a token of the old pair:\n%s", out)
 	}
 	// A credential write (a script repeating the config) is refused and changes nothing.
