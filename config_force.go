@@ -2,17 +2,16 @@ package apitokens
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// errLegacyRotation is why a config with an earlier plugin version's interrupted rotation is
+// legacyRotationWhy is why a config with an earlier plugin version's interrupted rotation is
 // unsettled before Vault's rollback has turned the entry into a fallback.
-var errLegacyRotation = errors.New("a rotation by an earlier plugin version was interrupted; Vault's rollback " +
-	"turns its new credential into a fallback within a minute or two")
+const legacyRotationWhy = "a rotation by an earlier plugin version was interrupted; Vault's rollback turns " +
+	"its new credential into a fallback within a minute or two"
 
 // credentialOverUnsettled applies the rule for a config write that names a root credential
 // field while a rotation of the config is unsettled: it holds a fallback, or a WAL entry of
@@ -45,9 +44,12 @@ func (b *backend) credentialOverUnsettled(ctx context.Context, req *logical.Requ
 		return nil, warnings, nil
 	}
 	if !force {
-		var cause error = errLegacyRotation
+		var cause *unsettledError
 		if existing.unsettled() {
 			cause = existing.unsettledErr(name)
+		} else { // len(legacy) > 0
+			cause = &unsettledError{name: name, provider: existing.Provider,
+				identifier: legacy[0].entry.New.identifier(existing.Provider), why: legacyRotationWhy}
 		}
 		return nil, nil, &pendingRotationError{name: name, provider: existing.Provider, mount: req.MountPoint,
 			fallbacks: existing.Fallbacks, forWrite: true, cause: cause}

@@ -37,9 +37,8 @@ func errorResponse(err error) (*logical.Response, error) {
 	switch {
 	case readOnlyAware(err) == logical.ErrReadOnly:
 		return nil, logical.ErrReadOnly
-	case errors.As(err, &pending) && !errors.As(pending.cause, &provider) && !errors.As(pending.cause, &unsettled) &&
-		!errors.Is(pending.cause, errLegacyRotation):
-		return nil, err // the rotation could not be settled for a reason of Vault's own (storage), not an earlier version's entry
+	case errors.As(err, &pending) && !errors.As(pending.cause, &provider) && !errors.As(pending.cause, &unsettled):
+		return nil, err // the rotation could not be settled for a reason of Vault's own (storage)
 	case errors.As(err, &field), errors.As(err, &notFound), errors.As(err, &refused), errors.As(err, &pending):
 		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
 	case errors.As(err, &unsettled), errors.As(err, &provider):
