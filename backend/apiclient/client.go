@@ -269,7 +269,8 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{Provider: c.opts.Provider, Call: r.Call, Method: r.Method, Path: r.Path,
-			Status: resp.StatusCode, Detail: ExcerptKeeping(data, r.Identifiers, r.secrets()...)}
+			Status: resp.StatusCode, Detail: ExcerptKeeping(data, r.Identifiers, r.secrets()...),
+			Identifiers: r.Identifiers}
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			if s, err := strconv.Atoi(ra); err == nil {
 				e.RetryAfter = time.Duration(s) * time.Second
@@ -322,7 +323,7 @@ func hostPort(u *url.URL) string {
 
 func (c *Client) errorf(r Request, status int, format string, args ...any) error {
 	return &Error{Provider: c.opts.Provider, Call: r.Call, Method: r.Method, Path: r.Path,
-		Status: status, Err: fmt.Errorf(format, args...)}
+		Status: status, Err: fmt.Errorf(format, args...), Identifiers: r.Identifiers}
 }
 
 // Call performs r and decodes its 2xx body with parse; a parse failure becomes a

@@ -21,8 +21,13 @@ type Error struct {
 	Path     string
 	// Status is the HTTP status, or 0 when no response arrived.
 	Status int
-	// Detail is a short, redacted excerpt of the provider's error body.
+	// Detail is a short, redacted excerpt of the provider's error body. It keeps the
+	// identifiers the call carried where the provider echoed them (see ExcerptKeeping).
 	Detail string
+	// Identifiers are the identifiers the call carried (Request.Identifiers): names of an
+	// account, not secrets, which Error's text may show (in Detail). A caller that answers
+	// someone who may not learn them (a creds reader) redacts them from the text.
+	Identifiers []string
 	// RetryAfter is the provider's Retry-After, when it sent one.
 	RetryAfter time.Duration
 	// Err is the underlying failure when there is no usable status (transport, decoding).
@@ -87,7 +92,8 @@ var jwtLike = regexp.MustCompile(`[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0
 var longToken = regexp.MustCompile(`[A-Za-z0-9+/=_-]{24,}`)
 
 // Excerpt returns a short, single-line, printable excerpt of an error body with every given
-// secret, anything shaped like a JWT, and any long opaque string (24+ key-like characters)
+// secret (and any start of one, minPrefix bytes or longer, that the body echoes), anything
+// shaped like a JWT, and any long opaque string (24+ key-like characters)
 // replaced by "[redacted]". A body of JSON with an error message uses that message. If a
 // secret cannot be removed (replacements that splice into a new occurrence), the excerpt is
 // dropped altogether.
@@ -115,6 +121,7 @@ func ExcerptKeeping(body []byte, identifiers []string, secrets ...string) string
 				}
 				s = strings.ReplaceAll(s, form, "[redacted]")
 			}
+			s = redactPrefixes(s, form)
 		}
 	}
 	// Identifiers step out of the text as placeholders the patterns cannot match (normalize
@@ -137,11 +144,41 @@ func ExcerptKeeping(body []byte, identifiers []string, secrets ...string) string
 		s = strings.ToValidUTF8(s[:excerptMax], "") + "…"
 	}
 	for _, sec := range secrets { // the guarantee, whatever the replacements spliced together
-		if f := normalize(sec); (len(sec) >= 4 && strings.Contains(s, sec)) || (len(f) >= 4 && strings.Contains(s, f)) {
-			return "[excerpt withheld]"
+		for _, form := range []string{sec, normalize(sec)} {
+			if (len(form) >= 4 && strings.Contains(s, form)) || (len(form) >= minPrefix && strings.Contains(s, form[:minPrefix])) {
+				return "[excerpt withheld]"
+			}
 		}
 	}
 	return s
+}
+
+// minPrefix is the shortest start of a secret that an excerpt redacts where the provider
+// echoed it cut short ("apiSecret 0123456789abcdef0123... is invalid").
+const minPrefix = 8
+
+// redactPrefixes replaces each run of s that is a start of sec, minPrefix bytes or longer,
+// with "[redacted]".
+func redactPrefixes(s, sec string) string {
+	if len(sec) < minPrefix {
+		return s
+	}
+	head := sec[:minPrefix]
+	var b strings.Builder
+	for {
+		j := strings.Index(s, head)
+		if j < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		k := minPrefix
+		for j+k < len(s) && k < len(sec) && s[j+k] == sec[k] {
+			k++
+		}
+		b.WriteString(s[:j])
+		b.WriteString("[redacted]")
+		s = s[j+k:]
+	}
 }
 
 // placeholder stands for the i-th kept identifier: private-use characters around a number.

@@ -152,13 +152,14 @@ func TestExcerptIgnoresShortIdentifiers(t *testing.T) {
 func TestExcerptWithheldWhenSecretSurvives(t *testing.T) {
 	const apiKey = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 	// The identifier ends exactly where the excerpt is cut, and the secret is its tail with
-	// the truncation mark: no such text was in the body.
+	// the truncation mark: no such text was in the body (nor the secret's first 8 bytes,
+	// which would be redacted before the cut).
 	cut := strings.Repeat("ab ", 28) + apiKey + " rejected"
 	for _, c := range []struct {
 		body, secret string
 		ids          []string
 	}{
-		{cut, apiKey[28:] + "…", []string{apiKey}},
+		{cut, apiKey[30:] + "…", []string{apiKey}},
 		{"key Zk3pQ9xW2mLtR7vBZk3pQ9xW2mLtR7vB! done", "ted]! done", nil},
 	} {
 		if strings.Contains(c.body, c.secret) {

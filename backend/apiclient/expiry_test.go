@@ -62,8 +62,8 @@ func TestJWTExpiry(t *testing.T) {
 }
 
 func TestNewToken(t *testing.T) {
-	issued := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	jwtAt := time.Unix(1795951800, 0).UTC()
+	issued := jwtAt.Add(-30 * time.Minute) // the samples lie within the hour's lifetime
 	earlier, later := jwtAt.Add(-time.Minute), jwtAt.Add(time.Minute)
 	bad := jwtWith(`{"alg":"HS256"}`, `{"exp":"soon"}`)
 	cases := []struct {

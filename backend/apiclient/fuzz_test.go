@@ -2,6 +2,7 @@ package apiclient
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -25,10 +26,17 @@ func FuzzJWTExpiry(f *testing.F) {
 			t.Fatalf("implausible exp %s", exp)
 		}
 		// The shared expiry rule: never later than a readable exp, whatever the field says.
+		// Only a valid Bearer token is returned, and never an expiry past issued + lifetime.
 		field := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 		tok, terr := NewToken(token, field, field, time.Hour)
+		if !ValidBearer(token) {
+			if !errors.Is(terr, ErrNotBearer) {
+				t.Fatalf("NewToken(%q) = %+v, %v: want ErrNotBearer", token, tok, terr)
+			}
+			return
+		}
 		if (terr != nil) != (err == ErrBadExpiry) || (err == nil && tok.ExpiresAt.After(exp)) ||
-			(terr == nil && tok.ExpiresAt.After(field)) {
+			(terr == nil && tok.ExpiresAt.After(field)) || (terr == nil && tok.ExpiresAt.After(field.Add(time.Hour))) {
 			t.Fatalf("NewToken = %+v, %v with exp %s, %v", tok, terr, exp, err)
 		}
 	})
@@ -61,6 +69,9 @@ func FuzzExcerpt(f *testing.F) {
 		ex := ExcerptKeeping(body, []string{id}, secret)
 		if len(secret) >= 4 && strings.Contains(ex, secret) && ex != "[excerpt withheld]" {
 			t.Fatalf("excerpt %q keeps the secret %q", ex, secret)
+		}
+		if len(secret) >= minPrefix && strings.Contains(ex, secret[:minPrefix]) && ex != "[excerpt withheld]" {
+			t.Fatalf("excerpt %q keeps the start of the secret %q", ex, secret)
 		}
 		if len(ex) > excerptMax+len("…") {
 			t.Fatalf("excerpt of %d bytes", len(ex))

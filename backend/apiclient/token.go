@@ -3,6 +3,7 @@ package apiclient
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -19,6 +20,10 @@ type Token struct {
 	// "jwt" (the token's exp claim) or "default" (the documented lifetime, used only when
 	// neither exists).
 	ExpirySource string
+	// CappedFrom, when set, is the later expiry the response claimed: further away than the
+	// documented lifetime of the token's kind allows, so ExpiresAt is issued plus that
+	// lifetime instead (see NewToken). Callers log it.
+	CappedFrom time.Time
 }
 
 // Expiry sources.
@@ -27,6 +32,29 @@ const (
 	FromJWT      = "jwt"
 	FromDefault  = "default"
 )
+
+// ErrNotBearer means a token holds a character RFC 6750 §2.1 does not allow in a Bearer
+// token. Its text never quotes the token.
+var ErrNotBearer = errors.New("the token is not a valid Bearer token (RFC 6750 §2.1 allows only letters, digits, " +
+	"-._~+/ and trailing =)")
+
+// ValidBearer reports whether v is a b64token (RFC 6750 §2.1): one or more letters, digits
+// or "-._~+/", then any number of "=". Such a token is safe wherever a consumer writes it:
+// an HTTP header, a shell line, a file a template renders (no white space, no line break, no
+// control character, no quote, only ASCII).
+func ValidBearer(v string) bool {
+	body := strings.TrimRight(v, "=")
+	if body == "" {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
 
 // ErrNotJSON means a 2xx body is not the JSON object the contract describes.
 var ErrNotJSON = errors.New("body is not the expected JSON")
@@ -75,9 +103,15 @@ func JWTExpiry(token string) (time.Time, error) {
 // the response has none. When both exist the earlier wins (a lease must never outlive the
 // token, whichever source is wrong), and ExpirySource names the one chosen (FromProvider on a
 // tie). Only when neither exists is the expiry issued plus the documented lifetime
-// (FromDefault). A JWT whose exp is present but unreadable gives ErrBadExpiry: report it as
-// a malformed response.
+// (FromDefault). Whatever the source, an expiry later than issued plus lifetime is capped
+// there, and CappedFrom keeps the one claimed: lifetime is the longest a token of its kind is
+// documented to live, so no lease, and no shared token, outlives it. A value that is not a
+// valid Bearer token gives ErrNotBearer, and a JWT whose exp is present but unreadable
+// ErrBadExpiry: report either as a malformed response.
 func NewToken(value string, fieldExpiry, issued time.Time, lifetime time.Duration) (Token, error) {
+	if !ValidBearer(value) {
+		return Token{}, ErrNotBearer
+	}
 	tok := Token{Value: value}
 	exp, err := JWTExpiry(value)
 	switch {
@@ -89,6 +123,9 @@ func NewToken(value string, fieldExpiry, issued time.Time, lifetime time.Duratio
 		tok.ExpiresAt, tok.ExpirySource = fieldExpiry.UTC(), FromProvider
 	default:
 		tok.ExpiresAt, tok.ExpirySource = issued.Add(lifetime).UTC(), FromDefault
+	}
+	if limit := issued.Add(lifetime).UTC(); tok.ExpiresAt.After(limit) {
+		tok.CappedFrom, tok.ExpiresAt = tok.ExpiresAt, limit
 	}
 	return tok, nil
 }

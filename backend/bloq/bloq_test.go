@@ -12,7 +12,9 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
-var issued = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+// issued is a little before the samples' expiries (11:00 and 11:30 that day), so that each
+// lies within the documented lifetime, past which NewToken caps an expiry.
+var issued = time.Date(2026, 11, 29, 10, 45, 0, 0, time.UTC)
 
 // jwtExp is a JWT whose exp is 1795951800, that is jwtExpAt.
 const jwtExp = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig"

@@ -16,7 +16,9 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
-var issued = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+// issued is a little before the samples' expiries (11:00 and 11:30 that day), so that each
+// lies within the documented lifetime, past which NewToken caps an expiry.
+var issued = time.Date(2026, 11, 29, 10, 45, 0, 0, time.UTC)
 
 // jwtExp is a JWT whose exp is 1795951800, that is jwtExpAt.
 const jwtExp = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig"
@@ -34,7 +36,7 @@ func TestParseTokenResponse(t *testing.T) {
 		{"unix seconds", `{"token":"t","expiresAt":1795950000,"tokenType":"Bearer"}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
 		{"unix milliseconds", `{"token":"t","expiresAt":1795950000000}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
 		{"numeric string", `{"token":"t","expiresAt":"1795950000"}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},
-		{"RFC 3339", `{"token":"t","expiresAt":"2026-11-23T12:20:00Z"}`, issued.Add(20 * time.Minute), apiclient.FromProvider, false},
+		{"RFC 3339", `{"token":"t","expiresAt":"2026-11-29T11:05:00Z"}`, issued.Add(20 * time.Minute), apiclient.FromProvider, false},
 		{"no expiresAt: JWT exp", `{"token":"` + jwtExp + `"}`, jwtExpAt, apiclient.FromJWT, false},
 		{"null expiresAt: JWT exp", `{"token":"` + jwtExp + `","expiresAt":null}`, jwtExpAt, apiclient.FromJWT, false},
 		{"expiresAt earlier than JWT exp", `{"token":"` + jwtExp + `","expiresAt":1795950000}`, time.Unix(1795950000, 0), apiclient.FromProvider, false},

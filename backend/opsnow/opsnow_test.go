@@ -13,7 +13,9 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
-var issued = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+// issued is a little before the samples' expiries (11:00 and 11:30 that day), so that each
+// lies within the documented lifetime, past which NewToken caps an expiry.
+var issued = time.Date(2026, 11, 29, 10, 45, 0, 0, time.UTC)
 
 // jwtExp is a JWT whose exp is 1795951800, that is jwtExpAt.
 const jwtExp = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU5NTE4MDB9.sig"
@@ -31,7 +33,7 @@ func TestParseTokenResponse(t *testing.T) {
 		{"wrapped accessToken expiresIn", `{"status":"success","data":{"accessToken":"A","expiresIn":600}}`, "A", issued.Add(10 * time.Minute), ""},
 		{"top access_token expires_in", `{"access_token":"B","expires_in":"900"}`, "B", issued.Add(15 * time.Minute), ""},
 		{"wrapped token expiresAt", `{"data":{"token":"C","expiresAt":1795950000}}`, "C", time.Unix(1795950000, 0), ""},
-		{"top expires_at RFC 3339", `{"accessToken":"D","expires_at":"2026-11-23T12:45:00Z"}`, "D", issued.Add(45 * time.Minute), ""},
+		{"top expires_at RFC 3339", `{"accessToken":"D","expires_at":"2026-11-29T11:30:00Z"}`, "D", issued.Add(45 * time.Minute), ""},
 		{"JWT exp only", `{"data":{"accessToken":"` + jwtExp + `"}}`, jwtExp, jwtExpAt, ""},
 		{"nothing: 3600 s", `{"data":{"accessToken":"E"}}`, "E", issued.Add(time.Hour), ""},
 		{"null fields: 3600 s", `{"accessToken":"E","expiresIn":null,"expires_at":null}`, "E", issued.Add(time.Hour), ""},
