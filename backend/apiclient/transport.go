@@ -1,9 +1,13 @@
 package apiclient
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 )
@@ -44,6 +48,11 @@ func endpointOf(rawURL string) string {
 // HTTP/2 carry no state from one request to the next, and no cookie jar is attached. Two
 // base URLs share a transport only when their scheme and host:port are equal, so each still
 // gets the TLS checks of its own host.
+//
+// A plaintext http:// endpoint (allowed for loopback hosts only) gets a transport that dials
+// nothing but a loopback address (loopbackOnly): checked on the address actually dialled, after
+// name resolution, so a "localhost" that /etc/hosts or a DNS search domain resolves elsewhere
+// never receives a credential in the clear.
 func SharedTransport(baseURL string) http.RoundTripper {
 	key := endpointOf(baseURL)
 	transports.mu.Lock()
@@ -56,6 +65,30 @@ func SharedTransport(baseURL string) http.RoundTripper {
 	}
 	t := cleanhttp.DefaultPooledTransport()
 	t.MaxConnsPerHost, t.MaxIdleConnsPerHost, t.MaxIdleConns = EndpointMaxConns, EndpointMaxConns, EndpointMaxConns
+	if u, err := url.Parse(baseURL); err != nil || u.Scheme != "https" {
+		t.DialContext = loopbackDialer()
+	}
 	transports.m[key] = t
 	return t
+}
+
+// loopbackDialer dials as cleanhttp's transport does (30 s connect timeout, 30 s keep-alive),
+// but only to a loopback address (loopbackOnly).
+func loopbackDialer() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: loopbackOnly}
+	return d.DialContext
+}
+
+// loopbackOnly is a net.Dialer's Control: it refuses a connection to any address but a
+// loopback one (127.0.0.0/8, ::1), before it is made. Its text names the address, without a
+// ": " (transport errors keep the text after the last one).
+func loopbackOnly(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return &net.AddrError{Err: "http:// goes only to a loopback address, not to " + host, Addr: ""}
+	}
+	return nil
 }

@@ -127,3 +127,42 @@ func TestTransportErrorThroughProxy(t *testing.T) {
 		t.Fatalf("err = %v, want %q", err, want)
 	}
 }
+
+// A plaintext http:// endpoint dials only loopback addresses, checked on the address dialled
+// (after name resolution): a non-loopback one fails before any connection, naming it, while
+// https:// endpoints and loopback ones are unaffected.
+func TestPlaintextDialsOnlyLoopback(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{}`)) }))
+	t.Cleanup(srv.Close)
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	for _, base := range []string{srv.URL, "http://localhost:" + port} {
+		if _, err := New(Options{Provider: "p", BaseURL: base}).Do(context.Background(),
+			Request{Call: "c", Method: http.MethodGet, Path: "/"}); err != nil {
+			t.Errorf("%s: %v", base, err)
+		}
+	}
+	// 192.0.2.1 (TEST-NET-1) would hang on connect: the refusal comes before it.
+	c := New(Options{Provider: "p", BaseURL: "http://192.0.2.1:9", Timeout: 5 * time.Second, RetryMax: -1})
+	start := time.Now()
+	_, err := c.Do(context.Background(), Request{Call: "c", Method: http.MethodGet, Path: "/"})
+	want := "transport error: 192.0.2.1:9: http:// goes only to a loopback address, not to 192.0.2.1"
+	if err == nil || !strings.Contains(err.Error(), want) || time.Since(start) > 2*time.Second {
+		t.Fatalf("err = %v after %s, want it to contain %q at once", err, time.Since(start), want)
+	}
+	for _, a := range []string{"127.0.0.1:80", "127.3.4.5:80", "[::1]:80", "[::ffff:127.0.0.1]:80"} {
+		if err := loopbackOnly("tcp", a, nil); err != nil {
+			t.Errorf("loopbackOnly(%s) = %v", a, err)
+		}
+	}
+	for _, a := range []string{"10.0.0.1:80", "[::2]:80", "0.0.0.0:80", "[fe80::1]:80", "localhost:80"} {
+		if err := loopbackOnly("tcp", a, nil); err == nil {
+			t.Errorf("loopbackOnly(%s) = nil", a)
+		}
+	}
+	// https:// is not limited: the same address is dialled (and times out here).
+	c = New(Options{Provider: "p", BaseURL: "https://192.0.2.1:9", Timeout: 300 * time.Millisecond, RetryMax: -1})
+	if _, err := c.Do(context.Background(), Request{Call: "c", Method: http.MethodGet, Path: "/"}); err == nil ||
+		strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("https:// to a non-loopback address: %v", err)
+	}
+}
