@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -108,8 +109,15 @@ func (c *Client) ListClientKeys(ctx context.Context, accountToken string) ([]Cli
 		Path: "/users/me/client-keys", Bearer: accountToken, Secrets: []string{accountToken}}, ParseKeyList)
 }
 
-// DeleteClientKey deletes the key with the given id. A 404 counts as done.
+// DeleteClientKey deletes the key with the given id. A 404 counts as done. An id that is
+// empty or a dot segment ("." or "..", which a server resolves to another path: DELETE
+// /users/me/client-keys/.. is DELETE /users/me) is refused without a call.
 func (c *Client) DeleteClientKey(ctx context.Context, accountToken, id string) error {
+	if id == "" || id == "." || id == ".." {
+		return &apiclient.Error{Provider: Name, Call: "delete client key", Method: http.MethodDelete,
+			Path: "/users/me/client-keys/{id}", Err: fmt.Errorf("refused: the provider's key list gives the id %q, "+
+				"which is no key id (it would address another path)", id)}
+	}
 	_, err := c.api.Do(ctx, apiclient.Request{Call: "delete client key", Method: http.MethodDelete,
 		Path: "/users/me/client-keys/" + url.PathEscape(id), Bearer: accountToken,
 		Secrets: []string{accountToken}, Identifiers: []string{id}})

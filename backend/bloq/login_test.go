@@ -3,6 +3,7 @@ package bloq_test
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
@@ -119,5 +120,31 @@ func TestDeleteViaIDOnlyList(t *testing.T) {
 	}
 	if _, err := c.ClientToken(ctx, "cid", "csecret"); apiclient.StatusOf(err) != 401 {
 		t.Errorf("deleted key still mints: %v", err)
+	}
+}
+
+// A key list that gives a dot segment as a key's id ("." or "..") gets no DELETE: the path
+// would resolve to /users/me/client-keys or /users/me.
+func TestDeleteRefusesDotSegmentIDs(t *testing.T) {
+	sim, c, uid := newSim(t)
+	ctx := context.Background()
+	acct, err := c.AccountToken(ctx, "me@example.com", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"..", ".", ""} {
+		sim.Inject(simulator.RouteBloqKeysList, simulator.Fault{Status: 200, Body: `[{"id":"` + id + `","clientId":"cid"}]`})
+		keys, err := c.ListClientKeys(ctx, acct.Token.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := bloq.KeyIDFor(keys, "cid")
+		err = c.DeleteClientKey(ctx, acct.Token.Value, got)
+		if err == nil || !strings.Contains(err.Error(), "bloq: delete client key") || sim.Calls(simulator.RouteBloqKeysDelete) != 0 {
+			t.Fatalf("id %q: err=%v, delete calls=%d", id, err, sim.Calls(simulator.RouteBloqKeysDelete))
+		}
+	}
+	if got := sim.BloqClientIDs(uid); len(got) != 1 {
+		t.Fatalf("keys: %v", got)
 	}
 }
