@@ -65,11 +65,15 @@ func (s *Server) opsnowToken(w http.ResponseWriter, r *http.Request) {
 	if s.opsnowShape == ShapeOpaque {
 		tok := randomHex(48)
 		s.opaque[tok] = s.now().Add(life)
-		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": map[string]any{"accessToken": tok}})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": map[string]any{
+			"accessToken": s.present("opsnow", "access", tok)}})
 		return
 	}
 	tok, exp := s.issue("opsnow", "access", req.APIKey, 0, life)
 	secs := int64(life / time.Second)
+	if claim := exp.Sub(s.now()); claim > life+time.Second { // SetClaimedExpiry: the relative form claims it too
+		secs = int64(claim / time.Second)
+	}
 	var body any
 	switch s.opsnowShape {
 	case ShapeTopSnake:

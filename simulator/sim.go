@@ -97,6 +97,10 @@ type Server struct {
 	bloqKeyLag        func() time.Duration
 	opsnowShape       OpsNowShape
 	seq               int
+
+	hostileToken func(provider, kind string) string                    // SetHostileTokens
+	claimExpiry  func(provider, kind string, real time.Time) time.Time // SetClaimedExpiry
+	realExpiry   map[string]time.Time                                  // by jti: tokens that claim a later one
 }
 
 // New returns an empty simulator with the documented lifetimes and the real clock.

@@ -16,21 +16,30 @@ type claims struct {
 	jwt.RegisteredClaims
 }
 
-// issue signs a token for subject sub; the caller holds s.mu.
+// issue signs a token for subject sub and returns it as the answer carries it (present),
+// with the expiry it claims (claimed: its exp claim, and the answer's expiry field); the
+// caller holds s.mu.
 func (s *Server) issue(provider, typ, sub string, gen int, life time.Duration) (string, time.Time) {
 	now := s.now()
 	exp := now.Add(life).Truncate(time.Second)
+	claim := s.claimed(provider, typ, exp)
 	c := claims{Provider: provider, Type: typ, Gen: gen, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   sub,
 		ID:        s.nextID("t"),
 		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(exp),
+		ExpiresAt: jwt.NewNumericDate(claim),
 	}}
+	if claim != exp {
+		if s.realExpiry == nil {
+			s.realExpiry = map[string]time.Time{}
+		}
+		s.realExpiry[c.ID] = exp
+	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(s.key)
 	if err != nil {
 		panic(err)
 	}
-	return tok, exp
+	return s.present(provider, typ, tok), claim
 }
 
 // parse checks a token's signature and expiry against the simulator's clock; the caller
@@ -44,6 +53,9 @@ func (s *Server) parse(token string) (*claims, error) {
 			return nil, errors.New("token expired")
 		}
 		return nil, errors.New("token invalid")
+	}
+	if real, ok := s.realExpiry[c.ID]; ok && !s.now().Before(real) { // it claimed a later expiry
+		return nil, errors.New("token expired")
 	}
 	return &c, nil
 }
