@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,6 +27,12 @@ var defaultBaseURLs = map[string]string{
 	offblocks.Name: offblocks.DefaultBaseURL,
 	bloq.Name:      bloq.DefaultBaseURL,
 	opsnow.Name:    opsnow.DefaultBaseURL,
+}
+
+// knownProvider reports whether this version of the plugin serves provider p.
+func knownProvider(p string) bool {
+	_, ok := defaultBaseURLs[p]
+	return ok
 }
 
 // credential is an account's root credential: the fields a rotation replaces and the ones
@@ -261,7 +268,23 @@ func (c *accountConfig) fallbackWarnings() []string {
 
 func configKey(name string) string { return configPrefix + name }
 
-// getConfig loads config/<name>; a missing config is (nil, nil).
+// getConfigAnyProvider is getConfig for a caller that may handle a config of a provider this
+// version does not know (a forced delete): such a config is returned without an error. It
+// must never be settled, used or written.
+func getConfigAnyProvider(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
+	c, err := getConfig(ctx, s, name)
+	var unknown *unknownProviderError
+	if errors.As(err, &unknown) {
+		return c, nil
+	}
+	return c, err
+}
+
+// getConfig loads config/<name>; a missing config is (nil, nil). A config of a provider this
+// version does not know (written by a newer version) is returned with an
+// *unknownProviderError: it fails closed, since every caller stops at the error, and so
+// nothing is sent for it, nor is it ever written back without the fields this version
+// cannot read.
 func getConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
 	entry, err := s.Get(ctx, configKey(name))
 	if err != nil {
@@ -273,6 +296,9 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	var c accountConfig
 	if err := entry.DecodeJSON(&c); err != nil {
 		return nil, fmt.Errorf("decode config %q: %w", name, err)
+	}
+	if !knownProvider(c.Provider) {
+		return &c, &unknownProviderError{name: name, provider: c.Provider}
 	}
 	return &c, nil
 }

@@ -16,6 +16,16 @@ type errConfigNotFound string
 
 func (e errConfigNotFound) Error() string { return fmt.Sprintf("no config named %q", string(e)) }
 
+// unknownProviderError is a stored config whose provider this version of the plugin does
+// not know: a newer version wrote it. It fails closed: nothing is sent anywhere for it, and
+// it is neither settled, rotated nor written; an upgrade serves it again.
+type unknownProviderError struct{ name, provider string }
+
+func (e *unknownProviderError) Error() string {
+	return fmt.Sprintf("config %q has provider %q, which this version of the plugin (%s) does not know: it was "+
+		"written by a newer version of the plugin; upgrade, or delete it with force=true", e.name, e.provider, Version)
+}
+
 // errorResponse maps every handler error to what Vault answers, in one place:
 //   - storage that cannot be written here: logical.ErrReadOnly itself, so that Vault
 //     forwards the request to the node that can write;
@@ -24,8 +34,16 @@ func (e errConfigNotFound) Error() string { return fmt.Sprintf("no config named 
 //     the config); blocking it because of Vault's own storage: 500;
 //   - a rotation left unsettled by the provider, or any provider failure: 502 whose text
 //     names the provider, the call and the status;
+//   - a config of a provider this version does not know: 501 Not Implemented (clients do
+//     not retry it: only an upgrade or a forced delete ends it);
 //   - anything else (storage, or an error already carrying an HTTP code): as it is.
 func errorResponse(err error) (*logical.Response, error) {
+	return errorResponseText(err, err.Error())
+}
+
+// errorResponseText is errorResponse with text, err's text as its reader may see it
+// (readerText), in place of err's own.
+func errorResponseText(err error, text string) (*logical.Response, error) {
 	var (
 		field     *fieldError
 		notFound  errConfigNotFound
@@ -33,19 +51,39 @@ func errorResponse(err error) (*logical.Response, error) {
 		pending   *pendingRotationError
 		unsettled *unsettledError
 		provider  *apiclient.Error
+		unknown   *unknownProviderError
 	)
 	switch {
 	case readOnlyAware(err) == logical.ErrReadOnly:
 		return nil, logical.ErrReadOnly
+	case errors.As(err, &unknown):
+		return nil, logical.CodedError(http.StatusNotImplemented, text)
 	case errors.As(err, &pending) && !errors.As(pending.cause, &provider) && !errors.As(pending.cause, &unsettled):
-		return nil, err // the rotation could not be settled for a reason of Vault's own (storage)
+		return nil, withText(err, text) // the rotation could not be settled for a reason of Vault's own (storage)
 	case errors.As(err, &field), errors.As(err, &notFound), errors.As(err, &refused), errors.As(err, &pending):
-		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
+		return logical.ErrorResponse(text), logical.ErrInvalidRequest
 	case errors.As(err, &unsettled), errors.As(err, &provider):
-		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+		return nil, logical.CodedError(http.StatusBadGateway, text)
 	}
-	return nil, err
+	return nil, withText(err, text)
 }
+
+// withText is err, or when text differs from its text, an error of that text wrapping it.
+func withText(err error, text string) error {
+	if text == err.Error() {
+		return err
+	}
+	return &textError{text: text, err: err}
+}
+
+// textError is an error shown with another text than the one it wraps (readerText).
+type textError struct {
+	text string
+	err  error
+}
+
+func (e *textError) Error() string { return e.text }
+func (e *textError) Unwrap() error { return e.err }
 
 // failedOnProvider reports whether err is the provider's doing: an answer or a failure to
 // answer of its API, or a rotation it left unsettled (a creds read that fails so counts

@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -93,8 +94,14 @@ func pathConfig(b *backend) []*framework.Path {
 	}
 }
 
+// configExists is the path's existence check. A config of a provider this version does not
+// know exists: the write then refuses it with what to do.
 func (b *backend) configExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	c, err := getConfig(ctx, req.Storage, d.Get("name").(string))
+	var unknown *unknownProviderError
+	if errors.As(err, &unknown) {
+		return true, nil
+	}
 	return c != nil, err
 }
 
@@ -181,8 +188,11 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 	defer lock.RUnlock()
 
 	c, err := getConfig(ctx, req.Storage, name)
-	if err != nil || c == nil {
-		return nil, err
+	if err != nil {
+		return errorResponse(err)
+	}
+	if c == nil {
+		return nil, nil
 	}
 	resp := &logical.Response{Data: c.publicData(b.now()), Warnings: append(c.fallbackWarnings(), c.reuseWarnings()...)}
 	if b.refreshTokens.held(name) {
@@ -204,9 +214,21 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 
 	var warnings []string
 	cfg, _, err := b.settleLocked(ctx, req.Storage, name)
+	var unknown *unknownProviderError
 	switch {
 	case err == logical.ErrReadOnly:
 		return errorResponse(err)
+	case errors.As(err, &unknown) && force:
+		// What a newer version stored beside the config (a fallback credential it may hold
+		// among fields this version cannot read) is given up with it.
+		warnings = append(warnings, fmt.Sprintf("config %q of provider %q, which this version does not know, was "+
+			"deleted by force: whatever a newer version kept in it is given up", name, unknown.provider))
+		b.Logger().Error("forced delete of a config whose provider this version does not know: whatever a newer "+
+			"version kept in it (a credential the provider may use among them) is given up", "config", name,
+			"provider", unknown.provider)
+		if cfg, err = getConfigAnyProvider(ctx, req.Storage, name); err != nil {
+			return errorResponse(err)
+		}
 	case err != nil && (cfg == nil || !cfg.unsettled()):
 		return errorResponse(err)
 	case err != nil && !force:

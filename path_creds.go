@@ -179,7 +179,10 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 		if err != nil {
 			return minted{}, nil, err
 		}
-		ctx, p := b.providerFor(ctx, name, cfg)
+		ctx, p, err := b.providerFor(ctx, name, cfg)
+		if err != nil {
+			return minted{}, nil, err
+		}
 		m, err := p.Mint(ctx, cfg.credential)
 		return m, cfg, err
 	}

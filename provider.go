@@ -69,14 +69,17 @@ var errUnchanged = errors.New("nothing changed upstream")
 // timeout simply finds another client. The per-account bound on calls in flight is the
 // config's mint slots (memo.slots) and its lock. The returned context, for the calls made
 // with the client, names the config, which labels the calls' metrics when per-config detail
-// is on.
-func (b *backend) providerFor(ctx context.Context, name string, c *accountConfig) (context.Context, provider) {
+// is on. A provider this version does not know is an *unknownProviderError, and no client.
+func (b *backend) providerFor(ctx context.Context, name string, c *accountConfig) (context.Context, provider, error) {
 	ctx = withConfigName(ctx, name)
+	if !knownProvider(c.Provider) {
+		return ctx, nil, &unknownProviderError{name: name, provider: c.Provider}
+	}
 	key := c.Provider + "|" + c.BaseURL + "|" + c.RequestTimeout.String()
 	b.clientsMu.Lock()
 	defer b.clientsMu.Unlock()
 	if p, ok := b.clients[key]; ok {
-		return ctx, p
+		return ctx, p, nil
 	}
 	api := apiclient.New(apiclient.Options{
 		Provider:     c.Provider,
@@ -96,11 +99,13 @@ func (b *backend) providerFor(ctx context.Context, name string, c *accountConfig
 		p = offblocksProvider{offblocks.New(api, b.now)}
 	case bloq.Name:
 		p = bloqProvider{bloq.New(api, b.now)}
-	default:
+	case opsnow.Name:
 		p = opsnowProvider{opsnow.New(api, b.now)}
+	default: // knownProvider and this switch disagree: fail closed all the same
+		return ctx, nil, &unknownProviderError{name: name, provider: c.Provider}
 	}
 	b.clients[key] = p
-	return ctx, p
+	return ctx, p, nil
 }
 
 // offblocksProvider mints with the API key pair and rotates by choosing a new pair and

@@ -75,7 +75,10 @@ func (b *backend) mintRefresh(ctx context.Context, s logical.Storage, name strin
 	if isHeld {
 		cred.RefreshToken = held
 	}
-	ctx, p := b.providerFor(ctx, name, cfg)
+	ctx, p, err := b.providerFor(ctx, name, cfg)
+	if err != nil {
+		return minted{}, nil, err
+	}
 	m, mintErr := p.Mint(ctx, cred)
 	newest := cred.RefreshToken
 	if m.NewRefreshToken != "" { // with or without mintErr: it may be the only valid one now

@@ -82,7 +82,10 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	case cfg == nil:
 		return nil, nil, errConfigNotFound(name)
 	}
-	ctx, prov := b.providerFor(ctx, name, cfg)
+	ctx, prov, err := b.providerFor(ctx, name, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	p, ok := prov.(rotator)
 	if !ok {
 		return nil, nil, &rotationRefused{fmt.Sprintf("provider %s has no rotation API: issue a new key in its console and write it to config/%s", cfg.Provider, name)}

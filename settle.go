@@ -167,7 +167,10 @@ func (b *backend) settleLocked(ctx context.Context, s logical.Storage, name stri
 	if !b.WriteSafeReplicationState() {
 		return cfg, walChanged, logical.ErrReadOnly // settling writes: Vault forwards to the node that can
 	}
-	ctx, prov := b.providerFor(ctx, name, cfg)
+	ctx, prov, err := b.providerFor(ctx, name, cfg)
+	if err != nil {
+		return cfg, walChanged, err
+	}
 	p, ok := prov.(rotator)
 	if !ok {
 		return cfg, walChanged, nil

@@ -117,11 +117,20 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string)
 			return changed, err
 		}
 		e := pr.entry
+		if !knownProvider(e.Provider) {
+			b.Logger().Error("keeping a rotation WAL entry of a provider this version of the plugin does not know: "+
+				"a newer version wrote it, and it may hold a credential; upgrade the plugin to settle it",
+				"config", name, "provider", e.Provider)
+			continue
+		}
 		if cfg == nil || cfg.Provider != e.Provider {
 			b.deleteWAL(ctx, s, name, pr.id)
 			continue
 		}
-		ctx, prov := b.providerFor(ctx, name, cfg)
+		ctx, prov, err := b.providerFor(ctx, name, cfg)
+		if err != nil {
+			return changed, err
+		}
 		p, ok := prov.(rotator)
 		switch {
 		case !ok:
@@ -167,16 +176,21 @@ func walConfigNames(ctx context.Context, s logical.Storage) (map[string]bool, er
 
 // walRollback is Vault's rollback hook for WAL entries older than walRollbackMinAge: it
 // settles the entry's config (settleWAL) and returns nil once the entry is gone (Vault then
-// deletes it), or an error to keep it.
+// deletes it), or an error to keep it. An entry this version cannot read (of another kind,
+// one that does not decode, or of a provider it does not know: a newer version wrote it) is
+// kept, and logged each time Vault's rollback finds it: it may hold the only copy of a
+// credential.
 func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
 	if kind != walKindRotation {
-		b.Logger().Warn("dropping a WAL entry of unknown kind", "kind", kind)
-		return nil
+		b.Logger().Error("keeping a WAL entry of a kind this version of the plugin does not know: a newer "+
+			"version wrote it, and it may hold a credential; upgrade the plugin to settle it", "kind", kind)
+		return fmt.Errorf("WAL entry of unknown kind %q kept: upgrade the plugin", kind)
 	}
 	e, err := decodeRotationWAL(data)
 	if err != nil {
-		b.Logger().Error("dropping an unreadable rotation WAL entry", "error", err)
-		return nil
+		b.Logger().Error("keeping a rotation WAL entry this version of the plugin cannot read: a newer "+
+			"version may have written it, and it may hold a credential; upgrade the plugin to settle it", "error", err)
+		return fmt.Errorf("unreadable rotation WAL entry kept: %w", err)
 	}
 	lock := b.lock(e.Name)
 	lock.Lock()

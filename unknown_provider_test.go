@@ -1,0 +1,110 @@
+package apitokens
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// A config of a provider this version does not know (a newer version's oauth2, as a rollback
+// leaves it) fails closed on every path: creds, rotate-root, the periodic pass, config read
+// and write each answer 501 naming it and saying what to do, nothing is sent anywhere, and
+// storage keeps it byte for byte; only a delete with force=true removes it.
+func TestUnknownProviderFailsClosed(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { calls.Add(1) }))
+	t.Cleanup(srv.Close)
+	raw := []byte(`{"provider":"oauth2","base_url":"` + srv.URL + `","token_url":"` + srv.URL + `/token",` +
+		`"client_id":"app","client_secret":"s3cr3t-of-oauth2","api_key":"s3cr3t-of-oauth2","request_timeout":30000000000,` +
+		`"fallbacks":[{"client_secret":"n3xt-s3cr3t","since":"2026-11-23T12:00:00Z","why":"x"}],"rotation":{"rotation_period":60000000000}}`)
+	ctx := context.Background()
+	if err := h.storage.Put(ctx, &logical.StorageEntry{Key: "config/new", Value: raw, SealWrap: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(2 * 60e9)
+	want501 := func(what string, resp *logical.Response, err error) {
+		t.Helper()
+		coded, ok := err.(logical.HTTPCodedError)
+		if !ok || coded.Code() != http.StatusNotImplemented || !strings.Contains(err.Error(), `config "new" has provider "oauth2"`) ||
+			!strings.Contains(err.Error(), "written by a newer version of the plugin; upgrade, or delete it with force=true") {
+			t.Fatalf("%s: want a 501 naming the provider, got %v %v", what, err, respErr(resp))
+		}
+	}
+	resp, err := h.do(logical.ReadOperation, "creds/new", nil)
+	want501("creds", resp, err)
+	resp, err = h.do(logical.UpdateOperation, "rotate-root/new", nil)
+	want501("rotate-root", resp, err)
+	resp, err = h.do(logical.ReadOperation, "config/new", nil)
+	want501("config read", resp, err)
+	resp, err = h.do(logical.UpdateOperation, "config/new", map[string]any{"max_ttl": "5m"})
+	want501("config write", resp, err)
+	resp, err = h.do(logical.UpdateOperation, "config/new", map[string]any{"provider": "opsnow", "api_key": "k"})
+	want501("config write naming a provider", resp, err)
+	resp, err = h.do(logical.DeleteOperation, "config/new", nil)
+	want501("unforced delete", resp, err)
+	h.periodic()
+	h.rollback()
+	h.scrape()
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d calls were sent for a config of an unknown provider", n)
+	}
+	if e, _ := h.storage.Get(ctx, "config/new"); e == nil || !bytes.Equal(e.Value, raw) {
+		t.Fatal("storage no longer holds the newer version's config byte for byte")
+	}
+	if !strings.Contains(h.logs.String(), `has provider \"oauth2\"`) {
+		t.Fatal("the periodic pass did not say why it skips the config")
+	}
+	resp = h.mustDo(logical.DeleteOperation, "config/new", map[string]any{"force": true})
+	if resp == nil || len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "given up") {
+		t.Fatalf("forced delete: %v", resp)
+	}
+	if e, _ := h.storage.Get(ctx, "config/new"); e != nil {
+		t.Fatal("the forced delete left the config")
+	}
+	// The provider switch is explicit: were a config to reach it, it gets no client.
+	if _, p, err := h.b.providerFor(ctx, "x", &accountConfig{Provider: "oauth2"}); p != nil || err == nil {
+		t.Fatalf("providerFor(oauth2) = %v, %v", p, err)
+	}
+}
+
+// WAL entries this version cannot read (of another kind, undecodable, or of a provider it
+// does not know) are kept through Vault's rollback, and the log says so: each may hold the
+// only copy of a credential.
+func TestUnreadableWALEntriesAreKept(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	ctx := context.Background()
+	for _, e := range []struct {
+		kind string
+		data any
+	}{
+		{"oauth2-revoke", map[string]any{"token": "x"}},
+		{walKindRotation, "not an object"},
+		{walKindRotation, map[string]any{"name": "ob", "nonce": "n1", "provider": "oauth2",
+			"new": map[string]any{"client_secret": "n3xt"}}},
+	} {
+		if _, err := framework.PutWAL(ctx, h.storage, e.kind, e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.rollback()
+	h.rollback()
+	if n := h.walCount(); n != 3 {
+		t.Fatalf("%d of 3 unreadable WAL entries are left", n)
+	}
+	for _, want := range []string{"keeping a WAL entry of a kind this version", "keeping a rotation WAL entry this version",
+		"keeping a rotation WAL entry of a provider this version"} {
+		if h.logLine(want) == "" {
+			t.Errorf("the log does not say %q", want)
+		}
+	}
+	h.creds("ob") // the config itself is served
+}
