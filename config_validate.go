@@ -87,6 +87,9 @@ func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time)
 	if err := applyBaseURL(c, d); err != nil {
 		return nil, nil, err
 	}
+	if err := secretsForNewHost(existing, c, d); err != nil {
+		return nil, nil, err
+	}
 	if err := applyDurations(c, d, existing == nil); err != nil {
 		return nil, nil, err
 	}
@@ -130,14 +133,44 @@ func applyBaseURL(c *accountConfig, d *framework.FieldData) error {
 	return nil
 }
 
+// secretsForNewHost refuses a write that changes an existing config's base_url without
+// giving, in the same write, every secret the config holds: the stored secrets are never sent
+// to a host that the writer (trusted with settings, not with the secrets) may have mistyped,
+// or chosen to receive them. The error names the fields to give.
+func secretsForNewHost(existing, c *accountConfig, d *framework.FieldData) error {
+	if existing == nil || c.BaseURL == existing.BaseURL {
+		return nil
+	}
+	var missing []string
+	for _, f := range credentialFields {
+		if _, given := d.GetOk(f.name); !given && f.roles[c.Provider] == secret && *f.ptr(&c.credential) != "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fieldErrorf("base_url", "changing it requires %s in the same write: a stored secret is never sent to a new host",
+		strings.Join(missing, " and "))
+}
+
+// urlHost is the host (and port) of a validated base URL, for the log.
+func urlHost(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Host
+	}
+	return ""
+}
+
 // validateBaseURL accepts https, or http to a loopback host, with no credentials, query or
-// fragment; it returns the URL without a trailing slash.
+// fragment (not even an empty "?" or "#", which would turn every call's path into a query or
+// drop it); it returns the URL without a trailing slash.
 func validateBaseURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
 		return "", fmt.Errorf("must be an absolute URL such as https://api.example.com/v1")
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+	if u.User != nil || strings.ContainsAny(s, "?#") {
 		return "", fmt.Errorf("must not contain user info, a query or a fragment")
 	}
 	switch u.Scheme {

@@ -28,7 +28,9 @@ func configFields() map[string]*framework.FieldSchema {
 			AllowedValues: []any{"offblocks", "bloq", "opsnow"},
 			Description:   "Provider: offblocks, bloq or opsnow. Required on create; immutable after."},
 		"base_url": {Type: framework.TypeString,
-			Description: "Provider API root. Defaults to the live URL. https:// required, except http:// to a loopback host."},
+			Description: "Provider API root. Defaults to the live URL. https:// required, except http:// to a loopback host " +
+				"(dialled only at a loopback address); no query or fragment. Changing it requires the config's secret " +
+				"fields in the same write: a stored secret is never sent to a new host."},
 		"max_ttl": {Type: framework.TypeDurationSecond,
 			Description: "Upper bound on a creds lease. 0 means no cap beyond the provider's expiry and the mount's maximum."},
 		"request_timeout": {Type: framework.TypeDurationSecond, Default: "30s",
@@ -134,6 +136,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if err := b.putConfig(ctx, req.Storage, name, c); err != nil {
 		return errorResponse(err)
+	}
+	if existing != nil && existing.BaseURL != c.BaseURL {
+		b.Logger().Info("config base_url changed: its credentials go to the new host from now on", "config", name,
+			"provider", c.Provider, "old_host", urlHost(existing.BaseURL), "new_host", urlHost(c.BaseURL))
 	}
 	for _, pr := range legacy { // given up with the fallbacks, once the written credential is stored
 		if err := framework.DeleteWAL(ctx, req.Storage, pr.id); err != nil {

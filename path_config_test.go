@@ -92,8 +92,9 @@ func TestConfigPartialUpdate(t *testing.T) {
 	if c.APIKey != obKey || c.APISecret != obSecret || c.MaxTTL.Minutes() != 5 || c.RequestTimeout.Seconds() != 30 {
 		t.Fatalf("partial update changed other fields: %+v", c.publicData(h.clock.Now()))
 	}
-	// Same provider may be restated; base_url "" resets to the default.
-	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"provider": "offblocks", "base_url": ""})
+	// Same provider may be restated; base_url "" resets to the default (a new host: the
+	// secret comes with it).
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"provider": "offblocks", "base_url": "", "api_secret": obSecret})
 	if u := h.mustDo(logical.ReadOperation, "config/ob", nil).Data["base_url"]; u != "https://api.offblocks.xyz/v1" {
 		t.Errorf("base_url reset = %v", u)
 	}
@@ -282,7 +283,8 @@ func TestConfigOffBlocksBaseURLWithoutV1Warns(t *testing.T) {
 	if resp == nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "ends in /v1") {
 		t.Fatalf("warnings = %v", resp)
 	}
-	if resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"base_url": h.url + "/offblocks/v1"}); resp != nil {
+	if resp := h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"base_url": h.url + "/offblocks/v1",
+		"api_secret": obSecret}); resp != nil {
 		t.Fatalf("a /v1 base_url warned: %v", resp.Warnings)
 	}
 }
