@@ -48,7 +48,7 @@ func (b *backend) credentialOverUnsettled(ctx context.Context, req *logical.Requ
 		if existing.unsettled() {
 			cause = existing.unsettledErr(name)
 		} else { // len(legacy) > 0
-			cause = &unsettledError{name: name, provider: existing.Provider,
+			cause = &unsettledError{name: name, provider: existing.Provider, since: legacy[0].entry.Started,
 				identifier: legacy[0].entry.New.identifier(existing.Provider), why: legacyRotationWhy}
 		}
 		return nil, nil, &pendingRotationError{name: name, provider: existing.Provider, mount: req.MountPoint,

@@ -26,8 +26,9 @@ type failingReads struct {
 	n atomic.Int64
 }
 
-// failed records a creds read of config name that failed on the provider at when.
-func (f *failingReads) failed(name string, when time.Time) {
+// failed records a creds read of config name that failed on the provider at when, and
+// reports whether it began a run.
+func (f *failingReads) failed(name string, when time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.runs[name]
@@ -40,6 +41,7 @@ func (f *failingReads) failed(name string, when time.Time) {
 	}
 	r.last = when
 	f.runs[name] = r
+	return !ok
 }
 
 // end ends config name's run of failed reads: a read succeeded, or its credentials changed.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -73,9 +74,15 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	t, err := b.token(ctx, req.Storage, name, minTTL)
 	if err != nil {
 		if failedOnProvider(err) {
-			b.metrics.reads.failed(name, b.now())
+			// The reader's answer names no identifier (readerText): the log keeps the detail,
+			// once per run of failing reads, so that a provider that is down floods nothing.
+			level := hclog.Debug
+			if b.metrics.reads.failed(name, b.now()) {
+				level = hclog.Warn
+			}
+			b.Logger().Log(level, "creds read failed on the provider", "config", name, "error", err)
 		}
-		return errorResponse(err)
+		return b.credsErrorResponse(ctx, req.Storage, name, err)
 	}
 	now := b.now()
 	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)

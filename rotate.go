@@ -141,6 +141,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 		}
 		b.Logger().Warn("rotation unsettled; the new credential is kept as a fallback", "config", name, "error", err)
 		return nil, nil, &unsettledError{name: name, provider: cfg.Provider, identifier: next.identifier(cfg.Provider),
+			since:    cfg.Fallbacks[0].Since,
 			activate: stepErr, confirm: err}
 	}
 	if err := b.adopt(ctx, s, name, cfg, p, next, trigger); err != nil {

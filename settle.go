@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -42,6 +43,8 @@ import (
 // a rotation not confirmed, or a settle that could not decide.
 type unsettledError struct {
 	name, provider, identifier string
+	// since is when the first fallback the config holds was sent (or stored).
+	since time.Time
 	// why, when set, says why the fallback is held instead of activate.
 	why string
 	// activate is the last change's error: nil means the provider acknowledged it.
@@ -56,8 +59,28 @@ func (e *unsettledError) Error() string {
 		"(it may die at any moment)", e.name, e.reason())
 }
 
-// reason says why the rotation is unsettled, each distinct error once.
+// readerError is the error's text for a creds reader, who may not read config: since when
+// the rotation is unsettled and why, without the credential's identifier, and what an
+// operator does. The provider's answers it quotes still carry the identifiers their calls
+// sent: readerText redacts those.
+func (e *unsettledError) readerError() string {
+	since := ""
+	if !e.since.IsZero() {
+		since = " since " + e.since.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("rotation of %q unsettled%s: %s. No token is handed out until the provider settles on one "+
+		"credential (creds reads and Vault's periodic function ask it); read again later. If it lasts, an operator "+
+		"must see config/%s, which says what to do", e.name, since, e.how(), e.name)
+}
+
+// reason says why the rotation is unsettled, naming the new credential, each distinct error
+// once.
 func (e *unsettledError) reason() string {
+	return fmt.Sprintf("new %s credential %s: %s", e.provider, e.identifier, e.how())
+}
+
+// how says what is known of the change and the confirmation, each distinct error once.
+func (e *unsettledError) how() string {
 	how := "the provider acknowledged the change"
 	switch {
 	case e.why != "":
@@ -69,11 +92,10 @@ func (e *unsettledError) reason() string {
 	case e.activate != nil:
 		how = "the provider's answer to the change is unknown"
 	}
-	r := fmt.Sprintf("new %s credential %s: %s", e.provider, e.identifier, how)
 	if errs := distinctErrors(e.activate, e.confirm); len(errs) > 0 {
-		r += " (" + strings.Join(errs, "; ") + ")"
+		how += " (" + strings.Join(errs, "; ") + ")"
 	}
-	return r
+	return how
 }
 
 // distinctErrors are the texts of errs, leaving out nil ones and any that another one
@@ -143,7 +165,7 @@ func (b *backend) settleForRead(ctx context.Context, s logical.Storage, name str
 // unsettledErr is the error of a creds read of config name while it holds a fallback.
 func (c *accountConfig) unsettledErr(name string) *unsettledError {
 	f := c.Fallbacks[len(c.Fallbacks)-1]
-	return &unsettledError{name: name, provider: c.Provider, identifier: f.identifier(c.Provider),
+	return &unsettledError{name: name, provider: c.Provider, identifier: f.identifier(c.Provider), since: c.Fallbacks[0].Since,
 		why: f.Why}
 }
 
@@ -242,6 +264,7 @@ func (b *backend) resolve(ctx context.Context, s logical.Storage, name string, c
 		}
 	}
 	return dropped, &unsettledError{name: name, provider: cfg.Provider, identifier: newest.identifier(cfg.Provider),
+		since:    cfg.Fallbacks[0].Since,
 		activate: actErr, confirm: refused}
 }
 

@@ -59,8 +59,10 @@ func TestUnsettledRotationBlocksDeleteUntilForced(t *testing.T) {
 		}
 	}
 	out = v.cli(true, "read", "apitokens/creds/unsettled")
-	if !strings.Contains(out, "Code: 502") || strings.Count(out, "is unsettled") != 1 || strings.Count(out, "status 401") != 1 {
-		t.Fatalf("a read during an unsettled rotation should answer 502 (saying so once), not a token of the old pair:\n%s", out)
+	if !strings.Contains(out, "Code: 502") || strings.Count(out, "unsettled since") != 1 || strings.Count(out, "status 401") != 1 ||
+		strings.Contains(out, key) || strings.Contains(out, fmt.Sprint(cfg.Data["unsettled_credential"])) {
+		t.Fatalf("a read during an unsettled rotation should answer 502 (saying so once, naming no credential), "+
+			"not a token of the old pair:\n%s", out)
 	}
 	// A credential write (a script repeating the config) is refused and changes nothing.
 	out = v.cli(true, "write", path, "api_key="+key, "api_secret="+secret)

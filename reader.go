@@ -1,0 +1,134 @@
+package apitokens
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+)
+
+// What a creds reader learns. A Vault token that may only read creds/* may not read config:
+// it learns which provider, call and status failed, and that a rotation is unsettled and
+// since when, but no identifier of a root credential (an OffBlocks api_key is half the root
+// pair; a Bloq client_id or username names the account), neither in the plugin's own text
+// nor in the provider's excerpt. Config reads, rotate-root answers and the server log keep
+// them: whoever may read those may read config.
+
+// credsErrorResponse is errorResponse for a creds read of config name: the same status, with
+// the text readerText makes.
+func (b *backend) credsErrorResponse(ctx context.Context, s logical.Storage, name string, err error) (*logical.Response, error) {
+	cfg, _ := b.memo.config(name)
+	if cfg == nil {
+		cfg, _ = getConfigAnyProvider(ctx, s, name) // errors are rare; a failed read names nothing more
+	}
+	return errorResponseText(err, readerText(err, cfg))
+}
+
+// readerText is err's text for a creds reader: an unsettled rotation in its reader's form,
+// and every identifier redacted that err carries (each provider call's, each unsettled
+// rotation's) or that cfg, the config as this node knows it, holds in any credential (the
+// current one, fallbacks, retiring ones): the last net for a text that quotes one some other
+// way.
+func readerText(err error, cfg *accountConfig) string {
+	text := err.Error()
+	var u *unsettledError
+	if errors.As(err, &u) {
+		text = strings.Replace(text, u.Error(), u.readerError(), 1)
+	}
+	names := identifiersIn(err)
+	if cfg != nil {
+		names = append(names, cfg.accountNames()...)
+	}
+	for _, id := range names {
+		text = redactName(text, id)
+	}
+	return text
+}
+
+// identifiersIn returns the identifiers that err and the errors it wraps carry: every
+// provider call's (apiclient.Error) and every unsettled rotation's, with the errors of its
+// change and confirmation.
+func identifiersIn(err error) []string {
+	var ids []string
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+			return
+		case *apiclient.Error:
+			ids = append(ids, e.Identifiers...)
+		case *unsettledError:
+			ids = append(ids, e.identifier)
+			walk(e.activate)
+		}
+		switch w := err.(type) {
+		case interface{ Unwrap() error }:
+			walk(w.Unwrap())
+		case interface{ Unwrap() []error }:
+			for _, e := range w.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return ids
+}
+
+// accountNames are the identifiers of every credential c holds (current, fallbacks,
+// retiring): the fields a config read returns that name the account (not grant_type, whose
+// few allowed values name nothing).
+func (c *accountConfig) accountNames() []string {
+	creds := []credential{c.credential}
+	for _, f := range c.Fallbacks {
+		creds = append(creds, f.credential)
+	}
+	creds = append(creds, c.Retiring...)
+	var names []string
+	for _, f := range credentialFields {
+		if f.roles[c.Provider] != identifier || f.allowed != nil {
+			continue
+		}
+		for i := range creds {
+			if v := *f.ptr(&creds[i]); v != "" {
+				names = append(names, v)
+			}
+		}
+	}
+	return names
+}
+
+// redactName replaces id in text with "[redacted]": every occurrence when it is 4 bytes or
+// longer, and only whole ones (beside no letter or digit) when shorter, so that a short user
+// id does not eat the words around it.
+func redactName(text, id string) string {
+	if id == "" {
+		return text
+	}
+	if len(id) >= 4 {
+		return strings.ReplaceAll(text, id, "[redacted]")
+	}
+	var b strings.Builder
+	for {
+		j := strings.Index(text, id)
+		if j < 0 {
+			b.WriteString(text)
+			return b.String()
+		}
+		end := j + len(id)
+		if (j > 0 && isAlnum(text[j-1])) || (end < len(text) && isAlnum(text[end])) {
+			b.WriteString(text[:j+1])
+			text = text[j+1:]
+			continue
+		}
+		b.WriteString(text[:j])
+		b.WriteString("[redacted]")
+		text = text[end:]
+	}
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
