@@ -16,6 +16,10 @@ import (
 
 const secretTokenType = "apitokens_token"
 
+// capNoticeAfter is how far past the documented lifetime a token's claimed expiry must be for
+// its cap to be logged as a warning: less is clock skew, logged at debug level.
+const capNoticeAfter = time.Minute
+
 const pathCredsHelpDesc = `
 Reading creds/<name> mints a fresh Bearer token from the provider with the account's stored
 root credential. The lease ends a little before the provider's expiry (a tenth of the token's
@@ -27,6 +31,11 @@ succeeds but cannot kill the token upstream: none of the providers can revoke on
 While a rotation of the config is unsettled (the provider may adopt its new credential at any
 moment, killing every token of the old one), no token of the old credential is handed out: the
 read settles the rotation first and answers 502, saying so, while it stays open.
+
+Only a valid Bearer token (RFC 6750 §2.1: letters, digits, -._~+/ and trailing =) is handed
+out: any other answer is a 502 that never quotes it. An expiry further away than the
+documented lifetime of the token's kind is capped at it. Errors name the provider, the call and
+the status, but no identifier of a root credential: a creds reader may not read config.
 `
 
 func pathCreds(b *backend) *framework.Path {
@@ -59,7 +68,8 @@ func secretToken(b *backend) *framework.Secret {
 	return &framework.Secret{
 		Type: secretTokenType,
 		Fields: map[string]*framework.FieldSchema{
-			"token": {Type: framework.TypeString, Description: "The provider's token, exactly as issued.",
+			"token": {Type: framework.TypeString, Description: "The provider's token, exactly as issued: only a valid " +
+				"Bearer token (RFC 6750 §2.1) is handed out.",
 				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 			"token_type": {Type: framework.TypeString, Description: "Always Bearer."},
 			"expires_at": {Type: framework.TypeString, Description: "The provider's expiry, RFC 3339 UTC."},
@@ -118,6 +128,16 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	}
 	b.Logger().Debug("issued token", "config", name, "provider", t.cfg.Provider, "shared", t.shared,
 		"expiry_source", t.ExpirySource, "expires_at", expires, "lease", ttl)
+	if capped := t.CappedFrom; !capped.IsZero() && !t.shared {
+		level := hclog.Debug // a few seconds past: the provider's clock is a little ahead
+		if capped.Sub(t.ExpiresAt) > capNoticeAfter {
+			level = hclog.Warn
+		}
+		b.Logger().Log(level, "the provider's token claims a later expiry than the documented lifetime of its kind: "+
+			"its expiry, and lease, are capped at the documented lifetime", "config", name, "provider", t.cfg.Provider,
+			"claimed_expiry", capped.UTC().Format(time.RFC3339), "expires_at", expires,
+			"documented_lifetime", formatDuration(documentedLifetime(t.cfg)))
+	}
 	return resp, nil
 }
 

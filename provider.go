@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
@@ -56,6 +57,23 @@ type rotator interface {
 // so that a credential a crashed create call left behind can be named.
 type creator interface {
 	Inventory(ctx context.Context, cur credential) ([]string, error)
+}
+
+// documentedLifetime is the lifetime the provider documents for the tokens config c mints:
+// the one its client caps every token's expiry at (apiclient.NewToken), so no lease is
+// longer (tokenLifeBound).
+func documentedLifetime(c *accountConfig) time.Duration {
+	switch {
+	case c.Provider == offblocks.Name:
+		return offblocks.DefaultLifetime
+	case c.Provider == bloq.Name && c.GrantType == grantPassword:
+		return bloq.AccountTokenLifetime
+	case c.Provider == bloq.Name:
+		return bloq.ClientTokenLifetime // client keys and the refresh grant both mint client tokens
+	case c.Provider == opsnow.Name:
+		return opsnow.DefaultLifetime
+	}
+	return time.Hour // a provider this version does not know serves no token
 }
 
 // errUnchanged marks an Activate failure that happened before anything was sent that could

@@ -8,8 +8,6 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/rotation"
-
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
 )
 
 // minRotationPeriod is the shortest rotation_period accepted.
@@ -193,16 +191,14 @@ func (c *accountConfig) leasesEndBy(now time.Time) time.Time {
 	return bound.UTC()
 }
 
-// tokenLifeBound is the longest lease a creds read of config c hands out, by what the
-// providers document: a token lives 1 hour (OffBlocks, a Bloq client token) or 12 hours
-// (a Bloq account token), and a lease at most that. max_ttl does not shorten it: a lease
-// handed out before max_ttl was lowered keeps its length. A provider that issues longer
-// tokens than it documents defeats it.
+// tokenLifeBound is the longest lease a creds read of config c hands out: the documented
+// lifetime of the tokens it mints (documentedLifetime: 1 hour for OffBlocks, a Bloq client
+// token and OpsNow, 12 hours for a Bloq account token). It holds whatever the provider
+// answers: the provider clients cap every token's expiry at its issue time plus that same
+// lifetime (apiclient.NewToken), and a lease ends before its token. max_ttl does not shorten
+// it: a lease handed out before max_ttl was lowered keeps its length.
 func (c *accountConfig) tokenLifeBound() time.Duration {
-	if c.Provider == bloq.Name && c.GrantType == grantPassword {
-		return 12 * time.Hour
-	}
-	return time.Hour
+	return documentedLifetime(c)
 }
 
 // rotationData adds the schedule's fields to a config read, in Vault's engines' shape, with
