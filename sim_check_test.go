@@ -3,6 +3,7 @@ package apitokens
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -22,8 +23,10 @@ import (
 //	I2  every token handed out is valid at the provider until its lease ends, unless a
 //	    manual rotate-root, a credential write or a forced delete of its config came after
 //	    it was issued (scheduled rotations are not excused).
-//	I3  no token is handed out that is dead, or whose credential an update the provider has
-//	    accepted may replace at any moment (OffBlocks).
+//	I3  no token is handed out that is dead, that is no Bearer token (RFC 6750 §2.1's
+//	    b64token), whose lease ends after the token really dies (whatever expiry it claims),
+//	    or whose credential an update the provider has accepted may replace at any moment
+//	    (OffBlocks).
 //	I4  every operation ends within its deadline (by the shared clock); no goroutine
 //	    outlives the seed.
 //	I5  creds reads agree with storage: no token for a config that is not stored, and a
@@ -115,8 +118,21 @@ func (w *world) checkLeases() {
 	w.issued = running
 }
 
+// b64token is RFC 6750 §2.1's Bearer token, written out here rather than taken from the
+// code under test.
+var b64token = regexp.MustCompile(`^[A-Za-z0-9._~+/-]+=*$`)
+
 // checkHandedOut is I3, at the moment a read hands a token out.
 func (w *world) checkHandedOut(l issuedLease) {
+	if !b64token.MatchString(l.token) {
+		w.violate("I3", "read of %s handed out a value that is no Bearer token (%d bytes)", l.config, len(l.token))
+		return
+	}
+	if real, ok := w.sim.RealExpiry(l.token); ok && l.end.After(real) {
+		w.violate("I3", "read of %s handed out a token with a lease ending %s after the token really dies",
+			l.config, l.end.Sub(real))
+		return
+	}
 	if _, err := w.sim.Validate(l.token); err != nil && !(l.config == "ob" && w.excusedOB()) {
 		w.violate("I3", "read of %s handed out a dead token (%v)", l.config, err)
 		return

@@ -31,6 +31,8 @@ import (
 type swarm struct {
 	refused, unavailable, throttled, lost int // provider call faults
 	rejected                              int // a change (PUT credentials, a key created) refused outright
+	hostile, farExpiry                    int // a token issued is no Bearer token; it claims a far expiry
+	impostor                              int // a mint answered 200 with no Bearer token, credential unchecked
 	lagPct                                int // an OffBlocks update applies late
 	applyEarly                            int // a pending update applies between two calls
 	storageFail, crash                    int // storage write fails; the node dies at a call
@@ -51,6 +53,20 @@ func newSwarm(r *rand.Rand) swarm {
 	}
 }
 
+// hostileSwarm picks the rates of the hostile answers (tokens that are no Bearer token, far
+// expiries, impostor 200s) from hr, the world's second generator: drawn apart from the
+// seed's first one, they leave every decision that generator takes as it was before these
+// kinds existed, so a seed kept in testdata replays its scenario until a hostile answer comes.
+func (sw *swarm) hostileSwarm(hr *rand.Rand) {
+	pick := func(max int) int {
+		if hr.Intn(3) == 0 {
+			return 0
+		}
+		return 1 + hr.Intn(max)
+	}
+	sw.hostile, sw.farExpiry, sw.impostor = pick(10), pick(25), pick(6)
+}
+
 // node is one Vault server's backend on the shared storage.
 type node struct {
 	w       *world
@@ -68,8 +84,10 @@ type node struct {
 
 // world is one seed's universe.
 type world struct {
-	seed   int64
-	r      *rand.Rand
+	seed int64
+	r    *rand.Rand
+	// hr draws the hostile answers only (hostileSwarm).
+	hr     *rand.Rand
 	sw     swarm
 	clock  *fakeClock
 	sim    *simulator.Server
@@ -91,8 +109,9 @@ type world struct {
 	issued    []issuedLease
 	// lastExpiry is the expiry of the last token handed out.
 	lastExpiry time.Time
-	// opN numbers the operations; bad is the first violation found.
+	// opN numbers the operations, op names the one running; bad is the first violation found.
 	opN int
+	op  string
 	bad *violation
 	// faulted records that the current operation met a fault (provider, storage or crash).
 	faulted bool
@@ -109,13 +128,16 @@ type issuedLease struct {
 }
 
 func newWorld(seed int64, r *rand.Rand) *world {
-	w := &world{seed: seed, r: r, sw: newSwarm(r), store: &logical.InmemStorage{},
+	w := &world{seed: seed, r: r, hr: rand.New(rand.NewSource(seed ^ 0x5eed4057)), sw: newSwarm(r), store: &logical.InmemStorage{},
 		clock: &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}, sim: simulator.New(),
 		learned: map[string]bool{}, givenUp: map[string]bool{}, excusedAt: map[string]int{},
 		cover: map[string]int{}, labels: map[string]string{}}
 	w.sim.SetClock(w.clock.Now)
 	w.sim.SetOffBlocksLagFunc(w.drawLag)
 	w.sim.SetBloqKeyLagFunc(w.drawLag)
+	w.sw.hostileSwarm(w.hr)
+	w.sim.SetHostileTokens(w.drawHostileToken)
+	w.sim.SetClaimedExpiry(w.drawClaimedExpiry)
 	w.h = w.sim.Handler()
 	w.obID = w.sim.AddOffBlocks(obKey, obSecret)
 	w.bqUser = w.sim.AddBloqUser(bqUser, bqPass)
@@ -137,6 +159,42 @@ func (w *world) drawLag() time.Duration {
 	w.cover["fault.lag"]++
 	lags := []time.Duration{time.Second, 5 * time.Second, 40 * time.Second, 3 * time.Minute, 2 * time.Hour}
 	return lags[w.r.Intn(len(lags))]
+}
+
+// hostileTokens are values a provider (or whoever answers on its URL) may hand out as a
+// token in a 200: none is a Bearer token (RFC 6750 §2.1), and each would write attacker-chosen
+// text where a template renders it.
+var hostileTokens = []string{"abc\nexport LD_PRELOAD=/tmp/x.so\r\n\x1b[2J", "two words", "tok\x00en", "\xff\xfe",
+	"tok\"; rm -rf ~; \""}
+
+// drawHostileToken is the simulator's choice, for each token it issues, of a hostile value in
+// its place ("" for the real token): the credential was accepted, but the answer is unusable.
+func (w *world) drawHostileToken(provider, kind string) string {
+	if w.sw.hostile == 0 || w.hr.Intn(100) >= w.sw.hostile {
+		return ""
+	}
+	w.faulted = true
+	w.cover["fault.hostile-token."+provider+"."+kind]++
+	w.cover["fault.hostile-token.during."+w.op]++ // a rotate's confirmation, a tick's settle, a read
+	v := hostileTokens[w.hr.Intn(len(hostileTokens))]
+	w.logf("  provider answers a %s %s token that is no Bearer token", provider, kind)
+	return v
+}
+
+// drawClaimedExpiry is the simulator's choice, for each token it issues, of a later expiry
+// than the real one for it to claim (its JWT exp and the answer's expiry field): a day and an
+// hour, a year, or year 9999.
+func (w *world) drawClaimedExpiry(provider, kind string, real time.Time) time.Time {
+	if w.sw.farExpiry == 0 || w.hr.Intn(100) >= w.sw.farExpiry {
+		return real
+	}
+	w.faulted = true
+	w.cover["fault.claimed-expiry."+provider+"."+kind]++
+	w.cover["fault.claimed-expiry.during."+w.op]++
+	claims := []time.Time{real.Add(25 * time.Hour), real.AddDate(1, 0, 0), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}
+	c := claims[w.hr.Intn(len(claims))]
+	w.logf("  provider's %s %s token claims to live until %s", provider, kind, c.Format(time.RFC3339))
+	return c
 }
 
 // newNode starts a backend on the shared storage: the active node, or a performance standby
@@ -306,6 +364,15 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if change && w.sw.rejected > 0 && w.r.Intn(100) < w.sw.rejected {
 		return w.fault("400", route, answer(req, http.StatusBadRequest, nil), nil) // refused outright, not applied
 	}
+	if mint := mintShape(req); mint != "" && w.sw.impostor > 0 && w.hr.Intn(100) < w.sw.impostor {
+		// Whoever answers on the provider's URL (a proxy, a broken deployment, an attacker)
+		// answers 200 without looking at the credential: proof of nothing.
+		body := strings.ReplaceAll(mint, "TOKEN", `abc\nexport X=1`)
+		body = strings.ReplaceAll(body, "EXP", fmt.Sprint(w.clock.Now().Add(time.Hour).Unix()))
+		resp := answer(req, http.StatusOK, http.Header{"Content-Type": {"application/json"}})
+		resp.Body = io.NopCloser(strings.NewReader(body))
+		return w.fault("impostor-200", route, resp, nil)
+	}
 	roll := w.r.Intn(100)
 	switch {
 	case roll < w.sw.refused:
@@ -324,6 +391,22 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return w.fault("lost", route, nil, errors.New("read tcp: connection reset by peer"))
 	}
 	return rec.Result(), nil
+}
+
+// mintShape is the body template of a 200 to req when it asks for a token (TOKEN and EXP to
+// fill in), and "" for any other call.
+func mintShape(req *http.Request) string {
+	p := req.URL.Path
+	switch {
+	case req.Method != http.MethodPost:
+		return ""
+	case strings.HasPrefix(p, simulator.OffBlocksPrefix) && strings.HasSuffix(p, "/auth/token"):
+		return `{"token":"TOKEN","expiresAt":EXP,"tokenType":"Bearer"}`
+	case strings.HasPrefix(p, simulator.BloqPrefix) && (strings.HasSuffix(p, "/auth/token") || strings.HasSuffix(p, "/auth") ||
+		strings.HasSuffix(p, "/auth/login")):
+		return `{"accessToken":"TOKEN"}`
+	}
+	return ""
 }
 
 func (w *world) fault(kind, route string, resp *http.Response, err error) (*http.Response, error) {

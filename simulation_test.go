@@ -55,6 +55,7 @@ func runSeed(seed int64, r *rand.Rand, steps int) *world {
 		start := w.clock.Now()
 		w.logf("%d: %s %s", w.opN, op.name, name)
 		w.cover["op."+op.name]++
+		w.op = op.name
 		op.run(w, name)
 		w.restart()
 		w.check(start, op.name)
