@@ -32,10 +32,11 @@ const DefaultLifetime = time.Hour
 // the documented example's shape.
 const SecretLen = 40
 
-// Credentials are an integration's API key pair.
+// Credentials are an integration's API key pair: the provider's credential in the registry,
+// stored under the config's api_key and api_secret.
 type Credentials struct {
-	APIKey    string
-	APISecret string
+	APIKey    string `json:"api_key,omitempty"`
+	APISecret string `json:"api_secret,omitempty"`
 }
 
 // Client talks to one OffBlocks environment. Safe for concurrent use.
