@@ -27,8 +27,8 @@ var Version = "v0.1.0-dev"
 // rollback only waits for it.
 const walRollbackMinAge = time.Minute
 
-const backendHelp = `
-The apitokens secrets engine mints short-lived provider API tokens (OffBlocks, Bloq, OpsNow)
+var backendHelp = `
+The apitokens secrets engine mints short-lived provider API tokens (` + providerDisplays() + `)
 from root credentials stored under config/<name>. Read creds/<name> for a fresh Bearer token
 whose lease ends before the token does; rotate stored credentials with rotate-root/<name>.
 The mount's figures are at metrics, and its own settings at settings.

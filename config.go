@@ -8,144 +8,30 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/opsnow"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // configPrefix is the storage prefix of provider accounts; it is seal-wrapped.
 const configPrefix = "config/"
 
-// Bloq grant types, as written in config.
-const (
-	grantClientCredentials = "client_credentials"
-	grantPassword          = "password"
-	grantRefreshToken      = "refresh_token"
-)
-
-var defaultBaseURLs = map[string]string{
-	offblocks.Name: offblocks.DefaultBaseURL,
-	bloq.Name:      bloq.DefaultBaseURL,
-	opsnow.Name:    opsnow.DefaultBaseURL,
-}
-
-// knownProvider reports whether this version of the plugin serves provider p.
-func knownProvider(p string) bool {
-	_, ok := defaultBaseURLs[p]
-	return ok
-}
-
-// credential is an account's root credential: the fields a rotation replaces and the ones
-// used to mint. Which fields are set depends on the provider; credentialFields describes each.
-type credential struct {
-	APIKey       string `json:"api_key,omitempty"`    // offblocks, opsnow
-	APISecret    string `json:"api_secret,omitempty"` // offblocks
-	ClientID     string `json:"client_id,omitempty"`  // bloq
-	ClientSecret string `json:"client_secret,omitempty"`
-	Username     string `json:"username,omitempty"`
-	Password     string `json:"password,omitempty"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-	GrantType    string `json:"grant_type,omitempty"`
-}
-
-// fieldRole is what a credential field is for one provider.
-type fieldRole int
-
-const (
-	// identifier: not a secret; returned on read; surrounding white space is refused.
-	identifier fieldRole = iota + 1
-	// secret: never returned, logged or altered; stored byte for byte as given.
-	secret
-)
-
-// credentialFieldSpec is one credential field of config/<name>: the single table that the
-// schema, input handling, validation and config reads all derive from.
-type credentialFieldSpec struct {
-	name    string
-	display string
-	desc    string
-	// roles says which providers take the field, and what it is for each.
-	roles map[string]fieldRole
-	// allowed, when set, are the only values accepted.
-	allowed []any
-	ptr     func(*credential) *string
-}
-
-// credentialFields lists every credential field, in the order a read shows them.
-var credentialFields = []credentialFieldSpec{
-	{name: "api_key", display: "API key",
-		desc: "OffBlocks: the integration's apiKey (a UUID; returned on read as an identifier). " +
-			"OpsNow: the API key from the console (a secret, never returned).",
-		roles: map[string]fieldRole{offblocks.Name: identifier, opsnow.Name: secret},
-		ptr:   func(c *credential) *string { return &c.APIKey }},
-	{name: "api_secret", display: "API secret", desc: "OffBlocks: the integration's apiSecret.",
-		roles: map[string]fieldRole{offblocks.Name: secret},
-		ptr:   func(c *credential) *string { return &c.APISecret }},
-	{name: "grant_type", display: "Grant type",
-		desc: "Bloq: client_credentials, password or refresh_token. Inferred from the fields given " +
-			"when omitted (client keys win over a login, which is then used for rotation).",
-		roles:   map[string]fieldRole{bloq.Name: identifier},
-		allowed: []any{grantClientCredentials, grantPassword, grantRefreshToken},
-		ptr:     func(c *credential) *string { return &c.GrantType }},
-	{name: "client_id", display: "Client ID", desc: "Bloq: client key id, for Client Access Tokens (1 h).",
-		roles: map[string]fieldRole{bloq.Name: identifier},
-		ptr:   func(c *credential) *string { return &c.ClientID }},
-	{name: "client_secret", display: "Client secret", desc: "Bloq: client key secret.",
-		roles: map[string]fieldRole{bloq.Name: secret},
-		ptr:   func(c *credential) *string { return &c.ClientSecret }},
-	{name: "username", display: "Username",
-		desc:  "Bloq: account login (email or user id), for Account Access Tokens (12 h) and client key rotation.",
-		roles: map[string]fieldRole{bloq.Name: identifier},
-		ptr:   func(c *credential) *string { return &c.Username }},
-	{name: "password", display: "Password", desc: "Bloq: account password, sent with HTTP Basic.",
-		roles: map[string]fieldRole{bloq.Name: secret},
-		ptr:   func(c *credential) *string { return &c.Password }},
-	{name: "refresh_token", display: "Refresh token",
-		desc:  "Bloq: a Client Refresh Token (1 y), used instead of client keys.",
-		roles: map[string]fieldRole{bloq.Name: secret},
-		ptr:   func(c *credential) *string { return &c.RefreshToken }},
-}
-
-// fieldsOf names the credential fields provider takes, for error messages.
-func fieldsOf(provider string) []string {
-	var names []string
-	for _, f := range credentialFields {
-		if f.roles[provider] != 0 {
-			names = append(names, f.name)
-		}
-	}
-	return names
-}
-
-// sameRoot reports whether two credentials hold the same rotatable pair.
-func (c credential) sameRoot(o credential) bool {
-	return c.APIKey == o.APIKey && c.APISecret == o.APISecret &&
-		c.ClientID == o.ClientID && c.ClientSecret == o.ClientSecret
-}
-
-// identifier names the credential without revealing it: OffBlocks' api_key or Bloq's
-// client_id (both returned on config reads), and "" for anything else.
-func (c credential) identifier(provider string) string {
-	switch provider {
-	case offblocks.Name:
-		return c.APIKey
-	case bloq.Name:
-		return c.ClientID
-	}
-	return ""
-}
-
-// adoptRoot takes o's rotatable pair and keeps everything else.
-func (c *credential) adoptRoot(o credential) {
-	c.APIKey, c.APISecret = o.APIKey, o.APISecret
-	c.ClientID, c.ClientSecret = o.ClientID, o.ClientSecret
-}
-
-// accountConfig is one provider account, as stored at config/<name>.
+// accountConfig is one provider account, as stored at config/<name> (stored_form.go): the
+// provider and its API root, the credential (its provider's own type), and the rest.
 type accountConfig struct {
+	configHead
+	// cred is the account's root credential, decoded by the provider's driver (nil for a
+	// provider this build does not know).
+	cred credential
+	configTail
+}
+
+// configHead is what a config holds before its credential, in the stored order.
+type configHead struct {
 	Provider string `json:"provider"`
 	BaseURL  string `json:"base_url"`
-	credential
+}
+
+// configTail is what a config holds after its credential, in the stored order.
+type configTail struct {
 	MaxTTL         time.Duration `json:"max_ttl"`
 	RequestTimeout time.Duration `json:"request_timeout"`
 	LastRotated    time.Time     `json:"last_rotated,omitempty"`
@@ -166,7 +52,12 @@ type accountConfig struct {
 
 // fallback is a credential the provider may adopt in place of a config's current one.
 type fallback struct {
-	credential
+	cred credential
+	fallbackMeta
+}
+
+// fallbackMeta is what a fallback holds beside its credential, stored after it.
+type fallbackMeta struct {
 	// Since is when it was first sent, by the backend's clock.
 	Since time.Time `json:"since"`
 	// Why says, without a secret, why it is held.
@@ -182,6 +73,14 @@ func (f fallback) trigger() string {
 		return "unknown (a rotation of an earlier plugin version)"
 	}
 	return f.Trigger
+}
+
+// rolls reports whether minting with the config's credential may replace its rolling field
+// (a refresh token the provider renews on use): such mints run under the config's
+// exclusive lock, and store the new value before the token is handed out (refresh.go).
+func (c *accountConfig) rolls() bool {
+	d, ok := registry.Lookup(c.Provider)
+	return ok && d.Rolls(c.cred)
 }
 
 // unsettled reports whether the provider may adopt another credential than the current one
@@ -203,8 +102,10 @@ func (c *accountConfig) publicData(now time.Time) map[string]any {
 		d["last_rotated"] = c.LastRotated.UTC().Format(time.RFC3339)
 	}
 	for _, f := range credentialFields {
-		if v := *f.ptr(&c.credential); v != "" && f.roles[c.Provider] == identifier {
-			d[f.name] = v
+		if role, has := f.roles[c.Provider]; has && !role.Secret() {
+			if v := c.cred.Field(f.name); !registry.IsZero(v) {
+				d[f.name] = v
+			}
 		}
 	}
 	// One rule: a config that can rotate shows its schedule and its fallbacks; one that cannot
@@ -219,10 +120,10 @@ func (c *accountConfig) publicData(now time.Time) map[string]any {
 		d["fallback_since"] = first.Since.UTC().Format(time.RFC3339)
 		d["unsettled_since"] = first.Since.UTC().Format(time.RFC3339)
 		d["unsettled_trigger"] = last.trigger()
-		d["unsettled_credential"] = last.identifier(c.Provider)
+		d["unsettled_credential"] = registry.Identifier(last.cred)
 		d["unsettled_waiting_for"] = fmt.Sprintf("the provider to accept %s credential %s (%s), or to refuse it "+
 			"for good; creds reads and Vault's periodic function (every minute) ask it", c.Provider,
-			last.identifier(c.Provider), last.Why)
+			registry.Identifier(last.cred), last.Why)
 		d["unsettled_what_to_do"] = unsettledAdvice
 	}
 	return d
@@ -257,11 +158,11 @@ func (c *accountConfig) fallbackWarnings() []string {
 	for _, f := range c.Fallbacks {
 		w = append(w, fmt.Sprintf("fallback credential %s held since %s: %s; no token is handed out until the "+
 			"provider settles on one credential (creds reads and Vault's periodic function settle it)",
-			f.identifier(c.Provider), f.Since.UTC().Format(time.RFC3339), f.Why))
+			registry.Identifier(f.cred), f.Since.UTC().Format(time.RFC3339), f.Why))
 	}
 	for _, r := range c.Retiring {
 		w = append(w, fmt.Sprintf("replaced credential %s is still to be removed upstream (retried by creds reads "+
-			"and Vault's periodic function)", r.identifier(c.Provider)))
+			"and Vault's periodic function)", registry.Identifier(r)))
 	}
 	return w
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // legacyRotationWhy is why a config with an earlier plugin version's interrupted rotation is
@@ -49,19 +51,19 @@ func (b *backend) credentialOverUnsettled(ctx context.Context, req *logical.Requ
 			cause = existing.unsettledErr(name)
 		} else { // len(legacy) > 0
 			cause = &unsettledError{name: name, provider: existing.Provider, since: legacy[0].entry.Started,
-				identifier: legacy[0].entry.New.identifier(existing.Provider), why: legacyRotationWhy}
+				identifier: registry.Identifier(legacy[0].entry.New), why: legacyRotationWhy}
 		}
 		return nil, nil, &pendingRotationError{name: name, provider: existing.Provider, mount: req.MountPoint,
 			fallbacks: existing.Fallbacks, forWrite: true, cause: cause}
 	}
 	for _, f := range c.Fallbacks {
 		b.Logger().Error("a forced credential write gives up a fallback credential the provider may still adopt",
-			"config", name, "provider", c.Provider, "identifier", f.identifier(c.Provider), "since", f.Since, "why", f.Why)
+			"config", name, "provider", c.Provider, "identifier", registry.Identifier(f.cred), "since", f.Since, "why", f.Why)
 	}
 	for _, pr := range legacy {
 		b.Logger().Error("a forced credential write gives up the new credential of an earlier version's interrupted "+
 			"rotation, which the provider may still adopt", "config", name, "provider", c.Provider,
-			"identifier", pr.entry.New.identifier(c.Provider), "started", pr.entry.Started)
+			"identifier", registry.Identifier(pr.entry.New), "started", pr.entry.Started)
 	}
 	warnings = append(warnings, fmt.Sprintf("%d fallback credential(s) the provider may still adopt were given up "+
 		"by this forced write: if the provider adopts one, write the credential it accepts", len(c.Fallbacks)+len(legacy)))

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
 )
 
 // FuzzConfigFields feeds arbitrary field values to config validation: it must never panic,
@@ -34,7 +36,7 @@ func FuzzConfigFields(f *testing.F) {
 			}
 			return
 		}
-		if _, ok := defaultBaseURLs[c.Provider]; !ok {
+		if !knownProvider(c.Provider) {
 			t.Fatalf("accepted provider %q", c.Provider)
 		}
 		u, err := url.Parse(c.BaseURL)
@@ -44,14 +46,20 @@ func FuzzConfigFields(f *testing.F) {
 		if c.MaxTTL < 0 || c.RequestTimeout <= 0 {
 			t.Fatalf("accepted durations %s %s", c.MaxTTL, c.RequestTimeout)
 		}
-		switch {
-		case c.Provider == "offblocks" && (c.APIKey == "" || c.APISecret == ""),
-			c.Provider == "opsnow" && c.APIKey == "",
-			c.Provider == "bloq" && c.GrantType == grantClientCredentials && (c.ClientID == "" || c.ClientSecret == ""),
-			c.Provider == "bloq" && c.GrantType == grantPassword && (c.Username == "" || c.Password == ""),
-			c.Provider == "bloq" && c.GrantType == grantRefreshToken && c.RefreshToken == "",
-			c.Provider == "bloq" && c.GrantType == "":
-			t.Fatalf("accepted an incomplete credential for %s (%s)", c.Provider, c.GrantType)
+		var incomplete bool
+		switch c.Provider {
+		case "offblocks":
+			incomplete = c.ob().APIKey == "" || c.ob().APISecret == ""
+		case "opsnow":
+			incomplete = c.ops().APIKey == ""
+		case "bloq":
+			b := c.bq()
+			incomplete = b.GrantType == bloq.GrantClientCredentials && (b.ClientID == "" || b.ClientSecret == "") ||
+				b.GrantType == bloq.GrantPassword && (b.Username == "" || b.Password == "") ||
+				b.GrantType == bloq.GrantRefreshToken && b.RefreshToken == "" || b.GrantType == ""
+		}
+		if incomplete {
+			t.Fatalf("accepted an incomplete credential for %s", c.Provider)
 		}
 	})
 }

@@ -4,16 +4,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/opsnow"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // maxRequestTimeout bounds request_timeout: a Vault request should not hang longer.
@@ -52,10 +49,14 @@ func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time)
 		c.Provider = p
 	}
 	if existing == nil && c.Provider == "" {
-		return nil, nil, fieldErrorf("provider", "is required: offblocks, bloq or opsnow")
+		return nil, nil, fieldErrorf("provider", "is required: %s", providerChoices())
 	}
-	if _, known := defaultBaseURLs[c.Provider]; !known {
-		return nil, nil, fieldErrorf("provider", "unknown provider %q: use offblocks, bloq or opsnow", c.Provider)
+	drv, known := registry.Lookup(c.Provider)
+	if !known {
+		return nil, nil, fieldErrorf("provider", "unknown provider %q: use %s", c.Provider, providerChoices())
+	}
+	if c.cred == nil {
+		c.cred = emptyCredential(drv)
 	}
 
 	for _, f := range credentialFields {
@@ -63,25 +64,26 @@ func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time)
 		if !ok {
 			continue
 		}
-		s := v.(string)
-		switch f.roles[c.Provider] {
-		case 0:
-			if s == "" {
+		v = f.value(v)
+		role, has := f.roles[c.Provider]
+		switch s, text := v.(string); {
+		case !has:
+			if registry.IsZero(v) {
 				continue
 			}
 			return nil, nil, fieldErrorf(f.name, "is not a field of provider %s (it takes %s)", c.Provider,
-				strings.Join(fieldsOf(c.Provider), ", "))
-		case identifier:
+				strings.Join(providerFields(c.Provider), ", "))
+		case text && !role.Secret():
 			if s != strings.TrimSpace(s) {
 				return nil, nil, fieldErrorf(f.name, "has leading or trailing white space; it is used exactly as given, so remove it")
 			}
-		case secret:
+		case text:
 			if strings.HasSuffix(s, "\n") {
 				warnings = append(warnings, f.name+" ends with a line break (a value read with @file keeps its file's last newline); "+
 					"it is stored exactly as given: if the provider's value has no line break, write it again without one")
 			}
 		}
-		*f.ptr(&c.credential) = s
+		c.cred = c.cred.With(f.name, v)
 	}
 
 	if err := applyBaseURL(c, d); err != nil {
@@ -93,19 +95,21 @@ func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time)
 	if err := applyDurations(c, d, existing == nil); err != nil {
 		return nil, nil, err
 	}
-	if err := validateCredential(c, existing == nil, d); err != nil {
+	given := func(field string) bool { _, ok := d.GetOk(field); return ok }
+	cred, err := drv.Validate(c.cred, existing == nil, given)
+	if fe, ok := err.(*registry.FieldError); ok {
+		return nil, nil, &fieldError{Field: fe.Field, Msg: fe.Msg}
+	} else if err != nil {
 		return nil, nil, err
 	}
+	c.cred = cred
 	rw, err := applyRotationFields(c, existing, d, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	warnings = append(warnings, rw...)
 	warnings = append(warnings, c.reuseWarnings()...)
-	if c.Provider == offblocks.Name && !strings.HasSuffix(c.BaseURL, "/v1") {
-		warnings = append(warnings, "base_url: the documented OffBlocks API root ends in /v1 (such as "+
-			offblocks.DefaultBaseURL+"); calls go to "+c.BaseURL+"/auth/token")
-	}
+	warnings = append(warnings, drv.WriteWarnings(c.BaseURL, c.cred)...)
 	return c, warnings, nil
 }
 
@@ -122,7 +126,8 @@ func applyBaseURL(c *accountConfig, d *framework.FieldData) error {
 		}
 	}
 	if s == "" {
-		c.BaseURL = defaultBaseURLs[c.Provider]
+		d, _ := registry.Lookup(c.Provider) // applyFields has checked the provider
+		c.BaseURL = d.DefaultBaseURL()
 		return nil
 	}
 	u, err := validateBaseURL(s)
@@ -143,7 +148,7 @@ func secretsForNewHost(existing, c *accountConfig, d *framework.FieldData) error
 	}
 	var missing []string
 	for _, f := range credentialFields {
-		if _, given := d.GetOk(f.name); !given && f.roles[c.Provider] == secret && *f.ptr(&c.credential) != "" {
+		if _, given := d.GetOk(f.name); !given && f.roles[c.Provider].Secret() && !registry.IsZero(c.cred.Field(f.name)) {
 			missing = append(missing, f.name)
 		}
 	}
@@ -228,80 +233,5 @@ func applyDurations(c *accountConfig, d *framework.FieldData, create bool) error
 		return fieldErrorf("request_timeout", "must be at most %s", formatDuration(maxRequestTimeout))
 	}
 	c.RequestTimeout = t
-	return nil
-}
-
-func validateCredential(c *accountConfig, create bool, d *framework.FieldData) error {
-	switch c.Provider {
-	case offblocks.Name:
-		if c.APIKey == "" {
-			return fieldErrorf("api_key", "is required for provider offblocks")
-		}
-		if err := offblocks.ValidateAPIKey(c.APIKey); err != nil {
-			return fieldErrorf("api_key", "%s", err.Error())
-		}
-		if c.APISecret == "" {
-			return fieldErrorf("api_secret", "is required for provider offblocks")
-		}
-	case opsnow.Name:
-		if c.APIKey == "" {
-			return fieldErrorf("api_key", "is required for provider opsnow")
-		}
-	case bloq.Name:
-		return validateBloq(c, create, d)
-	}
-	return nil
-}
-
-// validateBloq settles grant_type: given, kept from the stored config on update, or
-// inferred on create (client keys, with or without an account login, mean
-// client_credentials; a login alone, password; a refresh token alone, refresh_token). It
-// then checks that the grant's fields are all there.
-func validateBloq(c *accountConfig, create bool, d *framework.FieldData) error {
-	if (c.Username == "") != (c.Password == "") {
-		if c.Username == "" {
-			return fieldErrorf("username", "is required with password")
-		}
-		return fieldErrorf("password", "is required with username")
-	}
-	hasKeys := c.ClientID != "" || c.ClientSecret != ""
-	hasLogin := c.Username != ""
-	hasRefresh := c.RefreshToken != ""
-
-	_, given := d.GetOk("grant_type")
-	if given && c.GrantType != "" && !slices.Contains([]string{grantClientCredentials, grantPassword, grantRefreshToken}, c.GrantType) {
-		return fieldErrorf("grant_type", "unknown grant %q: use client_credentials, password or refresh_token", c.GrantType)
-	}
-	if c.GrantType == "" || (create && !given) {
-		switch {
-		case hasRefresh && (hasKeys || hasLogin):
-			return fieldErrorf("grant_type", "is ambiguous: refresh_token was given with client keys or a login; set grant_type")
-		case hasRefresh:
-			c.GrantType = grantRefreshToken
-		case hasKeys:
-			c.GrantType = grantClientCredentials
-		case hasLogin:
-			c.GrantType = grantPassword
-		default:
-			return fieldErrorf("client_id", "provider bloq needs client_id and client_secret, username and password, or refresh_token")
-		}
-	}
-	switch c.GrantType {
-	case grantClientCredentials:
-		if c.ClientID == "" {
-			return fieldErrorf("client_id", "is required for grant_type client_credentials")
-		}
-		if c.ClientSecret == "" {
-			return fieldErrorf("client_secret", "is required for grant_type client_credentials")
-		}
-	case grantPassword:
-		if c.Username == "" {
-			return fieldErrorf("username", "is required for grant_type password")
-		}
-	case grantRefreshToken:
-		if c.RefreshToken == "" {
-			return fieldErrorf("refresh_token", "is required for grant_type refresh_token")
-		}
-	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -53,7 +55,7 @@ func TestCredsErrorsNameNoIdentifier(t *testing.T) {
 	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
 		t.Fatal("a lagging rotation settled")
 	}
-	next := h.stored("ob").Fallbacks[0].credential
+	next := h.stored("ob").Fallbacks[0].cred.(offblocks.Credentials)
 	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 401, Times: -1,
 		Body:  "apiKey " + next.APIKey + " is not active yet",
 		Match: func(b []byte) bool { return strings.Contains(string(b), next.APIKey) }})
@@ -101,8 +103,8 @@ func respString(resp *logical.Response) string {
 // errors readerText walks (here, a wrapped error's plain text) is redacted all the same,
 // whole for short names so that the words around them stay.
 func TestReaderTextRedactsTheConfigsIdentifiers(t *testing.T) {
-	cfg := &accountConfig{Provider: "bloq", credential: credential{ClientID: bqClient, Username: "bob",
-		GrantType: grantClientCredentials}, Retiring: []credential{{ClientID: "oldclient0001"}}}
+	cfg := &accountConfig{configHead: configHead{Provider: "bloq"}, cred: bloq.Credentials{ClientID: bqClient, Username: "bob",
+		GrantType: bloq.GrantClientCredentials}, configTail: configTail{Retiring: []credential{bloq.Credentials{ClientID: "oldclient0001"}}}}
 	err := &textError{text: "client " + bqClient + " and bob and bobby and old oldclient0001 for client_credentials",
 		err: errStorageDown}
 	want := "client [redacted] and [redacted] and bobby and old [redacted] for client_credentials"

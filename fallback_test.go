@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 )
 
 // While a rotation is unsettled, a config read says so: fallback_credentials counts the held
@@ -112,7 +114,7 @@ func TestConfigCredentialWriteGivesFallbacksUp(t *testing.T) {
 	if line := h.logLine("forced credential write gives up a fallback credential"); !strings.Contains(line, "[ERROR]") || !strings.Contains(line, newKey) {
 		t.Fatalf("the log does not name the fallback given up:\n%s", h.logs.String())
 	}
-	assertNoSecrets(t, "log and warnings", h.logs.String()+strings.Join(resp.Warnings, " "), given.APISecret, obSecret)
+	assertNoSecrets(t, "log and warnings", h.logs.String()+strings.Join(resp.Warnings, " "), given.cred.(offblocks.Credentials).APISecret, obSecret)
 	h.sim.ClearFaults()
 	h.creds("ob")
 }

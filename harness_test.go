@@ -261,8 +261,8 @@ func (h *harness) fallbacks(name string) int {
 func (h *harness) holdFallback(name string, next credential) {
 	h.t.Helper()
 	c := h.stored(name)
-	c.Fallbacks = append(c.Fallbacks, fallback{credential: next, Since: h.clock.Now().UTC(),
-		Why: "a rotation stored it and stopped before sending it"})
+	c.Fallbacks = append(c.Fallbacks, fallback{cred: next, fallbackMeta: fallbackMeta{Since: h.clock.Now().UTC(),
+		Why: "a rotation stored it and stopped before sending it"}})
 	if err := h.b.putConfig(context.Background(), h.storage, name, c); err != nil {
 		h.t.Fatal(err)
 	}

@@ -75,13 +75,13 @@ func TestRotationConfirmedOnlyByAUsableToken(t *testing.T) {
 		!strings.Contains(err.Error(), "not a valid Bearer token") {
 		t.Fatalf("rotate-root with unusable confirmations: %v", err)
 	}
-	if h.fallbacks("ob") != 1 || h.stored("ob").APIKey != obKey {
+	if h.fallbacks("ob") != 1 || h.stored("ob").ob().APIKey != obKey {
 		t.Fatalf("the new pair is not held as a fallback beside the old one: %+v", h.stored("ob").publicData(h.clock.Now()))
 	}
 	h.wantUnsettledRead("ob")
 	h.sim.SetHostileTokens(nil)
 	h.assertOffBlocksConsistent("ob")
-	if h.fallbacks("ob") != 0 || h.stored("ob").APIKey == obKey {
+	if h.fallbacks("ob") != 0 || h.stored("ob").ob().APIKey == obKey {
 		t.Fatal("a usable answer did not settle the rotation on the new pair")
 	}
 }

@@ -13,36 +13,38 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // maxFieldBytes is the longest value, in bytes, that each field of every path takes, and
 // each name captured from a request path; a field not listed takes defaultMaxFieldBytes.
 // Each bound is far above any real value and far below what costs anything: a config is
-// kept in memory, seal-wrapped in storage, and sent to the provider on every mint.
-var maxFieldBytes = map[string]int{
+// kept in memory, seal-wrapped in storage, and sent to the provider on every mint. The
+// credential fields' bounds are their providers' (registry.Field.MaxBytes; the larger where
+// two providers share a name).
+var maxFieldBytes = withCredentialLimits(map[string]int{
 	// A config's name is a storage key, part of every lease id and a metrics label.
 	"name": 128,
-	// Identifiers: an OffBlocks api_key is a 36-byte UUID, a Bloq client_id 40 hex
-	// characters, a username an email address (at most 254 bytes, RFC 5321).
-	"client_id": 256,
-	"username":  256,
-	// Secrets: the providers' are 40 to 80 bytes; 4 KiB leaves room for any password
-	// manager's output. api_key is OpsNow's secret too, so it takes a secret's bound.
-	"api_key":       4 << 10,
-	"api_secret":    4 << 10,
-	"client_secret": 4 << 10,
-	"password":      4 << 10,
-	// A Client Refresh Token is a JWT, whose claims can make it long.
-	"refresh_token": 16 << 10,
 	// The longest URL that browsers and proxies commonly pass.
 	"base_url": 2 << 10,
 	// A cron expression: five fields.
 	"rotation_schedule": 256,
+})
+
+// withCredentialLimits adds the credential fields' bounds to m.
+func withCredentialLimits(m map[string]int) map[string]int {
+	for _, f := range credentialFields {
+		if f.maxBytes > 0 {
+			m[f.name] = f.maxBytes
+		}
+	}
+	return m
 }
 
 // defaultMaxFieldBytes bounds every other field: durations, booleans, provider,
 // grant_type, format, rotation_policy.
-const defaultMaxFieldBytes = 1 << 10
+const defaultMaxFieldBytes = registry.DefaultMaxBytes
 
 // maxEchoBytes is how much of a bad non-secret value an error message repeats.
 const maxEchoBytes = 40

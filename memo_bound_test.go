@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // Reads of names that have no config leave nothing in memory: anyone allowed to read
@@ -36,7 +37,7 @@ func TestMemoBoundedByMissingNames(t *testing.T) {
 // minted for the config it replaced, nor the old config itself.
 func TestMemoGenerationAcrossForgetAndRecreate(t *testing.T) {
 	var m memo
-	oldCfg, newCfg := &accountConfig{BaseURL: "old"}, &accountConfig{BaseURL: "new"}
+	oldCfg, newCfg := &accountConfig{configHead: configHead{BaseURL: "old"}}, &accountConfig{configHead: configHead{BaseURL: "new"}}
 	_, loadGen := m.config("ob") // a read starts loading the old config
 	_, mintGen := m.token("ob")  // another starts minting a shared token with it
 	m.fillConfig("ob", loadGen, oldCfg)
@@ -52,8 +53,8 @@ func TestMemoGenerationAcrossForgetAndRecreate(t *testing.T) {
 	_, gen := m.config("ob")
 	m.fillConfig("ob", gen, newCfg)
 
-	m.share("ob", mintGen, &sharedToken{minted: minted{Token: apiclient.Token{Value: "old-1"}}})
-	m.share("ob", mintGen2, &sharedToken{minted: minted{Token: apiclient.Token{Value: "old-2"}}})
+	m.share("ob", mintGen, &sharedToken{minted: minted{Minted: registry.Minted{Token: apiclient.Token{Value: "old-1"}}}})
+	m.share("ob", mintGen2, &sharedToken{minted: minted{Minted: registry.Minted{Token: apiclient.Token{Value: "old-2"}}}})
 	m.fillConfig("ob", loadGen, oldCfg)
 	if tok, _ := m.token("ob"); tok != nil {
 		t.Fatalf("the re-created config received the token %q minted for the one it replaced", tok.Value)
@@ -65,7 +66,7 @@ func TestMemoGenerationAcrossForgetAndRecreate(t *testing.T) {
 	// Before the re-created entry exists, an old value is refused as well.
 	_, mintGen3 := m.token("ob")
 	m.forget("ob")
-	m.share("ob", mintGen3, &sharedToken{minted: minted{Token: apiclient.Token{Value: "old-3"}}})
+	m.share("ob", mintGen3, &sharedToken{minted: minted{Minted: registry.Minted{Token: apiclient.Token{Value: "old-3"}}}})
 	if len(m.entries) != 0 {
 		t.Fatalf("a token minted before a forget created an entry after it")
 	}

@@ -229,7 +229,7 @@ func TestMetricsRotationOverdue(t *testing.T) {
 		t.Fatalf("a config whose retry is overdue is not:\n%s", text)
 	}
 	// Holding a fallback: unsettled, not overdue.
-	next := h.stored("ob").credential
+	next := h.stored("ob").ob()
 	next.APISecret = strings.Repeat("f", 40)
 	h.holdFallback("ob", next)
 	if text := h.scrape(); strings.Contains(text, series) || !strings.Contains(text, `reason="unsettled"} 1`) {

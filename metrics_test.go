@@ -148,7 +148,7 @@ func TestMetricsAttentionCap(t *testing.T) {
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("c%03d", i)
 		h.mustDo(logical.CreateOperation, "config/"+name, h.offblocksConfig())
-		next := h.stored(name).credential
+		next := h.stored(name).ob()
 		next.APISecret = fmt.Sprintf("%040x", i)
 		h.holdFallback(name, next)
 	}
@@ -177,7 +177,7 @@ func TestEvents(t *testing.T) {
 	h.unsettledRotationOf("ob")
 	h.sim.ClearFaults()
 	h.rollback()
-	secret := h.stored("ob").APISecret
+	secret := h.stored("ob").ob().APISecret
 	h.mustDo(logical.DeleteOperation, "config/ob", nil)
 
 	var got []string

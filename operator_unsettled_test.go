@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
 // Tests of what an operator sees around an unsettled rotation and in error texts (issue 17):
@@ -82,7 +83,7 @@ func TestDistinctErrors(t *testing.T) {
 func TestBloqSecretWriteWhileUnsettled(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	next := h.stored("bq").credential
+	next := h.stored("bq").bq()
 	next.ClientID, next.ClientSecret = "c0ffee1111c0ffee1111c0ffee1111c0ffee1111", "another-secret"
 	h.holdFallback("bq", next)
 	resp, err := h.do(logical.UpdateOperation, "config/bq", map[string]any{"client_secret": bqSecret})
@@ -101,7 +102,7 @@ func TestUnsettledFieldsSeveralFallbacks(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
 	first := h.clock.Now().UTC().Format(time.RFC3339)
-	one, two := h.stored("bq").credential, h.stored("bq").credential
+	one, two := h.stored("bq").bq(), h.stored("bq").bq()
 	one.ClientID, two.ClientID = "c0ffee1111c0ffee1111c0ffee1111c0ffee1111", "c0ffee2222c0ffee2222c0ffee2222c0ffee2222"
 	h.holdFallback("bq", one)
 	h.clock.Advance(time.Minute)
@@ -129,7 +130,7 @@ func TestUnsettledFieldsSeveralFallbacks(t *testing.T) {
 func TestCredentialWriteOverLegacyRotation(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	old := h.stored("ob").credential
+	old := h.stored("ob").ob()
 	next := old
 	next.APIKey, next.APISecret = "7c9e6679-7425-40de-944b-e07fc1f90ae7", "ffff0000ffff0000ffff0000ffff0000ffff0000"
 	h.legacyRotationWAL("ob", "offblocks", old, next)
@@ -147,8 +148,8 @@ func TestCredentialWriteOverLegacyRotation(t *testing.T) {
 		t.Fatalf("the log does not name what was given up:\n%s", h.logs.String())
 	}
 	h.rollback()
-	if c := h.stored("ob"); len(c.Fallbacks) != 0 || c.APIKey != old.APIKey {
-		t.Fatalf("after the rollback: %d fallbacks, key %s", len(c.Fallbacks), c.APIKey)
+	if c := h.stored("ob"); len(c.Fallbacks) != 0 || c.ob().APIKey != old.APIKey {
+		t.Fatalf("after the rollback: %d fallbacks, key %s", len(c.Fallbacks), c.ob().APIKey)
 	}
 }
 

@@ -5,19 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 const pathConfigHelpSyn = `Store a provider account's root credentials.`
 
-const pathConfigHelpDesc = `
-config/<name> holds one provider account: its provider (offblocks, bloq or opsnow, fixed at
+var pathConfigHelpDesc = `
+config/<name> holds one provider account: its provider (` + providerChoices() + `, fixed at
 creation), its API root and its root credentials. Writes create or update; an update changes
 only the fields it names. Reads return every non-secret field and never a secret
-(api_secret, client_secret, password, refresh_token, OpsNow's api_key).
+(` + secretFieldsProse() + `).
 `
 
 func configFields() map[string]*framework.FieldSchema {
@@ -25,8 +28,8 @@ func configFields() map[string]*framework.FieldSchema {
 		"name": {Type: framework.TypeString, Required: true,
 			Description: "Name of the provider account."},
 		"provider": {Type: framework.TypeString,
-			AllowedValues: []any{"offblocks", "bloq", "opsnow"},
-			Description:   "Provider: offblocks, bloq or opsnow. Required on create; immutable after."},
+			AllowedValues: providerValues(),
+			Description:   "Provider: " + providerChoices() + ". Required on create; immutable after."},
 		"base_url": {Type: framework.TypeString,
 			Description: "Provider API root. Defaults to the live URL. https:// required, except http:// to a loopback host " +
 				"(dialled only at a loopback address); no query or fragment. Changing it requires the config's secret " +
@@ -43,7 +46,7 @@ func configFields() map[string]*framework.FieldSchema {
 				"0 (default) means half of the token's own lifetime. A read can ask for more with min_ttl."},
 		"force": {Type: framework.TypeBool, Query: true,
 			Description: "While a rotation of this config is unsettled: on delete, delete anyway; on a write of " +
-				"api_key, api_secret, client_id or client_secret, store that credential anyway. Either gives up the " +
+				orList(rootFieldNames()) + ", store that credential anyway. Either gives up the " +
 				"fallback credential the provider may still adopt (logged at error level)."},
 	}
 	automatedrotationutil.AddAutomatedRotationFieldsWithGroup(fields, "Rotation")
@@ -53,12 +56,7 @@ func configFields() map[string]*framework.FieldSchema {
 	fields["disable_automated_rotation"].Description = disableRotationDesc
 	fields["rotation_policy"].Description = rotationPolicyDesc
 	for _, f := range credentialFields {
-		schema := &framework.FieldSchema{Type: framework.TypeString, Description: f.desc, AllowedValues: f.allowed,
-			DisplayAttrs: &framework.DisplayAttributes{Name: f.display}}
-		for _, role := range f.roles {
-			schema.DisplayAttrs.Sensitive = schema.DisplayAttrs.Sensitive || role == secret
-		}
-		fields[f.name] = schema
+		fields[f.name] = f.schema()
 	}
 	return fields
 }
@@ -126,12 +124,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return errorResponse(err)
 	}
 	warnings = append(warnings, fw...)
-	c.Retiring = slices.DeleteFunc(c.Retiring, c.credential.sameRoot)
-	// A refresh token Bloq issued that is not stored yet is newer than the stored one: the
-	// write stores it, unless it sets refresh_token itself.
+	c.Retiring = slices.DeleteFunc(c.Retiring, func(r credential) bool { return registry.SameRoot(c.cred, r) })
+	// A refresh token the provider issued that is not stored yet is newer than the stored one:
+	// the write stores it, unless it sets that field itself.
 	if held, ok := b.refreshTokens.get(name); ok {
-		if _, given := d.GetOk("refresh_token"); !given && c.GrantType == grantRefreshToken {
-			c.RefreshToken = held
+		if f, rolls := rollingField(c.Provider); rolls && c.rolls() {
+			if _, given := d.GetOk(f.Name); !given {
+				c.cred = c.cred.With(f.Name, held)
+			}
 		}
 	}
 	if err := b.putConfig(ctx, req.Storage, name, c); err != nil {
@@ -176,10 +176,10 @@ func hasUnknownField(d *framework.FieldData) bool {
 	return false
 }
 
-// rootCredentialGiven reports whether a config write names a field of the rotatable root
-// credential (api_key, api_secret, client_id, client_secret).
+// rootCredentialGiven reports whether a config write names a field of a rotatable root
+// credential (rootFieldNames: api_key, api_secret, client_id, client_secret).
 func rootCredentialGiven(d *framework.FieldData) bool {
-	for _, f := range []string{"api_key", "api_secret", "client_id", "client_secret"} {
+	for _, f := range rootFieldNames() {
 		if _, ok := d.GetOk(f); ok {
 			return true
 		}
@@ -201,9 +201,9 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		return nil, nil
 	}
 	resp := &logical.Response{Data: c.publicData(b.now()), Warnings: append(c.fallbackWarnings(), c.reuseWarnings()...)}
-	if b.refreshTokens.held(name) {
-		resp.AddWarning("bloq issued a newer refresh token that could not be stored yet: this node holds it " +
-			"in memory and stores it on the next creds read; check Vault's storage")
+	if f, rolls := rollingField(c.Provider); rolls && b.refreshTokens.held(name) {
+		resp.AddWarning(c.Provider + " issued a newer " + strings.ToLower(f.Display) + " that could not be stored yet: " +
+			"this node holds it in memory and stores it on the next creds read; check Vault's storage")
 	}
 	return resp, nil
 }
@@ -246,7 +246,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		for _, f := range cfg.Fallbacks {
 			b.Logger().Error("forced delete: giving up a fallback credential the provider may adopt at any moment; "+
 				"if it does, the account's credential exists nowhere else",
-				"config", name, "provider", cfg.Provider, "identifier", f.identifier(cfg.Provider), "since", f.Since,
+				"config", name, "provider", cfg.Provider, "identifier", registry.Identifier(f.cred), "since", f.Since,
 				"unsettled_because", err)
 		}
 	}
@@ -255,7 +255,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	}
 	for _, r := range cfg.Retiring {
 		b.Logger().Error("delete: a replaced credential could not be removed upstream; remove it in the provider's console",
-			"config", name, "provider", cfg.Provider, "identifier", r.identifier(cfg.Provider))
+			"config", name, "provider", cfg.Provider, "identifier", registry.Identifier(r))
 	}
 	pending, err := pendingRotations(ctx, req.Storage, name)
 	if err != nil {

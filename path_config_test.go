@@ -89,7 +89,7 @@ func TestConfigPartialUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.APIKey != obKey || c.APISecret != obSecret || c.MaxTTL.Minutes() != 5 || c.RequestTimeout.Seconds() != 30 {
+	if c.ob().APIKey != obKey || c.ob().APISecret != obSecret || c.MaxTTL.Minutes() != 5 || c.RequestTimeout.Seconds() != 30 {
 		t.Fatalf("partial update changed other fields: %+v", c.publicData(h.clock.Now()))
 	}
 	// Same provider may be restated; base_url "" resets to the default (a new host: the
@@ -201,7 +201,7 @@ func TestConfigValidationErrors(t *testing.T) {
 		t.Errorf("failed writes stored configs: %v", list.Data["keys"])
 	}
 	c, _ := getConfig(context.Background(), h.storage, "existing")
-	if c.Provider != "offblocks" || c.APISecret != obSecret {
+	if c.Provider != "offblocks" || c.ob().APISecret != obSecret {
 		t.Errorf("failed updates changed the stored config")
 	}
 }
@@ -250,8 +250,8 @@ func TestConfigSecretsNeverAltered(t *testing.T) {
 	spaced := "  " + obSecret + " \n"
 	resp := h.mustDo(logical.CreateOperation, "config/ob", map[string]any{"provider": "offblocks",
 		"base_url": h.url + "/offblocks/v1", "api_key": obKey, "api_secret": spaced})
-	if h.stored("ob").APISecret != spaced {
-		t.Fatalf("api_secret was altered: %q", h.stored("ob").APISecret)
+	if h.stored("ob").ob().APISecret != spaced {
+		t.Fatalf("api_secret was altered: %q", h.stored("ob").ob().APISecret)
 	}
 	if resp == nil || len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], "api_secret ends with a line break") {
 		t.Fatalf("warnings = %v", resp)
@@ -259,7 +259,7 @@ func TestConfigSecretsNeverAltered(t *testing.T) {
 	h.mustDo(logical.CreateOperation, "config/ops", map[string]any{"provider": "opsnow", "api_key": " " + opsAPIKey})
 	h.mustDo(logical.CreateOperation, "config/bq", map[string]any{"provider": "bloq", "username": bqUser,
 		"password": "\t" + bqPass + " ", "refresh_token": "", "client_id": ""})
-	if h.stored("ops").APIKey != " "+opsAPIKey || h.stored("bq").Password != "\t"+bqPass+" " {
+	if h.stored("ops").ops().APIKey != " "+opsAPIKey || h.stored("bq").bq().Password != "\t"+bqPass+" " {
 		t.Fatal("a secret was altered")
 	}
 	for field, data := range map[string]map[string]any{

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 const secretTokenType = "apitokens_token"
@@ -117,7 +118,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
 	resp := b.Secret(secretTokenType).Response(
 		map[string]any{"token": t.Value, "token_type": "Bearer", "expires_at": expires},
-		map[string]any{"config": name}, // revocation needs no more; Vault stores it with every lease
+		b.leaseData(name, t), // Vault stores it with the lease, for its revocation
 	)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
@@ -201,7 +202,7 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 	if err == nil && cfg.unsettled() {
 		err = cfg.unsettledErr(name)
 	}
-	if err != nil || cfg.GrantType != grantRefreshToken {
+	if err != nil || !cfg.rolls() {
 		defer lock.RUnlock()
 		if err != nil {
 			return minted{}, nil, err
@@ -210,16 +211,62 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 		if err != nil {
 			return minted{}, nil, err
 		}
-		m, err := p.Mint(ctx, cfg.credential)
+		m, err := mintWith(ctx, p, cfg.cred)
 		return m, cfg, err
 	}
 	lock.RUnlock()
 	return b.mintRefresh(ctx, s, name)
 }
 
-func (b *backend) secretTokenRevoke(_ context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	// None of the providers can revoke a single token: it lives until its expiry.
-	b.Logger().Debug("lease revoked; the provider token stays valid until it expires",
-		"config", req.Secret.InternalData["config"])
+// leaseData is what Vault stores with the lease of a token of config name for its
+// revocation: the config's name and, when the provider can revoke one token (a
+// registry.Revoker) and the token is the lease's own (token_reuse off), the token. A shared
+// token is revoked by none of its leases: others may still hold it.
+func (b *backend) leaseData(name string, t issuedToken) map[string]any {
+	data := map[string]any{"config": name}
+	if t.cfg.TokenReuse {
+		return data
+	}
+	if p, err := b.clientFor(name, t.cfg); err == nil {
+		if _, ok := p.(registry.Revoker); ok {
+			data["token"] = t.Value
+		}
+	}
+	return data
+}
+
+// secretTokenRevoke is a creds lease's revocation: the provider revokes the lease's token
+// when it can (leaseData kept it), and an error makes Vault retry. Otherwise the token lives
+// until its expiry: none of OffBlocks, Bloq and OpsNow can revoke a single token.
+func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	name, _ := req.Secret.InternalData["config"].(string)
+	token, _ := req.Secret.InternalData["token"].(string)
+	if token == "" {
+		b.Logger().Debug("lease revoked; the provider token stays valid until it expires", "config", name)
+		return nil, nil
+	}
+	lock := b.lock(name)
+	lock.RLock()
+	defer lock.RUnlock()
+	cfg, err := b.cachedConfig(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		b.Logger().Warn("lease revoked of a config that is gone: its token lives until it expires", "config", name)
+		return nil, nil
+	}
+	ctx, p, err := b.providerFor(ctx, name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rv, ok := p.(registry.Revoker)
+	if !ok {
+		return nil, nil
+	}
+	if err := rv.Revoke(ctx, cfg.cred, token); err != nil {
+		return nil, fmt.Errorf("revoke the lease's token: %w", err)
+	}
+	b.Logger().Debug("lease revoked, and its token at the provider", "config", name)
 	return nil, nil
 }

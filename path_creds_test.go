@@ -150,7 +150,7 @@ func TestCredsBloqRefreshTokenReplaced(t *testing.T) {
 		h.creds("bq") // each use invalidates the refresh token used: the new one must be stored
 	}
 	c, _ := getConfig(context.Background(), h.storage, "bq")
-	if c.RefreshToken == first || c.RefreshToken == "" {
+	if c.bq().RefreshToken == first || c.bq().RefreshToken == "" {
 		t.Error("the new refresh token was not stored")
 	}
 }

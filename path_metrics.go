@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 const pathMetricsHelpDesc = `
@@ -31,7 +33,7 @@ the settings path, calls, tokens, rotations and the next scheduled rotation have
 per config too. Labels never carry a secret.
 
 format=flat (the default) answers one key per sample, named exactly as in the Prometheus
-text format (apitokens_configs{provider="bloq"}; a histogram's _bucket{...,le="0.5"},
+text format (apitokens_configs{provider="<name>"}; a histogram's _bucket{...,le="0.5"},
 _sum and _count), its value the number, and timestamp: vault read prints it as a table.
 format=json answers each series as nested JSON (name, help, type and samples, each with
 its labels and value, or a histogram's count, sum and buckets), the default of 0.1.0.
@@ -192,7 +194,7 @@ func (b *backend) gather(ctx context.Context, s logical.Storage) ([]*dto.MetricF
 		m.mintFailing, m.nextRotation} {
 		v.Reset()
 	}
-	for p := range defaultBaseURLs { // every provider has its counts, 0 included: alerts need no absent()
+	for _, p := range registry.Names() { // every provider has its counts, 0 included: alerts need no absent()
 		m.configs.WithLabelValues(p).Set(float64(c.configs[p]))
 		m.attention.WithLabelValues(p, "unsettled").Set(float64(c.unsettled[p]))
 		m.attention.WithLabelValues(p, "rotation_failing").Set(float64(c.failing[p]))

@@ -8,26 +8,14 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
-const pathRotateRootHelpDesc = `
+var pathRotateRootHelpDesc = `
 Replaces the stored root credential of config/<name> with a new one and returns its
 identifier, never its secret.
 
-OffBlocks: a new apiKey (UUID v4) and apiSecret (40 hex characters) are generated here and
-stored in the config as a fallback beside the current pair; then they are set with
-PUT /auth/credentials, confirmed by minting a token (retried with backoff: the provider may
-apply the change a moment late), and stored as the current pair.
-
-Bloq (client keys plus an account login): the account's keys are listed and a WAL entry
-marks the coming create call; a new client key is created (its secret exists only from
-Bloq's answer), stored as a fallback, confirmed, stored as the current key, and then the old
-key is deleted (a failed delete is a warning, retried later). A key orphaned by a crash
-during the create call is named in a warning in Vault's log.
-
-Tokens issued before are dead afterwards (OffBlocks' rule; Bloq's deleted key): revoke the
+` + rotationHelps() + `Tokens issued before are dead afterwards (` + tokensDie() + `): revoke the
 old leases with 'vault lease revoke -prefix <mount>/creds/<name>'.
 
 A credential sent to the provider whose refusal was not conclusive is never discarded: it
@@ -66,15 +54,14 @@ func (b *backend) pathRotateRoot(ctx context.Context, req *logical.Request, d *f
 		return errorResponse(err)
 	}
 	data := map[string]any{"last_rotated": cfg.LastRotated.UTC().Format(time.RFC3339)}
-	switch cfg.Provider {
-	case offblocks.Name:
-		data["api_key"] = cfg.APIKey
-		warnings = append(warnings, fmt.Sprintf("tokens issued before this rotation no longer work; "+
-			"revoke their leases with: vault lease revoke -prefix %screds/%s", req.MountPoint, name))
-	case bloq.Name:
-		data["client_id"] = cfg.ClientID
-		warnings = append(warnings, fmt.Sprintf("tokens issued with the old client key stop working once it is deleted; "+
-			"revoke their leases with: vault lease revoke -prefix %screds/%s", req.MountPoint, name))
+	if field, id := registry.IdentifierField(cfg.cred); field != "" {
+		data[field] = id
+	}
+	if d, ok := registry.Lookup(cfg.Provider); ok {
+		if rd, ok := d.(registry.RotatingDriver); ok {
+			warnings = append(warnings, fmt.Sprintf("%s; revoke their leases with: vault lease revoke -prefix %screds/%s",
+				rd.RotatedWarning(), req.MountPoint, name))
+		}
 	}
 	return &logical.Response{Data: data, Warnings: warnings}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -56,8 +57,8 @@ func (h *harness) assertOffBlocksConsistent(name string) {
 	h.creds(name)
 	key, secret := h.sim.OffBlocksPair(h.obID)
 	c := h.stored(name)
-	if c.APIKey != key || c.APISecret != secret {
-		h.t.Fatalf("stored pair %s is not the provider's %s: the credential is lost", c.APIKey, key)
+	if c.ob().APIKey != key || c.ob().APISecret != secret {
+		h.t.Fatalf("stored pair %s is not the provider's %s: the credential is lost", c.ob().APIKey, key)
 	}
 }
 
@@ -78,10 +79,10 @@ func TestRotateOffBlocks(t *testing.T) {
 		t.Errorf("warnings = %v", resp.Warnings)
 	}
 	c := h.stored("ob")
-	if !hex40.MatchString(c.APISecret) || c.APISecret == obSecret {
+	if !hex40.MatchString(c.ob().APISecret) || c.ob().APISecret == obSecret {
 		t.Errorf("new secret is not 40 fresh hex characters")
 	}
-	assertNoSecrets(t, "rotate response", strings.Join(valuesOf(resp.Data), " ")+strings.Join(resp.Warnings, " "), c.APISecret, obSecret)
+	assertNoSecrets(t, "rotate response", strings.Join(valuesOf(resp.Data), " ")+strings.Join(resp.Warnings, " "), c.ob().APISecret, obSecret)
 	if _, err := h.sim.Validate(before); err == nil {
 		t.Error("a token issued before the rotation still works at the provider")
 	}
@@ -114,10 +115,10 @@ func TestRotateBloq(t *testing.T) {
 		t.Error("a token of the deleted key still works")
 	}
 	c := h.stored("bq")
-	if c.ClientID != newID || c.ClientSecret == bqSecret || c.Username != bqUser {
+	if c.bq().ClientID != newID || c.bq().ClientSecret == bqSecret || c.bq().Username != bqUser {
 		t.Errorf("stored config after rotation: %+v", c.publicData(h.clock.Now()))
 	}
-	assertNoSecrets(t, "rotate response", strings.Join(valuesOf(resp.Data), " "), c.ClientSecret, bqPass)
+	assertNoSecrets(t, "rotate response", strings.Join(valuesOf(resp.Data), " "), c.bq().ClientSecret, bqPass)
 	h.creds("bq")
 	if h.walCount() != 0 {
 		t.Error("WAL entry left behind")
@@ -151,7 +152,7 @@ func TestRotateBloqInterrupted(t *testing.T) {
 		h.sim.Inject(simulator.RouteBloqKeysCreate, simulator.Fault{Status: 500})
 		_, err := h.do(logical.UpdateOperation, "rotate-root/bq", nil)
 		wantCoded(t, err, http.StatusBadGateway, "bloq: create client key (POST /users/me/client-keys): status 500")
-		if h.stored("bq").ClientID != bqClient || h.walCount() != 0 {
+		if h.stored("bq").bq().ClientID != bqClient || h.walCount() != 0 {
 			t.Fatal("a failed create changed the config or left a WAL entry")
 		}
 		h.creds("bq")
@@ -174,8 +175,8 @@ func TestRotateBloqInterrupted(t *testing.T) {
 		h.storage.setFailPut(nil)
 		h.rollback()
 		c := h.stored("bq")
-		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != c.ClientID || c.ClientID == bqClient {
-			t.Fatalf("after rollback: stored %s, provider keys %v", c.ClientID, keys)
+		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != c.bq().ClientID || c.bq().ClientID == bqClient {
+			t.Fatalf("after rollback: stored %s, provider keys %v", c.bq().ClientID, keys)
 		}
 		if len(c.Fallbacks) != 0 || len(c.Retiring) != 0 {
 			t.Fatalf("after rollback: %d fallbacks, %d retiring", len(c.Fallbacks), len(c.Retiring))
@@ -195,7 +196,7 @@ func TestRotateBloqInterrupted(t *testing.T) {
 		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 2 {
 			t.Fatalf("provider keys = %v", keys)
 		}
-		if r := h.stored("bq").Retiring; len(r) != 1 || r[0].ClientID != bqClient {
+		if r := h.stored("bq").Retiring; len(r) != 1 || r[0].(bloq.Credentials).ClientID != bqClient {
 			t.Fatalf("retiring = %d credentials, want the old key", len(r))
 		}
 		h.creds("bq")
@@ -205,8 +206,8 @@ func TestRotateBloqInterrupted(t *testing.T) {
 		h.sim.ClearFaults()
 		h.rollback()
 		c := h.stored("bq")
-		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != c.ClientID || len(c.Retiring) != 0 {
-			t.Fatalf("after rollback: provider keys %v, stored %s, %d retiring", keys, c.ClientID, len(c.Retiring))
+		if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != c.bq().ClientID || len(c.Retiring) != 0 {
+			t.Fatalf("after rollback: provider keys %v, stored %s, %d retiring", keys, c.bq().ClientID, len(c.Retiring))
 		}
 	})
 }
@@ -243,8 +244,8 @@ func TestOperatorWriteSupersedesPendingRotation(t *testing.T) {
 	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": other, "api_secret": "ffff0000ffff0000ffff0000ffff0000ffff0000",
 		"force": true})
 	h.rollback()
-	if c := h.stored("ob"); len(c.Fallbacks) != 0 || c.APIKey != other {
-		t.Fatalf("after rollback: %d fallbacks, stored %s", len(c.Fallbacks), c.APIKey)
+	if c := h.stored("ob"); len(c.Fallbacks) != 0 || c.ob().APIKey != other {
+		t.Fatalf("after rollback: %d fallbacks, stored %s", len(c.Fallbacks), c.ob().APIKey)
 	}
 	h.creds("ob")
 }

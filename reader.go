@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // What a creds reader learns. A Vault token that may only read creds/* may not read config:
@@ -78,24 +79,15 @@ func identifiersIn(err error) []string {
 }
 
 // accountNames are the identifiers of every credential c holds (current, fallbacks,
-// retiring): the fields a config read returns that name the account (not grant_type, whose
-// few allowed values name nothing).
+// retiring): the fields that name the account (registry.Field.Identifier; not grant_type,
+// whose few allowed values name nothing).
 func (c *accountConfig) accountNames() []string {
-	creds := []credential{c.credential}
+	names := registry.AccountNames(c.cred)
 	for _, f := range c.Fallbacks {
-		creds = append(creds, f.credential)
+		names = append(names, registry.AccountNames(f.cred)...)
 	}
-	creds = append(creds, c.Retiring...)
-	var names []string
-	for _, f := range credentialFields {
-		if f.roles[c.Provider] != identifier || f.allowed != nil {
-			continue
-		}
-		for i := range creds {
-			if v := *f.ptr(&creds[i]); v != "" {
-				names = append(names, v)
-			}
-		}
+	for _, r := range c.Retiring {
+		names = append(names, registry.AccountNames(r)...)
 	}
 	return names
 }

@@ -12,16 +12,17 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
 // pendingOffBlocks creates config ob holding a fallback pair the provider never received,
 // as a rotation that stopped (a crash) between storing it and sending its PUT leaves it, and
 // returns that pair.
-func (h *harness) pendingOffBlocks() credential {
+func (h *harness) pendingOffBlocks() offblocks.Credentials {
 	h.t.Helper()
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	next, err := offblocksProvider{}.Prepare(context.Background(), h.stored("ob").credential)
+	next, err := offblocks.GenerateCredentials()
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -40,21 +41,21 @@ func TestSettleUnansweredIsNotARefusal(t *testing.T) {
 		h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 503, Times: -1,
 			Match: func(body []byte) bool { return bytes.Contains(body, []byte(next.APIKey)) }})
 		h.rollback() // the change is sent again and applied, but the new pair cannot be confirmed
-		if h.fallbacks("ob") != 1 || h.stored("ob").APIKey != obKey {
-			t.Fatalf("settled on an unanswered mint: %d fallbacks, stored %s", h.fallbacks("ob"), h.stored("ob").APIKey)
+		if h.fallbacks("ob") != 1 || h.stored("ob").ob().APIKey != obKey {
+			t.Fatalf("settled on an unanswered mint: %d fallbacks, stored %s", h.fallbacks("ob"), h.stored("ob").ob().APIKey)
 		}
 		h.wantUnsettledRead("ob")
 		h.sim.ClearFaults()
 		h.rollback()
 		h.assertStoredIsProviders("ob")
-		if h.stored("ob").APIKey != next.APIKey {
+		if h.stored("ob").ob().APIKey != next.APIKey {
 			t.Fatal("the fallback was not adopted once the provider answered")
 		}
 	})
 	t.Run("bloq", func(t *testing.T) {
 		h := newHarness(t)
 		h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-		next := h.stored("bq").credential
+		next := h.stored("bq").bq()
 		next.ClientID, next.ClientSecret = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12", "ab12"
 		h.sim.AddBloqKey(h.bqUserID, next.ClientID, next.ClientSecret)
 		h.holdFallback("bq", next)
@@ -68,8 +69,8 @@ func TestSettleUnansweredIsNotARefusal(t *testing.T) {
 		h.sim.ClearFaults()
 		h.rollback() // adopts the new key and deletes the one it replaces
 		keys := h.sim.BloqClientIDs(h.bqUserID)
-		if len(keys) != 1 || keys[0] != next.ClientID || h.stored("bq").ClientID != next.ClientID {
-			t.Fatalf("keys upstream %v, stored %s: the answered fallback was not adopted", keys, h.stored("bq").ClientID)
+		if len(keys) != 1 || keys[0] != next.ClientID || h.stored("bq").bq().ClientID != next.ClientID {
+			t.Fatalf("keys upstream %v, stored %s: the answered fallback was not adopted", keys, h.stored("bq").bq().ClientID)
 		}
 		h.creds("bq")
 	})
@@ -90,8 +91,8 @@ func TestSettleBothRefusedKeepsFallback(t *testing.T) {
 	h.sim.ClearFaults()
 	h.rollback()
 	h.assertStoredIsProviders("ob")
-	if c := h.stored("ob"); c.APIKey != next.APIKey || !c.LastRotated.Equal(h.clock.Now()) {
-		t.Errorf("stored %s, last_rotated %s: the settled rotation was not recorded", c.APIKey, c.LastRotated)
+	if c := h.stored("ob"); c.ob().APIKey != next.APIKey || !c.LastRotated.Equal(h.clock.Now()) {
+		t.Errorf("stored %s, last_rotated %s: the settled rotation was not recorded", c.ob().APIKey, c.LastRotated)
 	}
 }
 
@@ -104,14 +105,14 @@ func TestSettleResentChangeRefusedKeepsFallback(t *testing.T) {
 	next := h.pendingOffBlocks()
 	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 400, Times: -1})
 	h.rollback()
-	if h.fallbacks("ob") != 1 || h.stored("ob").APIKey != obKey {
-		t.Fatalf("%d fallbacks, stored %s: a refused re-send gave the fallback up", h.fallbacks("ob"), h.stored("ob").APIKey)
+	if h.fallbacks("ob") != 1 || h.stored("ob").ob().APIKey != obKey {
+		t.Fatalf("%d fallbacks, stored %s: a refused re-send gave the fallback up", h.fallbacks("ob"), h.stored("ob").ob().APIKey)
 	}
 	h.wantUnsettledRead("ob")
 	h.sim.ClearFaults()
 	h.assertOffBlocksConsistent("ob")
-	if c := h.stored("ob"); c.APIKey != next.APIKey || len(c.Fallbacks) != 0 {
-		t.Fatalf("stored %s with %d fallbacks: the read did not complete the rotation", c.APIKey, len(c.Fallbacks))
+	if c := h.stored("ob"); c.ob().APIKey != next.APIKey || len(c.Fallbacks) != 0 {
+		t.Fatalf("stored %s with %d fallbacks: the read did not complete the rotation", c.ob().APIKey, len(c.Fallbacks))
 	}
 }
 
@@ -120,7 +121,7 @@ func TestSettleResentChangeRefusedKeepsFallback(t *testing.T) {
 func TestSettleBloqNewKeyRefusedIsDeleted(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	next := h.stored("bq").credential
+	next := h.stored("bq").bq()
 	next.ClientID, next.ClientSecret = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12", "wrong"
 	h.sim.AddBloqKey(h.bqUserID, next.ClientID, "not-the-secret-vault-holds")
 	h.holdFallback("bq", next)
@@ -129,7 +130,7 @@ func TestSettleBloqNewKeyRefusedIsDeleted(t *testing.T) {
 		t.Fatalf("keys upstream %v, %d fallbacks: the refused new key should be deleted and dropped, the old kept",
 			keys, h.fallbacks("bq"))
 	}
-	if h.stored("bq").ClientID != bqClient {
+	if h.stored("bq").bq().ClientID != bqClient {
 		t.Fatal("the current key was replaced")
 	}
 	h.creds("bq")
@@ -142,8 +143,8 @@ func TestOrphanSearchRetriedAndPrecise(t *testing.T) {
 	h := newHarness(t)
 	h.sim.SetBloqKeyListIDOnly(true)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	cur := h.stored("bq").credential
-	marker := newRotationWAL("bq", "bloq", cur, credential{}, h.clock.Now())
+	cur := h.stored("bq").bq()
+	marker := newRotationWAL("bq", "bloq", cur, nil, h.clock.Now())
 	marker.Creating, marker.Known = true, []string{bqClient}
 	held := cur
 	held.ClientID, held.ClientSecret = "4e1d4e1d4e1d4e1d4e1d4e1d4e1d4e1d4e1d4e1d", "4e1d"
@@ -189,8 +190,8 @@ func TestRotateBloqFallbackWriteFailsDeletesNewKey(t *testing.T) {
 	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != bqClient || h.walCount() != 0 {
 		t.Fatalf("keys upstream %v, WAL %d: the new key or its marker was left", keys, h.walCount())
 	}
-	if c := h.stored("bq"); c.ClientID != bqClient || len(c.Fallbacks) != 0 {
-		t.Fatalf("stored %s with %d fallbacks", c.ClientID, len(c.Fallbacks))
+	if c := h.stored("bq"); c.bq().ClientID != bqClient || len(c.Fallbacks) != 0 {
+		t.Fatalf("stored %s with %d fallbacks", c.bq().ClientID, len(c.Fallbacks))
 	}
 	h.creds("bq")
 }

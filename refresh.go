@@ -3,10 +3,13 @@ package apitokens
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // refreshStoreTries is how many times a new Bloq refresh token is written before the read
@@ -70,22 +73,23 @@ func (b *backend) mintRefresh(ctx context.Context, s logical.Storage, name strin
 	if err != nil {
 		return minted{}, nil, err
 	}
-	cred := cfg.credential
+	f, _ := rollingField(cfg.Provider) // rolls: the provider has one
+	cred := cfg.cred
 	held, isHeld := b.refreshTokens.get(name)
 	if isHeld {
-		cred.RefreshToken = held
+		cred = cred.With(f.Name, held)
 	}
 	ctx, p, err := b.providerFor(ctx, name, cfg)
 	if err != nil {
 		return minted{}, nil, err
 	}
-	m, mintErr := p.Mint(ctx, cred)
-	newest := cred.RefreshToken
-	if m.NewRefreshToken != "" { // with or without mintErr: it may be the only valid one now
-		newest, m.NewRefreshToken = m.NewRefreshToken, ""
+	m, mintErr := mintWith(ctx, p, cred)
+	newest := registry.Str(cred.Field(f.Name))
+	if m.Rolled != "" { // with or without mintErr: it may be the only valid one now
+		newest, m.Rolled = m.Rolled, ""
 	}
-	if newest != cfg.RefreshToken {
-		if w, err := b.keepRefreshToken(ctx, s, name, cfg, newest); err != nil {
+	if newest != registry.Str(cfg.cred.Field(f.Name)) {
+		if w, err := b.keepRefreshToken(ctx, s, name, cfg, f, newest); err != nil {
 			return minted{}, nil, err
 		} else if w != "" {
 			m.warnings = append(m.warnings, w)
@@ -94,12 +98,13 @@ func (b *backend) mintRefresh(ctx context.Context, s logical.Storage, name strin
 	return m, cfg, mintErr
 }
 
-// keepRefreshToken stores newest as config name's refresh token (cfg is changed), holding
-// it in memory until it is stored. It returns a warning if the store failed, and
-// logical.ErrReadOnly if this node cannot write.
-func (b *backend) keepRefreshToken(ctx context.Context, s logical.Storage, name string, cfg *accountConfig, newest string) (string, error) {
+// keepRefreshToken stores newest as config name's rolling field f (its refresh token; cfg is
+// changed), holding it in memory until it is stored. It returns a warning if the store
+// failed, and logical.ErrReadOnly if this node cannot write.
+func (b *backend) keepRefreshToken(ctx context.Context, s logical.Storage, name string, cfg *accountConfig,
+	f registry.Field, newest string) (string, error) {
 	b.refreshTokens.hold(name, newest)
-	cfg.RefreshToken = newest
+	cfg.cred = cfg.cred.With(f.Name, newest)
 	err := b.storeRetrying(ctx, s, name, cfg)
 	switch {
 	case err == nil:
@@ -108,11 +113,12 @@ func (b *backend) keepRefreshToken(ctx context.Context, s logical.Storage, name 
 	case readOnlyAware(err) == logical.ErrReadOnly:
 		return "", logical.ErrReadOnly
 	}
-	b.Logger().Error("bloq issued a new refresh token that could not be stored; this node holds it in memory "+
+	what := strings.ToLower(f.Display)
+	b.Logger().Error(cfg.Provider+" issued a new "+what+" that could not be stored; this node holds it in memory "+
 		"and stores it on the next creds read", "config", name, "error", err)
-	return fmt.Sprintf("bloq issued a new refresh token that could not be stored (%v): "+
+	return fmt.Sprintf("%s issued a new %s that could not be stored (%v): "+
 		"this node holds it in memory and stores it on the next read; if this node restarts first, "+
-		"write a new refresh_token to config/%s", err, name), nil
+		"write a new %s to config/%s", cfg.Provider, what, err, f.Name, name), nil
 }
 
 // storeRetrying writes cfg, trying refreshStoreTries times with a short backoff; a

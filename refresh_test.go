@@ -42,7 +42,7 @@ func TestCredsBloqRefreshTokenStoreFails(t *testing.T) {
 	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "could not be stored") {
 		t.Fatalf("warnings = %v", resp.Warnings)
 	}
-	if h.stored("bq").RefreshToken != first {
+	if h.stored("bq").bq().RefreshToken != first {
 		t.Fatal("the store was meant to fail")
 	}
 	if w := h.mustDo(logical.ReadOperation, "config/bq", nil).Warnings; len(w) == 0 || !strings.Contains(w[0], "in memory") {
@@ -54,7 +54,7 @@ func TestCredsBloqRefreshTokenStoreFails(t *testing.T) {
 	if len(resp.Warnings) != 0 {
 		t.Fatalf("warnings once storage works: %v", resp.Warnings)
 	}
-	stored := h.stored("bq").RefreshToken
+	stored := h.stored("bq").bq().RefreshToken
 	if stored == first || h.b.refreshTokens.held("bq") {
 		t.Fatal("the newest refresh token was not stored, or is still held")
 	}
@@ -76,7 +76,7 @@ func TestCredsBloqRefreshTokenStoreRetried(t *testing.T) {
 	if resp := h.creds("bq"); len(resp.Warnings) != 0 {
 		t.Fatalf("one failed store was not retried: %v", resp.Warnings)
 	}
-	if h.stored("bq").RefreshToken == first || h.b.refreshTokens.held("bq") {
+	if h.stored("bq").bq().RefreshToken == first || h.b.refreshTokens.held("bq") {
 		t.Fatal("the new refresh token was not stored")
 	}
 }
@@ -100,7 +100,7 @@ func TestConfigWriteKeepsHeldRefreshToken(t *testing.T) {
 	h.creds("bq")
 	h.storage.setFailPut(nil)
 	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"refresh_token": fresh})
-	if h.b.refreshTokens.held("bq") || h.stored("bq").RefreshToken != fresh {
+	if h.b.refreshTokens.held("bq") || h.stored("bq").bq().RefreshToken != fresh {
 		t.Fatal("an operator's refresh_token did not win over the held one")
 	}
 	h.creds("bq")
@@ -118,7 +118,7 @@ func TestRefreshTokenKeptFromMalformedAnswer(t *testing.T) {
 		Body: `{"accessToken":"` + bad + `","refreshToken":"` + next + `"}`})
 	_, err := h.do(logical.ReadOperation, "creds/bq", nil)
 	wantCoded(t, err, 502, "malformed response")
-	if h.stored("bq").RefreshToken != next {
+	if h.stored("bq").bq().RefreshToken != next {
 		t.Fatal("the new refresh token of a malformed answer was lost")
 	}
 	assertNoSecrets(t, "error", err.Error(), next, first)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // issuedToken is a token for one creds read, and whether it was the config's shared one.
@@ -57,7 +59,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name string, min
 	if cfg.TokenReuse && !cfg.unsettled() { // an unsettled config hands out no token of its current credential
 		if t, _ := b.memo.token(name); t != nil && t.ExpiresAt.Sub(b.now()) >= need(cfg, t, minTTL) {
 			lock.RUnlock()
-			return issuedToken{minted: minted{Token: t.Token}, cfg: cfg, shared: true}, nil
+			return issuedToken{minted: minted{Minted: registry.Minted{Token: t.Token}}, cfg: cfg, shared: true}, nil
 		}
 	}
 	lock.RUnlock()
@@ -101,7 +103,7 @@ func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string
 			return nil, err
 		}
 		if cfg.TokenReuse {
-			b.memo.share(name, gen, &sharedToken{minted: minted{Token: m.Token}, issued: issued})
+			b.memo.share(name, gen, &sharedToken{minted: minted{Minted: registry.Minted{Token: m.Token}}, issued: issued})
 		}
 		return issuedToken{minted: m, cfg: cfg}, nil
 	})

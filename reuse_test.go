@@ -214,7 +214,7 @@ func TestMemoGenerations(t *testing.T) {
 	}
 	cfg, gen := m.config("x")
 	m.forget("x")
-	m.fillConfig("x", gen, &accountConfig{Provider: "offblocks"})
+	m.fillConfig("x", gen, &accountConfig{configHead: configHead{Provider: "offblocks"}})
 	if cfg, _ = m.config("x"); cfg != nil {
 		t.Fatal("a config loaded before a forget was remembered")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // Backoff between the confirmation mints of a new credential.
@@ -90,18 +91,18 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	if !ok {
 		return nil, nil, &rotationRefused{fmt.Sprintf("provider %s has no rotation API: issue a new key in its console and write it to config/%s", cfg.Provider, name)}
 	}
-	if err := p.CanRotate(cfg.credential); err != nil {
+	if err := canRotate(cfg); err != nil {
 		return nil, nil, &rotationRefused{err.Error()}
 	}
 
 	provider = cfg.Provider
-	cur := cfg.credential
+	cur := cfg.cred
 	next, markerID, err := b.prepare(ctx, s, p, cfg, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg.Fallbacks = append(cfg.Fallbacks, fallback{credential: next, Since: b.now().UTC(), Trigger: trigger,
-		Why: "a rotation sent it to the provider and has not confirmed it yet"})
+	cfg.Fallbacks = append(cfg.Fallbacks, fallback{cred: next, fallbackMeta: fallbackMeta{Since: b.now().UTC(), Trigger: trigger,
+		Why: "a rotation sent it to the provider and has not confirmed it yet"}})
 	if err := b.putConfig(ctx, s, name, cfg); err != nil {
 		// Nothing changed upstream but a new Bloq key, which nobody can hold now: remove it.
 		// If that fails too, the marker stays, and the rollback names the key.
@@ -140,7 +141,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 			b.Logger().Warn("could not record why a fallback credential is held", "config", name, "error", perr)
 		}
 		b.Logger().Warn("rotation unsettled; the new credential is kept as a fallback", "config", name, "error", err)
-		return nil, nil, &unsettledError{name: name, provider: cfg.Provider, identifier: next.identifier(cfg.Provider),
+		return nil, nil, &unsettledError{name: name, provider: cfg.Provider, identifier: registry.Identifier(next),
 			since:    cfg.Fallbacks[0].Since,
 			activate: stepErr, confirm: err}
 	}
@@ -167,31 +168,31 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 func (b *backend) prepare(ctx context.Context, s logical.Storage, p rotator, cfg *accountConfig, name string) (next credential, markerID string, err error) {
 	c, creates := p.(creator)
 	if !creates {
-		next, err = p.Prepare(ctx, cfg.credential)
+		next, err = p.Prepare(ctx, cfg.cred)
 		return next, "", err
 	}
-	known, err := c.Inventory(ctx, cfg.credential)
+	known, err := c.Inventory(ctx, cfg.cred)
 	if err != nil {
-		return credential{}, "", err
+		return nil, "", err
 	}
-	marker := newRotationWAL(name, cfg.Provider, credential{}, credential{}, b.now()) // no secret: none is needed
+	marker := newRotationWAL(name, cfg.Provider, nil, nil, b.now()) // no secret: none is needed
 	marker.Creating, marker.Known = true, known
 	markerID, err = framework.PutWAL(ctx, s, walKindRotation, marker)
 	if err != nil {
-		return credential{}, "", fmt.Errorf("write rotation WAL: %w", err)
+		return nil, "", fmt.Errorf("write rotation WAL: %w", err)
 	}
-	next, err = p.Prepare(ctx, cfg.credential)
+	next, err = p.Prepare(ctx, cfg.cred)
 	if err != nil {
 		orphans, lerr := b.reportOrphans(ctx, s, p, cfg, marker)
 		switch {
 		case lerr != nil:
 			// The marker stays: the rollback looks for the orphan once the provider answers.
-			return credential{}, "", fmt.Errorf("%w; a key it may have created upstream is looked for later (%v)", err, lerr)
+			return nil, "", fmt.Errorf("%w; a key it may have created upstream is looked for later (%v)", err, lerr)
 		case len(orphans) > 0:
 			err = fmt.Errorf("%w; %s", err, orphans[0])
 		}
 		b.deleteWAL(ctx, s, name, markerID)
-		return credential{}, "", err
+		return nil, "", err
 	}
 	return next, markerID, nil
 }
@@ -235,7 +236,7 @@ func (e *pendingRotationError) Error() string {
 	if n := len(e.fallbacks); n > 0 {
 		f := e.fallbacks[n-1]
 		what = fmt.Sprintf("a rotation begun at %s to %s credential %s", f.Since.UTC().Format(time.RFC3339),
-			e.provider, f.identifier(e.provider))
+			e.provider, registry.Identifier(f.cred))
 	}
 	why := ""
 	var u *unsettledError

@@ -1,13 +1,14 @@
 package apitokens
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -18,8 +19,8 @@ func (h *harness) assertStoredIsProviders(name string) {
 	h.t.Helper()
 	key, secret := h.sim.OffBlocksPair(h.obID)
 	c := h.stored(name)
-	if c.APIKey != key || c.APISecret != secret {
-		h.t.Fatalf("stored pair %s is not the provider's %s: the credential is lost", c.APIKey, key)
+	if c.ob().APIKey != key || c.ob().APISecret != secret {
+		h.t.Fatalf("stored pair %s is not the provider's %s: the credential is lost", c.ob().APIKey, key)
 	}
 	if len(c.Fallbacks) != 0 {
 		h.t.Fatalf("%d fallbacks left", len(c.Fallbacks))
@@ -176,7 +177,7 @@ func TestRotateLaggingProviderUnsettled(t *testing.T) {
 	h.clock.Advance(2 * time.Minute)
 	h.creds("ob") // the provider has switched: the read settles, adopting the new pair
 	h.assertStoredIsProviders("ob")
-	if h.stored("ob").APIKey == obKey {
+	if h.stored("ob").ob().APIKey == obKey {
 		t.Fatal("the new pair was not adopted")
 	}
 }
@@ -192,24 +193,24 @@ func TestRotateCrashBeforePUTRollsForward(t *testing.T) {
 		next := h.pendingOffBlocks()
 		h.rollback()
 		h.assertStoredIsProviders("ob")
-		if h.stored("ob").APIKey != next.APIKey {
+		if h.stored("ob").ob().APIKey != next.APIKey {
 			t.Fatal("the rollback did not complete the rotation")
 		}
 	})
 	t.Run("earlier version's WAL entry", func(t *testing.T) {
 		h := newHarness(t)
 		h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-		cur := h.stored("ob").credential
-		next, _ := offblocksProvider{}.Prepare(context.Background(), cur)
+		cur := h.stored("ob").ob()
+		next, _ := offblocks.GenerateCredentials()
 		h.legacyRotationWAL("ob", "offblocks", cur, next)
 		h.rollback() // converts the entry: the new pair is held (as a fallback, or adopted)
 		c := h.stored("ob")
-		if h.walCount() != 0 || !(c.credential.sameRoot(next) || (len(c.Fallbacks) == 1 && c.Fallbacks[0].sameRoot(next))) {
+		if h.walCount() != 0 || !(registry.SameRoot(c.cred, next) || (len(c.Fallbacks) == 1 && registry.SameRoot(c.Fallbacks[0].cred, next))) {
 			t.Fatalf("WAL %d, %d fallbacks: the entry was not turned into a fallback", h.walCount(), len(c.Fallbacks))
 		}
 		h.rollback() // the next run settles it
 		h.assertStoredIsProviders("ob")
-		if h.stored("ob").APIKey != next.APIKey {
+		if h.stored("ob").ob().APIKey != next.APIKey {
 			t.Fatal("the rollback did not complete the rotation")
 		}
 	})
@@ -225,18 +226,18 @@ func TestAcknowledgedRotationNeverKeepsOld(t *testing.T) {
 	if _, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil {
 		t.Fatal("the rotation should be unsettled")
 	}
-	next := h.stored("ob").Fallbacks[0]
+	next := h.stored("ob").Fallbacks[0].cred.(offblocks.Credentials)
 	for i := 0; i < 5; i++ { // rollbacks, every half hour: nothing to do but wait
 		h.clock.Advance(30 * time.Minute)
 		h.rollback()
-		if h.fallbacks("ob") != 1 || h.stored("ob").APIKey != obKey {
+		if h.fallbacks("ob") != 1 || h.stored("ob").ob().APIKey != obKey {
 			t.Fatalf("an acknowledged rotation was given up (%d fallbacks)", h.fallbacks("ob"))
 		}
 	}
 	h.clock.Advance(31 * time.Minute)
 	h.rollback()
 	h.assertStoredIsProviders("ob")
-	if h.stored("ob").APIKey != next.APIKey {
+	if h.stored("ob").ob().APIKey != next.APIKey {
 		t.Fatal("the acknowledged pair was not adopted")
 	}
 }

@@ -8,23 +8,23 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/rotation"
 
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // cannotRotate names the configs that cannot rotate, in the words every text uses (the
-// README, rotate-root's path-help, the rotation fields' descriptions and the errors): a
-// test holds them to it.
-const cannotRotate = "OpsNow, and Bloq without both client keys and an account login (username and password)"
+// README, rotate-root's path-help, the rotation fields' descriptions and the errors),
+// composed from the providers' drivers: a test holds them to it.
+var cannotRotate = composeCannotRotate()
 
 // rotationFields are the schedule's fields, in the order errors name them.
 var rotationFields = []string{"rotation_schedule", "rotation_period", "rotation_window", "disable_automated_rotation", "rotation_policy"}
 
 // Descriptions of the rotation fields: the README says the same.
+var rotationPeriodDesc = "Rotate the root credential this often (at least 1m), counted from the last rotation, or " +
+	"from when the period was set if that is later. Setting it replaces a rotation_schedule. Run by the plugin " +
+	"itself, on Vault Community Edition too. Not for " + cannotRotate + "."
+
 const (
-	rotationPeriodDesc = "Rotate the root credential this often (at least 1m), counted from the last rotation, or " +
-		"from when the period was set if that is later. Setting it replaces a rotation_schedule. Run by the plugin " +
-		"itself, on Vault Community Edition too. Not for " + cannotRotate + "."
 	rotationScheduleDesc = "Rotate the root credential on this cron schedule (UTC). Setting it replaces a rotation_period."
 	rotationWindowDesc   = "With rotation_schedule: how long after a scheduled time a missed rotation may still run " +
 		"(at least 1h); past it, the next scheduled time is waited for. 0: a missed rotation runs at once."
@@ -36,11 +36,9 @@ const (
 
 // canRotate says why config c cannot be rotated, or nil. It needs no client.
 func canRotate(c *accountConfig) error {
-	switch c.Provider {
-	case offblocks.Name:
-		return offblocksProvider{}.CanRotate(c.credential)
-	case bloq.Name:
-		return bloqProvider{}.CanRotate(c.credential)
+	d, _ := registry.Lookup(c.Provider)
+	if rd, ok := d.(registry.RotatingDriver); ok {
+		return rd.CanRotate(c.cred)
 	}
 	return fmt.Errorf("provider %s has no rotation API", c.Provider)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -102,8 +103,8 @@ func TestReuseDroppedBySettledRecovery(t *testing.T) {
 	h := newHarness(t)
 	h.reuseConfig(nil)
 	before := h.creds("ob").Data["token"] // shared, from the old pair
-	cur := h.stored("ob").credential
-	next, _ := offblocksProvider{}.Prepare(context.Background(), cur)
+	cur := h.stored("ob").ob()
+	next, _ := offblocks.GenerateCredentials()
 	h.legacyRotationWAL("ob", "offblocks", cur, next)
 	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 503, Times: -1})
 	h.rollback() // the entry becomes a fallback; the provider cannot take the change yet (503)
@@ -113,7 +114,7 @@ func TestReuseDroppedBySettledRecovery(t *testing.T) {
 	h.wantUnsettledRead("ob") // not the shared token, which may die at any moment
 	h.sim.ClearFaults()
 	h.rollback() // settles: the change is applied (the shared token dies) and the new pair adopted
-	if h.stored("ob").APIKey != next.APIKey {
+	if h.stored("ob").ob().APIKey != next.APIKey {
 		t.Fatal("the recovery did not settle")
 	}
 	if after := h.creds("ob").Data["token"]; after == before {
@@ -128,7 +129,7 @@ func TestMetricsDeletedConfigsKeptOldAndMarkers(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.UpdateOperation, "settings", map[string]any{"metrics_per_config": true})
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	refused := h.stored("bq").credential
+	refused := h.stored("bq").bq()
 	refused.ClientID, refused.ClientSecret = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12", "wrong"
 	h.sim.AddBloqKey(h.bqUserID, refused.ClientID, "not-the-secret-vault-holds")
 	h.holdFallback("bq", refused)
@@ -146,7 +147,7 @@ func TestMetricsDeletedConfigsKeptOldAndMarkers(t *testing.T) {
 	}
 
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	marker := newRotationWAL("bq", "bloq", h.stored("bq").credential, credential{}, h.clock.Now())
+	marker := newRotationWAL("bq", "bloq", h.stored("bq").bq(), nil, h.clock.Now())
 	marker.Creating = true
 	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, marker); err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func TestNoSecretInLogsReadsOrErrors(t *testing.T) {
 	record(h.do(logical.UpdateOperation, "rotate-root/ob", nil))
 	record(h.do(logical.UpdateOperation, "rotate-root/bq", nil))
 	newOB, newBQ := h.stored("ob"), h.stored("bq")
-	secrets = append(secrets, newOB.APISecret, newBQ.ClientSecret)
+	secrets = append(secrets, newOB.ob().APISecret, newBQ.bq().ClientSecret)
 	for _, name := range []string{"ob", "bq"} {
 		tokens = append(tokens, h.creds(name).Data["token"].(string))
 		record(h.do(logical.ReadOperation, "config/"+name, nil))

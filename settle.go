@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // The rule that keeps every root credential (README, "Crash safety"):
@@ -144,7 +145,7 @@ func (b *backend) settleForRead(ctx context.Context, s logical.Storage, name str
 	}
 	ch := b.settleFlight.DoChan(name, func() (any, error) {
 		detached := context.WithoutCancel(ctx)
-		budget := rotationBudget(&accountConfig{RequestTimeout: apiclient.DefaultTimeout})
+		budget := rotationBudget(&accountConfig{configTail: configTail{RequestTimeout: apiclient.DefaultTimeout}})
 		if cfg, err := getConfig(detached, s, name); err == nil && cfg != nil {
 			budget = rotationBudget(cfg)
 		}
@@ -165,7 +166,7 @@ func (b *backend) settleForRead(ctx context.Context, s logical.Storage, name str
 // unsettledErr is the error of a creds read of config name while it holds a fallback.
 func (c *accountConfig) unsettledErr(name string) *unsettledError {
 	f := c.Fallbacks[len(c.Fallbacks)-1]
-	return &unsettledError{name: name, provider: c.Provider, identifier: f.identifier(c.Provider), since: c.Fallbacks[0].Since,
+	return &unsettledError{name: name, provider: c.Provider, identifier: registry.Identifier(f.cred), since: c.Fallbacks[0].Since,
 		why: f.Why}
 }
 
@@ -225,19 +226,19 @@ func (b *backend) resolve(ctx context.Context, s logical.Storage, name string, c
 	dropped := false
 	for i := len(cfg.Fallbacks) - 1; i >= 0; i-- {
 		f := cfg.Fallbacks[i]
-		_, err := p.Mint(ctx, f.credential)
+		_, err := p.Mint(ctx, f.cred)
 		if err == nil {
-			return true, b.adopt(ctx, s, name, cfg, p, f.credential, triggerRecovered)
+			return true, b.adopt(ctx, s, name, cfg, p, f.cred, triggerRecovered)
 		}
 		refused = err
 		// Where the old credential lives on (Bloq), a refused one is retired: recorded first,
 		// then deleted upstream (retireAll), so a delete whose record fails is not forgotten.
 		if !p.Exclusive() && apiclient.IsRejected(err) {
 			cfg.Fallbacks = slices.Delete(cfg.Fallbacks, i, i+1)
-			cfg.Retiring = append(cfg.Retiring, f.credential)
+			cfg.Retiring = append(cfg.Retiring, f.cred)
 			dropped = true
 			b.Logger().Info("settled: the provider refuses a fallback credential, which is retired (deleted upstream); "+
-				"the current one is kept", "config", name, "retired", f.identifier(cfg.Provider))
+				"the current one is kept", "config", name, "retired", registry.Identifier(f.cred))
 			b.countRecovery(ctx, name, cfg.Provider, outcomeKeptOld)
 		}
 	}
@@ -254,16 +255,16 @@ func (b *backend) resolve(ctx context.Context, s logical.Storage, name string, c
 	if p.Exclusive() {
 		// Whether the provider has the change is unknown, or it has not applied it yet: send
 		// it again. A refusal of this send proves nothing about an earlier one.
-		actErr = p.Activate(ctx, cfg.credential, newest.credential)
+		actErr = p.Activate(ctx, cfg.cred, newest.cred)
 		if actErr == nil || !(errors.Is(actErr, errUnchanged) || apiclient.IsRejected(actErr)) {
-			if err := b.confirm(ctx, p, newest.credential, cfg.RequestTimeout); err == nil {
-				return true, b.adopt(ctx, s, name, cfg, p, newest.credential, triggerRecovered)
+			if err := b.confirm(ctx, p, newest.cred, cfg.RequestTimeout); err == nil {
+				return true, b.adopt(ctx, s, name, cfg, p, newest.cred, triggerRecovered)
 			} else if actErr == nil {
 				refused = err
 			}
 		}
 	}
-	return dropped, &unsettledError{name: name, provider: cfg.Provider, identifier: newest.identifier(cfg.Provider),
+	return dropped, &unsettledError{name: name, provider: cfg.Provider, identifier: registry.Identifier(newest.cred),
 		since:    cfg.Fallbacks[0].Since,
 		activate: actErr, confirm: refused}
 }
@@ -273,10 +274,10 @@ func (b *backend) resolve(ctx context.Context, s logical.Storage, name string, c
 // upstream. cfg is changed. A failed store leaves storage as it was: next is still a fallback
 // there, adopted again by the next settle.
 func (b *backend) adopt(ctx context.Context, s logical.Storage, name string, cfg *accountConfig, p rotator, next credential, trigger string) error {
-	old := cfg.credential
-	cfg.credential.adoptRoot(next)
+	old := cfg.cred
+	cfg.cred = registry.AdoptRoot(cfg.cred, next)
 	cfg.Fallbacks = nil
-	if !p.Exclusive() && !old.sameRoot(next) {
+	if !p.Exclusive() && !registry.SameRoot(old, next) {
 		cfg.Retiring = append(cfg.Retiring, old)
 	}
 	cfg.LastRotated = b.now().UTC()
@@ -303,10 +304,10 @@ func (b *backend) retireAll(ctx context.Context, s logical.Storage, name string,
 	var left []credential
 	var warnings []string
 	for _, r := range cfg.Retiring {
-		if err := b.retire(ctx, p, cfg.Provider, name, cfg.withLogin(r)); err != nil && !errors.Is(err, errNotListed) {
+		if err := b.retire(ctx, p, cfg.Provider, name, registry.WithAccount(r, cfg.cred)); err != nil && !errors.Is(err, errNotListed) {
 			left = append(left, r)
 			warnings = append(warnings, fmt.Sprintf("the new credential is stored, but the replaced one (%s) could not be "+
-				"removed upstream yet: %v; creds reads and Vault's rollback try again", r.identifier(cfg.Provider), err))
+				"removed upstream yet: %v; creds reads and Vault's rollback try again", registry.Identifier(r), err))
 		}
 	}
 	if len(left) == len(cfg.Retiring) {
@@ -316,20 +317,13 @@ func (b *backend) retireAll(ctx context.Context, s logical.Storage, name string,
 	return warnings, b.putConfig(ctx, s, name, cfg)
 }
 
-// withLogin is r with the config's current account login (an operator may have changed the
-// password since r was stored): the login a retire uses.
-func (c *accountConfig) withLogin(r credential) credential {
-	r.Username, r.Password = c.Username, c.Password
-	return r
-}
-
 // retire removes gone upstream: a failure is logged with gone's identifier (errNotListed is
 // returned but not logged).
 func (b *backend) retire(ctx context.Context, p rotator, provider, name string, gone credential) error {
 	err := p.Retire(ctx, gone)
 	if err != nil && !errors.Is(err, errNotListed) {
 		b.Logger().Warn("could not remove a credential upstream that nobody uses now; will retry",
-			"config", name, "provider", provider, "identifier", gone.identifier(provider), "error", err)
+			"config", name, "provider", provider, "identifier", registry.Identifier(gone), "error", err)
 	}
 	return err
 }

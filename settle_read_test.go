@@ -1,7 +1,6 @@
 package apitokens
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -18,7 +18,7 @@ import (
 func TestConcurrentReadsShareOneSettle(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	next, _ := offblocksProvider{}.Prepare(context.Background(), h.stored("ob").credential)
+	next, _ := offblocks.GenerateCredentials()
 	h.holdFallback("ob", next)
 
 	h.sim.SetOffBlocksLag(time.Hour) // the settle stays open: each queued reader would send it again

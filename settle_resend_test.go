@@ -18,7 +18,7 @@ func TestSettleConfirmsAResentChangeWhoseAnswerIsLost(t *testing.T) {
 	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{AfterApply: true, Status: 502})
 	h.creds("ob")
 	h.assertStoredIsProviders("ob")
-	if h.stored("ob").APIKey != next.APIKey {
+	if h.stored("ob").ob().APIKey != next.APIKey {
 		t.Fatal("the re-sent pair was not adopted")
 	}
 }
@@ -40,7 +40,7 @@ func TestSettleForReadOutlivesItsReader(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	h.assertStoredIsProviders("ob")
-	if h.stored("ob").APIKey != next.APIKey {
+	if h.stored("ob").ob().APIKey != next.APIKey {
 		t.Fatal("the settle stopped when its first reader gave up")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -76,7 +77,7 @@ func TestConfigDeleteForced(t *testing.T) {
 	if line := h.logLine("forced delete"); !strings.Contains(line, "[ERROR]") || !strings.Contains(line, newKey) {
 		t.Fatalf("the forced delete did not log what it gave up:\n%s", logs)
 	}
-	assertNoSecrets(t, "log", logs, given.APISecret, obSecret)
+	assertNoSecrets(t, "log", logs, given.cred.(offblocks.Credentials).APISecret, obSecret)
 
 }
 
@@ -86,8 +87,8 @@ func TestConfigDeleteForced(t *testing.T) {
 func TestRotateBloqOrphanReportedAfterCrash(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	cur := h.stored("bq").credential
-	marker := newRotationWAL("bq", "bloq", cur, credential{}, h.clock.Now())
+	cur := h.stored("bq").bq()
+	marker := newRotationWAL("bq", "bloq", cur, nil, h.clock.Now())
 	marker.Creating, marker.Known = true, []string{bqClient}
 	if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, marker); err != nil {
 		t.Fatal(err)
@@ -123,8 +124,8 @@ func TestRotateBloqCreateAnswerLost(t *testing.T) {
 		t.Fatal("the create call was retried: it would create a second key")
 	}
 	keys := h.sim.BloqClientIDs(h.bqUserID)
-	if len(keys) != 2 || h.stored("bq").ClientID != bqClient || h.walCount() != 0 {
-		t.Fatalf("provider keys %v, stored %s, WAL %d", keys, h.stored("bq").ClientID, h.walCount())
+	if len(keys) != 2 || h.stored("bq").bq().ClientID != bqClient || h.walCount() != 0 {
+		t.Fatalf("provider keys %v, stored %s, WAL %d", keys, h.stored("bq").bq().ClientID, h.walCount())
 	}
 	if orphan := keys[1]; !strings.Contains(err.Error(), orphan) || !strings.Contains(h.logs.String(), orphan) {
 		t.Fatalf("the orphaned key %s is not named in the error or the log: %v", orphan, err)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // The simulation's operations: what operators, readers, Vault itself and the provider do.
@@ -51,14 +51,6 @@ func (w *world) pickOp() simOp {
 		n -= o.weight
 	}
 	panic("unreachable")
-}
-
-// configNames are the configs a seed works on.
-func (w *world) configNames() []string {
-	if w.sw.bloq {
-		return []string{"ob", "bq"}
-	}
-	return []string{"ob"}
 }
 
 // request runs one request on node n, as Vault would route it: a request a standby answers
@@ -157,31 +149,20 @@ func (w *world) opWrite(name string) {
 // refused, changing nothing: a write that merely repeats the config gives nothing up.
 func (w *world) opCredentialWrite(name string) {
 	force := w.r.Intn(2) == 0
-	givenUp := map[string]bool{}
-	data := map[string]any{"base_url": simBaseURL + simulator.OffBlocksPrefix, "provider": "offblocks",
+	provider, a := simProviderOf(name)
+	data := map[string]any{"base_url": simBaseURL + a.prefix, "provider": provider,
 		"request_timeout": []int{1, 5, 30}[w.r.Intn(3)], "token_reuse": w.r.Intn(2) == 0, "force": force}
 	if w.r.Intn(2) == 0 {
 		data["rotation_period"] = []int{60, 300}[w.r.Intn(2)]
 	}
-	if name == "ob" {
-		for _, p := range w.sim.OffBlocksPendingPairs(w.obID) {
-			givenUp[p[1]] = true
-		}
-		data["api_key"], data["api_secret"] = w.sim.OffBlocksPair(w.obID)
-	} else {
-		data["base_url"], data["provider"] = simBaseURL+simulator.BloqPrefix, "bloq"
-		ids := w.sim.BloqClientIDs(w.bqUser)
-		if len(ids) == 0 {
-			return
-		}
-		id := ids[w.r.Intn(len(ids))]
-		data["client_id"], data["client_secret"] = id, w.sim.BloqKeySecret(id)
-		data["username"], data["password"] = bqUser, bqPass
-		for _, s := range w.sim.BloqLiveSecrets(w.bqUser) {
-			if s != data["client_secret"] {
-				givenUp[s] = true
-			}
-		}
+	fields, gaveUp, ok := a.console(w)
+	if !ok {
+		return
+	}
+	maps.Copy(data, fields)
+	givenUp := map[string]bool{}
+	for _, s := range gaveUp {
+		givenUp[s] = true
 	}
 	if w.configExists(name) {
 		delete(data, "provider")
@@ -194,9 +175,12 @@ func (w *world) opCredentialWrite(name string) {
 		label += "-unsettled"
 	}
 	w.cover[outcomeLabel(label, err)]++
-	secret, _ := data["api_secret"].(string)
-	if name != "ob" {
-		secret, _ = data["client_secret"].(string)
+	var secret string // the written credential's rotatable secret, for the trace
+	d, _ := registry.Lookup(provider)
+	for _, f := range d.Fields() {
+		if f.Root && f.Secret() {
+			secret, _ = data[f.Name].(string)
+		}
 	}
 	w.logf("  credential write %s (%s) force=%v: %v", name, w.label(secret), force, err)
 	if unsettled && !force {
@@ -236,20 +220,6 @@ func (w *world) opDelete(name string) {
 			w.givenUp[s] = true
 		}
 	}
-}
-
-// accountSecrets are the secrets of every credential the provider accepts, or may adopt,
-// for config name's account.
-func (w *world) accountSecrets(name string) []string {
-	if name != "ob" {
-		return w.sim.BloqLiveSecrets(w.bqUser)
-	}
-	_, live := w.sim.OffBlocksPair(w.obID)
-	secrets := []string{live}
-	for _, p := range w.sim.OffBlocksPendingPairs(w.obID) {
-		secrets = append(secrets, p[1])
-	}
-	return secrets
 }
 
 // opTick is Vault's once-a-minute rollback on the active node: the periodic function
@@ -330,27 +300,4 @@ func outcomeLabel(op string, err error) string {
 func (w *world) configExists(name string) bool {
 	e, _ := w.store.Get(context.Background(), configKey(name))
 	return e != nil
-}
-
-// storedSecret is the secret of the credential stored in config/<name> ("" if none).
-func (w *world) storedSecret(name string) string {
-	cfg, _ := getConfig(context.Background(), w.store, name)
-	if cfg == nil {
-		return ""
-	}
-	return cfg.APISecret + cfg.ClientSecret
-}
-
-// storedCredentialLive reports whether the provider accepts config name's stored credential
-// now.
-func (w *world) storedCredentialLive(name string) bool {
-	cfg, _ := getConfig(context.Background(), w.store, name)
-	if cfg == nil {
-		return false
-	}
-	if name == "ob" {
-		_, secret := w.sim.OffBlocksPair(w.obID)
-		return secret == cfg.APISecret
-	}
-	return w.sim.BloqKeyMints(cfg.ClientSecret)
 }

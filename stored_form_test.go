@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -154,13 +155,13 @@ func writeStoredForm(t *testing.T) {
 	h.mustDo(logical.CreateOperation, "config/opsnow", h.opsnowConfig())
 
 	// Rotation WAL entries: a Bloq create marker, and an earlier version's whole rotation.
-	marker := newRotationWAL("bloq", "bloq", credential{}, credential{}, h.clock.Now())
+	marker := newRotationWAL("bloq", "bloq", nil, nil, h.clock.Now())
 	marker.Creating, marker.Known = true, []string{bqClient, "c0ffee0000c0ffee0000c0ffee0000c0ffee0001"}
 	if _, err := framework.PutWAL(ctx, h.storage, walKindRotation, marker); err != nil {
 		t.Fatal(err)
 	}
-	h.legacyRotationWAL("offblocks", "offblocks", credential{APIKey: obKey, APISecret: obSecret},
-		credential{APIKey: "44444444-4444-4444-8444-444444444444", APISecret: strings.Repeat("d5", 20)})
+	h.legacyRotationWAL("offblocks", "offblocks", offblocks.Credentials{APIKey: obKey, APISecret: obSecret},
+		offblocks.Credentials{APIKey: "44444444-4444-4444-8444-444444444444", APISecret: strings.Repeat("d5", 20)})
 
 	if err := os.MkdirAll(storedDir, 0o755); err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ func TestUnknownProviderFailsClosed(t *testing.T) {
 		t.Fatal("the forced delete left the config")
 	}
 	// The provider switch is explicit: were a config to reach it, it gets no client.
-	if _, p, err := h.b.providerFor(ctx, "x", &accountConfig{Provider: "oauth2"}); p != nil || err == nil {
+	if _, p, err := h.b.providerFor(ctx, "x", &accountConfig{configHead: configHead{Provider: "oauth2"}}); p != nil || err == nil {
 		t.Fatalf("providerFor(oauth2) = %v, %v", p, err)
 	}
 }

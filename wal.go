@@ -10,6 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // walKindRotation marks a rotation WAL entry. This version writes one only before a Bloq
@@ -139,13 +141,13 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string)
 				b.Logger().Warn("could not look for a key an interrupted rotation may have created; will retry", "config", name, "error", err)
 				continue
 			}
-		case cfg.credential.sameRoot(e.Old) && !slices.ContainsFunc(cfg.Fallbacks, func(f fallback) bool { return f.sameRoot(e.New) }):
-			cfg.Fallbacks = append(cfg.Fallbacks, fallback{credential: e.New, Since: e.Started,
-				Why: "an interrupted rotation of an earlier plugin version sent it"})
+		case registry.SameRoot(cfg.cred, e.Old) && !slices.ContainsFunc(cfg.Fallbacks, func(f fallback) bool { return registry.SameRoot(f.cred, e.New) }):
+			cfg.Fallbacks = append(cfg.Fallbacks, fallback{cred: e.New, fallbackMeta: fallbackMeta{Since: e.Started,
+				Why: "an interrupted rotation of an earlier plugin version sent it"}})
 			if err := b.putConfig(ctx, s, name, cfg); err != nil {
 				return changed, err
 			}
-		case cfg.credential.sameRoot(e.New) && !p.Exclusive() && !slices.ContainsFunc(cfg.Retiring, e.Old.sameRoot):
+		case registry.SameRoot(cfg.cred, e.New) && !p.Exclusive() && !slices.ContainsFunc(cfg.Retiring, func(r credential) bool { return registry.SameRoot(e.Old, r) }):
 			cfg.Retiring = append(cfg.Retiring, e.Old)
 			if err := b.putConfig(ctx, s, name, cfg); err != nil {
 				return changed, err
@@ -218,16 +220,16 @@ func (b *backend) reportOrphans(ctx context.Context, s logical.Storage, p rotato
 	if !ok {
 		return nil, nil
 	}
-	now, err := c.Inventory(ctx, cfg.credential)
+	now, err := c.Inventory(ctx, cfg.cred)
 	if err != nil {
 		return nil, fmt.Errorf("list the credentials upstream to look for one an interrupted rotation created: %w", err)
 	}
-	held := []string{cfg.credential.identifier(cfg.Provider)}
+	held := []string{registry.Identifier(cfg.cred)}
 	for _, f := range cfg.Fallbacks {
-		held = append(held, f.identifier(cfg.Provider))
+		held = append(held, registry.Identifier(f.cred))
 	}
 	for _, r := range cfg.Retiring {
-		held = append(held, r.identifier(cfg.Provider))
+		held = append(held, registry.Identifier(r))
 	}
 	var warnings []string
 	for _, id := range now {

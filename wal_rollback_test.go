@@ -7,6 +7,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
@@ -16,11 +18,11 @@ import (
 func TestWALRollbackAnswersForItsOwnEntry(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	cur := h.stored("bq").credential
-	waiting := newRotationWAL("bq", "bloq", cur, credential{}, h.clock.Now())
+	cur := h.stored("bq").bq()
+	waiting := newRotationWAL("bq", "bloq", cur, nil, h.clock.Now())
 	waiting.Creating, waiting.Known = true, []string{bqClient}
 	// An entry for another provider under the same name: settleWAL drops it without a call.
-	stale := newRotationWAL("bq", "opsnow", cur, credential{}, h.clock.Now())
+	stale := newRotationWAL("bq", "opsnow", cur, nil, h.clock.Now())
 	for _, e := range []rotationWAL{waiting, stale} {
 		if _, err := framework.PutWAL(context.Background(), h.storage, walKindRotation, e); err != nil {
 			t.Fatal(err)
@@ -45,13 +47,13 @@ func TestWALRollbackAnswersForItsOwnEntry(t *testing.T) {
 func TestLegacyOffBlocksEntryAlreadyAdoptedRetiresNothing(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	old := h.stored("ob").credential
-	next, err := offblocksProvider{}.Prepare(context.Background(), old)
+	old := h.stored("ob").ob()
+	next, err := offblocks.GenerateCredentials()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := h.stored("ob")
-	c.credential.adoptRoot(next)
+	c.cred = registry.AdoptRoot(c.cred, next)
 	if err := h.b.putConfig(context.Background(), h.storage, "ob", c); err != nil {
 		t.Fatal(err)
 	}
