@@ -129,9 +129,15 @@ func sameHostRedirects(req *http.Request, via []*http.Request) error {
 // attemptKey carries a call's *attempts in its request context.
 type attemptKey struct{}
 
-// attempts counts one call's completed attempts. retryablehttp calls CheckRetry once per
-// attempt (no ResponseHandler is set), sequentially, so a plain counter is enough.
-type attempts struct{ n int }
+// attempts counts one call's completed attempts and keeps the last one's outcome: the
+// provider's status, or the transport error when no answer came. retryablehttp calls
+// CheckRetry once per attempt (no ResponseHandler is set), sequentially, so plain fields are
+// enough.
+type attempts struct {
+	n      int
+	status int
+	err    error
+}
 
 // checkRetry applies retryablehttp's default policy, then refuses a retry whose wait would
 // pass the call's deadline, so the caller gets the provider's last status (or the last
@@ -143,6 +149,10 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if a, ok := ctx.Value(attemptKey{}).(*attempts); ok {
 		attempt = a.n
 		a.n++
+		a.status, a.err = 0, err
+		if resp != nil {
+			a.status = resp.StatusCode
+		}
 	}
 	retry, perr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 	if !retry || perr != nil {
@@ -219,7 +229,8 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, attemptKey{}, &attempts{})
+	tries := &attempts{}
+	ctx = context.WithValue(ctx, attemptKey{}, tries)
 
 	var body []byte
 	if r.Body != nil {
@@ -256,7 +267,7 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 		}
 	}
 	if err != nil {
-		return nil, c.errorf(r, 0, "%w", scrubTransportError(err, ctx, req.URL))
+		return nil, c.lastOutcome(r, tries, ctx, req.URL, err)
 	}
 	defer resp.Body.Close()
 
@@ -279,6 +290,23 @@ func (c *Client) do(ctx context.Context, r Request) (*Response, error) {
 		return nil, e
 	}
 	return &Response{Status: resp.StatusCode, Body: data}, nil
+}
+
+// lastOutcome is the error of a call that ended with err. When the deadline ended it during a
+// wait that checkRetry approved because it fit (a starved process oversleeps), the call ends
+// as checkRetry meant it to: with the provider's last status, or the last transport error,
+// since an answer was seen. A caller that gave up (canceled) is told so.
+func (c *Client) lastOutcome(r Request, tries *attempts, ctx context.Context, u *url.URL, err error) error {
+	if tries.n > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case tries.status != 0:
+			return &Error{Provider: c.opts.Provider, Call: r.Call, Method: r.Method, Path: r.Path,
+				Status: tries.status, Identifiers: r.Identifiers}
+		case tries.err != nil && !errors.Is(tries.err, context.DeadlineExceeded): // not an attempt the deadline cut
+			return c.errorf(r, 0, "%w", scrubTransportError(tries.err, context.WithoutCancel(ctx), u))
+		}
+	}
+	return c.errorf(r, 0, "%w", scrubTransportError(err, ctx, u))
 }
 
 func bodyReader(b []byte) io.Reader {

@@ -302,3 +302,60 @@ func TestObserve(t *testing.T) {
 		t.Fatalf("observed %v, want %v", got, want)
 	}
 }
+
+// overrunBackoff approves a short wait when checkRetry asks and sleeps a long one when
+// retryablehttp does: what a starved process does to a wait that fit the deadline.
+func overrunBackoff() func(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+	var calls atomic.Int32
+	return func(time.Duration, time.Duration, int, *http.Response) time.Duration {
+		if calls.Add(1)%2 == 1 {
+			return 10 * time.Millisecond
+		}
+		return 3 * time.Second
+	}
+}
+
+// A wait that fit the deadline when it was decided, but that the deadline ended (the process
+// was starved), still ends the call with the provider's last answer or the last transport
+// error, never a bare "no answer within the request timeout": an answer was seen.
+func TestDeadlineDuringAnApprovedWaitKeepsTheLastAnswer(t *testing.T) {
+	srv, _ := sequence(t, []int{503}, nil)
+	c := New(Options{Provider: "testprov", BaseURL: srv.URL, Timeout: 500 * time.Millisecond, Backoff: overrunBackoff()})
+	_, err := c.Do(context.Background(), Request{Call: "mint", Method: "POST", Path: "/t"})
+	if StatusOf(err) != 503 || strings.Contains(err.Error(), "deadline") || strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("err = %v, want the provider's 503", err)
+	}
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	c = New(Options{Provider: "testprov", BaseURL: closed.URL, Timeout: 500 * time.Millisecond, Backoff: overrunBackoff()})
+	_, err = c.Do(context.Background(), Request{Call: "mint", Method: "POST", Path: "/t"})
+	if err == nil || !strings.Contains(err.Error(), "transport error") || strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("err = %v, want the transport error", err)
+	}
+	// A caller that gives up is still told so.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err = c.Do(ctx, Request{Call: "mint", Method: "POST", Path: "/t"}); err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Fatalf("canceled call: %v", err)
+	}
+}
+
+// Every error of a call carries the identifiers the call sent, whatever failed: a status, a
+// malformed answer, a transport error.
+func TestErrorsCarryTheCallsIdentifiers(t *testing.T) {
+	ids := []string{"3fa85f64-5717-4562-b3fc-2c963f66afa6"}
+	srv, _ := sequence(t, []int{401}, nil)
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{}`)) }))
+	t.Cleanup(ok.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	for _, url := range []string{srv.URL, ok.URL, closed.URL} {
+		c := New(Options{Provider: "testprov", BaseURL: url, Timeout: time.Second, RetryMax: -1})
+		_, err := Call(context.Background(), c, Request{Call: "mint", Method: "POST", Path: "/t", Identifiers: ids},
+			func([]byte) (Token, error) { return Token{}, errors.New("no token") })
+		var e *Error
+		if !errors.As(err, &e) || len(e.Identifiers) != 1 || e.Identifiers[0] != ids[0] {
+			t.Errorf("%s: %v carries %v", url, err, e)
+		}
+	}
+}
