@@ -74,7 +74,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name string, min
 		m, cfg, err := b.mint(ctx, s, name)
 		return issuedToken{minted: m, cfg: cfg}, err
 	}
-	return b.mintShared(ctx, s, name, cfg.RequestTimeout)
+	return b.mintShared(ctx, s, name, cfg.RequestTimeout, minTTL)
 }
 
 // need is the least life a shared token must have left to be handed out: min_token_ttl
@@ -88,15 +88,22 @@ func need(cfg *accountConfig, t *sharedToken, minTTL time.Duration) time.Duratio
 }
 
 // mintShared mints the config's next shared token in one provider call, joined by every
-// read that needs it meanwhile, and installs it unless the config changed during the call.
-func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string, timeout time.Duration) (issuedToken, error) {
+// read that needs it meanwhile, and installs it unless the config changed during the call. A
+// read that found no shared token but starts its call only after another call installed one
+// (it was descheduled in between) takes that one, when it has the life the read needs
+// (minTTL, as in token), rather than mint again.
+func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string, timeout, minTTL time.Duration) (issuedToken, error) {
 	// Only the read whose call runs sets led: for the others the token is a shared one.
 	led := false
 	ch := b.memo.flight.DoChan(name, func() (any, error) {
 		led = true
+		t, gen := b.memo.token(name)
+		if cfg, _ := b.memo.config(name); t != nil && cfg != nil && cfg.TokenReuse && !cfg.unsettled() &&
+			t.ExpiresAt.Sub(b.now()) >= need(cfg, t, minTTL) {
+			return issuedToken{minted: minted{Minted: registry.Minted{Token: t.Token}}, cfg: cfg, shared: true}, nil
+		}
 		callCtx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		_, gen := b.memo.token(name)
 		issued := b.now()
 		m, cfg, err := b.mint(callCtx, s, name)
 		if err != nil {
@@ -113,7 +120,7 @@ func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string
 			return issuedToken{}, r.Err
 		}
 		t := r.Val.(issuedToken)
-		t.shared = !led // the channel's delivery orders led's write before this read
+		t.shared = t.shared || !led // the channel's delivery orders led's write before this read
 		return t, nil
 	case <-ctx.Done():
 		return issuedToken{}, ctx.Err()

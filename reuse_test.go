@@ -219,3 +219,23 @@ func TestMemoGenerations(t *testing.T) {
 		t.Fatal("a config loaded before a forget was remembered")
 	}
 }
+
+// A reader that found no shared token, and joins the mint only after the mint it would have
+// waited for has ended (it was descheduled between the two: a cold burst on a loaded node),
+// takes that mint's token instead of making a provider call of its own.
+func TestLateReaderTakesTheTokenJustMinted(t *testing.T) {
+	h := newHarness(t)
+	h.reuseConfig(nil)
+	first := h.creds("ob").Data["token"]
+	calls := h.tokenCalls()
+	late, err := h.b.mintShared(context.Background(), h.storage, "ob", 30*time.Second, 0)
+	if err != nil || late.Value != first || !late.shared || h.tokenCalls() != calls {
+		t.Fatalf("late reader: %v, token shared=%v same=%v, %d provider calls (was %d)", err, late.shared, late.Value == first,
+			h.tokenCalls(), calls)
+	}
+	// One that needs more life than the token has left mints.
+	if again, err := h.b.mintShared(context.Background(), h.storage, "ob", 30*time.Second, 2*time.Hour); err != nil ||
+		again.Value == first || h.tokenCalls() != calls+1 {
+		t.Fatalf("a reader needing more: %v, %d calls", err, h.tokenCalls())
+	}
+}
