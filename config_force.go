@@ -32,10 +32,22 @@ func (b *backend) credentialOverUnsettled(ctx context.Context, req *logical.Requ
 		if err != nil {
 			return nil, nil, err
 		}
+		var unknown []pendingRotation
 		for _, pr := range pending {
-			if !pr.entry.Creating { // a create marker holds no credential: nothing to give up
+			switch {
+			case pr.unreadable():
+				unknown = append(unknown, pr)
+			case !pr.entry.Creating: // a create marker holds no credential: nothing to give up
 				legacy = append(legacy, pr)
 			}
+		}
+		if len(unknown) > 0 && !force {
+			return nil, nil, &unknownProviderError{name: name, provider: unknown[0].entry.Provider, inWAL: true}
+		}
+		for _, pr := range unknown { // given up by force, with the earlier versions' entries
+			b.Logger().Error("a forced credential write gives up an interrupted rotation's entry that a newer version "+
+				"of the plugin wrote; it may hold a credential", "config", name, "provider", pr.entry.Provider)
+			legacy = append(legacy, pr)
 		}
 	}
 	if existing == nil || !rootCredentialGiven(d) || (!existing.unsettled() && len(legacy) == 0) {
@@ -61,6 +73,9 @@ func (b *backend) credentialOverUnsettled(ctx context.Context, req *logical.Requ
 			"config", name, "provider", c.Provider, "identifier", registry.Identifier(f.cred), "since", f.Since, "why", f.Why)
 	}
 	for _, pr := range legacy {
+		if pr.unreadable() {
+			continue // logged above
+		}
 		b.Logger().Error("a forced credential write gives up the new credential of an earlier version's interrupted "+
 			"rotation, which the provider may still adopt", "config", name, "provider", c.Provider,
 			"identifier", registry.Identifier(pr.entry.New), "started", pr.entry.Started)

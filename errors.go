@@ -19,9 +19,19 @@ func (e errConfigNotFound) Error() string { return fmt.Sprintf("no config named 
 // unknownProviderError is a stored config whose provider this version of the plugin does
 // not know: a newer version wrote it. It fails closed: nothing is sent anywhere for it, and
 // it is neither settled, rotated nor written; an upgrade serves it again.
-type unknownProviderError struct{ name, provider string }
+// With inWAL, it is an interrupted rotation's WAL entry of the config that has such a provider:
+// it may hold a credential, and only force=true (on a delete or a credential write) gives it up.
+type unknownProviderError struct {
+	name, provider string
+	inWAL          bool
+}
 
 func (e *unknownProviderError) Error() string {
+	if e.inWAL {
+		return fmt.Sprintf("config %q has an interrupted rotation's entry of provider %q, which this version of the "+
+			"plugin (%s) does not know: it was written by a newer version of the plugin and may hold a credential; "+
+			"upgrade, or give it up with force=true", e.name, e.provider, Version)
+	}
 	return fmt.Sprintf("config %q has provider %q, which this version of the plugin (%s) does not know: it was "+
 		"written by a newer version of the plugin; upgrade, or delete it with force=true", e.name, e.provider, Version)
 }

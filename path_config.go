@@ -261,10 +261,20 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	if err != nil {
 		return errorResponse(err)
 	}
-	for _, pr := range pending { // create markers whose orphan could not be looked for yet
-		b.Logger().Error("delete: an interrupted rotation may have created a credential upstream that "+
-			"nobody holds; look in the provider's console for one created at about this time that is not listed here",
-			"config", name, "provider", pr.entry.Provider, "started", pr.entry.Started, "listed_before", pr.entry.Known)
+	for _, pr := range pending {
+		if pr.unreadable() && !force {
+			return errorResponse(&unknownProviderError{name: name, provider: pr.entry.Provider, inWAL: true})
+		}
+	}
+	for _, pr := range pending {
+		if pr.unreadable() {
+			b.Logger().Error("forced delete: giving up an interrupted rotation's entry that a newer version of the "+
+				"plugin wrote; it may hold a credential", "config", name, "provider", pr.entry.Provider)
+		} else { // a create marker whose orphan could not be looked for yet
+			b.Logger().Error("delete: an interrupted rotation may have created a credential upstream that "+
+				"nobody holds; look in the provider's console for one created at about this time that is not listed here",
+				"config", name, "provider", pr.entry.Provider, "started", pr.entry.Started, "listed_before", pr.entry.Known)
+		}
 		if err := framework.DeleteWAL(ctx, req.Storage, pr.id); err != nil {
 			return errorResponse(err)
 		}

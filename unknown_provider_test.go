@@ -108,3 +108,72 @@ func TestUnreadableWALEntriesAreKept(t *testing.T) {
 	}
 	h.creds("ob") // the config itself is served
 }
+
+// An interrupted rotation's WAL entry that a newer version wrote for a config this version
+// serves (its provider is one this version does not know) is never dropped without force: a
+// plain delete and a credential write are refused (501) and change nothing; a settings write
+// and creds reads go on; a forced credential write or delete gives it up, and logs it.
+func TestUnknownProviderWALEntryOfAKnownConfig(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	ctx := context.Background()
+	put := func() {
+		if _, err := framework.PutWAL(ctx, h.storage, walKindRotation, map[string]any{"name": "ob", "nonce": "n1",
+			"provider": "oauth2", "new": map[string]any{"client_secret": "n3xt"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put()
+	want501 := func(what string, resp *logical.Response, err error) {
+		t.Helper()
+		coded, ok := err.(logical.HTTPCodedError)
+		if !ok || coded.Code() != http.StatusNotImplemented ||
+			!strings.Contains(err.Error(), `config "ob" has an interrupted rotation's entry of provider "oauth2"`) {
+			t.Fatalf("%s: want a 501 naming the entry, got %v %v", what, err, respErr(resp))
+		}
+	}
+	before, _ := h.storage.Get(ctx, configKey("ob"))
+	resp, err := h.do(logical.DeleteOperation, "config/ob", nil)
+	want501("delete", resp, err)
+	resp, err = h.do(logical.UpdateOperation, "config/ob", map[string]any{"api_key": obKey, "api_secret": obSecret})
+	want501("credential write", resp, err)
+	if after, _ := h.storage.Get(ctx, configKey("ob")); after == nil || !bytes.Equal(after.Value, before.Value) || h.walCount() != 1 {
+		t.Fatal("a refused delete or write changed storage")
+	}
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"max_ttl": "5m"})
+	h.creds("ob")
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": obKey, "api_secret": obSecret, "force": true})
+	if h.walCount() != 0 || h.logLine("forced credential write gives up an interrupted rotation's entry") == "" {
+		t.Fatalf("the forced write kept the entry (%d) or did not log it", h.walCount())
+	}
+	put()
+	h.mustDo(logical.DeleteOperation, "config/ob", map[string]any{"force": true})
+	if e, _ := h.storage.Get(ctx, configKey("ob")); e != nil || h.walCount() != 0 {
+		t.Fatal("the forced delete left the config or the entry")
+	}
+}
+
+// A config of an unknown provider with an interrupted rotation's entry of its own is deleted
+// by force, entry and all; and Vault's existence check finds such a config (so that the write
+// answers what to do, not a 500).
+func TestUnknownProviderConfigAndEntryDeletedByForce(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.storage.Put(ctx, &logical.StorageEntry{Key: "config/new",
+		Value: []byte(`{"provider":"oauth2","base_url":"https://auth.example","client_secret":"s"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := framework.PutWAL(ctx, h.storage, walKindRotation, map[string]any{"name": "new", "nonce": "n2",
+		"provider": "oauth2", "new": map[string]any{"client_secret": "t"}}); err != nil {
+		t.Fatal(err)
+	}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "config/new", Storage: h.storage,
+		Data: map[string]any{"max_ttl": "5m"}}
+	if found, exists, err := h.b.HandleExistenceCheck(ctx, req); !found || !exists || err != nil {
+		t.Fatalf("existence check: %v %v %v", found, exists, err)
+	}
+	h.mustDo(logical.DeleteOperation, "config/new", map[string]any{"force": true})
+	if e, _ := h.storage.Get(ctx, "config/new"); e != nil || h.walCount() != 0 {
+		t.Fatalf("the forced delete left the config (%v) or %d entries", e != nil, h.walCount())
+	}
+}

@@ -64,6 +64,11 @@ type pendingRotation struct {
 	entry rotationWAL
 }
 
+// unreadable reports whether a newer version wrote the entry, for a provider this version
+// does not know: it may hold a credential this version cannot read, so it is never settled,
+// and given up only by force.
+func (pr pendingRotation) unreadable() bool { return !knownProvider(pr.entry.Provider) }
+
 // pendingRotations lists the WAL entries of interrupted rotations of config name.
 func pendingRotations(ctx context.Context, s logical.Storage, name string) ([]pendingRotation, error) {
 	ids, err := framework.ListWAL(ctx, s)
@@ -119,7 +124,7 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string)
 			return changed, err
 		}
 		e := pr.entry
-		if !knownProvider(e.Provider) {
+		if pr.unreadable() {
 			b.Logger().Error("keeping a rotation WAL entry of a provider this version of the plugin does not know: "+
 				"a newer version wrote it, and it may hold a credential; upgrade the plugin to settle it",
 				"config", name, "provider", e.Provider)
