@@ -1,12 +1,15 @@
 package apitokens
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/apiclient"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/bloq"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
@@ -110,5 +113,79 @@ func TestReaderTextRedactsTheConfigsIdentifiers(t *testing.T) {
 	want := "client [redacted] and [redacted] and bobby and old [redacted] for client_credentials"
 	if got := readerText(err, cfg); got != want {
 		t.Fatalf("readerText\n got %q\nwant %q", got, want)
+	}
+}
+
+// Each net of readerText holds on its own: the identifiers a provider call carried (with no
+// config to name them), an unsettled rotation's own and those its change's and confirmation's
+// errors carried, a whole run that glues an identifier to other characters, and an identifier
+// echoed in another case, URL-escaped or quoted.
+func TestReaderTextNets(t *testing.T) {
+	call := &apiclient.Error{Provider: "offblocks", Call: "mint token", Method: "POST", Path: "/auth/token", Status: 401,
+		Detail: "apiKey " + obKey + " rejected", Identifiers: []string{obKey}}
+	if got := readerText(call, nil); strings.Contains(got, obKey) || !strings.Contains(got, "status 401") {
+		t.Errorf("a provider call's identifier: %s", got)
+	}
+	const next = "0b5d0ba8-59c5-4e4b-9f0a-5f3e2c1d0a99"
+	u := &unsettledError{name: "ob", provider: "offblocks", identifier: next,
+		activate: &apiclient.Error{Provider: "offblocks", Call: "update credentials", Status: 503, Detail: "for " + obKey, Identifiers: []string{obKey}},
+		confirm:  errors.New("key " + next + " not active")}
+	if got := readerText(u, nil); strings.Contains(got, next) || strings.Contains(got, obKey) {
+		t.Errorf("an unsettled rotation's identifiers: %s", got)
+	}
+	cfg := &accountConfig{configHead: configHead{Provider: "bloq"}, cred: bloq.Credentials{ClientID: bqClient,
+		Username: "Ops@Example.com", GrantType: bloq.GrantPassword}}
+	for _, text := range []string{"key=" + bqClient + "x", "user OPS@EXAMPLE.COM is locked", "user ops%40example.com",
+		`user "Ops@Example.com"`, "client " + strings.ToUpper(bqClient)} {
+		if got := readerText(&textError{text: text, err: errStorageDown}, cfg); strings.Contains(strings.ToLower(got), "example") ||
+			strings.Contains(strings.ToLower(got), bqClient) {
+			t.Errorf("%q reads %q", text, got)
+		}
+	}
+	short := &accountConfig{configHead: configHead{Provider: "bloq"}, cred: bloq.Credentials{Username: "bob"}}
+	if got := readerText(&textError{text: "bob,bob BOB bobby", err: errStorageDown}, short); got != "[redacted],[redacted] [redacted] bobby" {
+		t.Errorf("short name: %q", got)
+	}
+}
+
+// The creds path's error answer redacts what the config, as this node knows it, names.
+func TestCredsErrorResponseUsesTheConfig(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	_, err := h.b.credsErrorResponse(context.Background(), h.storage, "bq",
+		&textError{text: "client " + bqClient + " of " + bqUser + " down", err: errStorageDown})
+	if err == nil || strings.Contains(err.Error(), bqClient) || strings.Contains(err.Error(), bqUser) {
+		t.Fatalf("credsErrorResponse: %v", err)
+	}
+}
+
+// A run of creds reads failing on the provider is logged with its detail once at warning
+// level, then at debug level; a successful read ends the run, and the next failure warns
+// again.
+func TestCredsFailureWarnsOncePerRun(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	fail := func(n int) {
+		h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{Status: 401, Body: "apiKey " + obKey + " refused", Times: n})
+		for i := 0; i < n; i++ {
+			h.credsError("ob")
+		}
+	}
+	fail(3)
+	h.creds("ob")
+	fail(1)
+	count := func(level string) (n int) {
+		for _, line := range strings.Split(h.logs.String(), "\n") {
+			if strings.Contains(line, "creds read failed on the provider") && strings.Contains(line, level) {
+				n++
+				if !strings.Contains(line, obKey) {
+					t.Errorf("the log line lacks the detail: %s", line)
+				}
+			}
+		}
+		return n
+	}
+	if w, d := count("[WARN]"), count("[DEBUG]"); w != 2 || d != 2 {
+		t.Fatalf("%d warnings and %d debug lines, want 2 and 2", w, d)
 	}
 }

@@ -3,6 +3,10 @@ package apitokens
 import (
 	"context"
 	"errors"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -92,35 +96,33 @@ func (c *accountConfig) accountNames() []string {
 	return names
 }
 
-// redactName replaces id in text with "[redacted]": every occurrence when it is 4 bytes or
-// longer, and only whole ones (beside no letter or digit) when shorter, so that a short user
-// id does not eat the words around it.
+// redactName replaces id in text with "[redacted]", in any case and as a URL or Go quoting
+// escapes it (a provider may echo "OPS@EXAMPLE.COM" or "ops%40example.com"; %q escapes a
+// quote): every occurrence when it is 4 bytes or longer, and only whole ones (beside no
+// letter or digit) when shorter, so that a short user id does not eat the words around it.
 func redactName(text, id string) string {
 	if id == "" {
 		return text
 	}
-	if len(id) >= 4 {
-		return strings.ReplaceAll(text, id, "[redacted]")
-	}
-	var b strings.Builder
-	for {
-		j := strings.Index(text, id)
-		if j < 0 {
-			b.WriteString(text)
-			return b.String()
+	forms := []string{id}
+	for _, f := range []string{url.QueryEscape(id), url.PathEscape(id), strings.Trim(strconv.Quote(id), `"`)} {
+		if !slices.Contains(forms, f) {
+			forms = append(forms, f)
 		}
-		end := j + len(id)
-		if (j > 0 && isAlnum(text[j-1])) || (end < len(text) && isAlnum(text[end])) {
-			b.WriteString(text[:j+1])
-			text = text[j+1:]
+	}
+	for _, f := range forms {
+		if len(id) >= 4 {
+			text = regexp.MustCompile("(?i)"+regexp.QuoteMeta(f)).ReplaceAllLiteralString(text, "[redacted]")
 			continue
 		}
-		b.WriteString(text[:j])
-		b.WriteString("[redacted]")
-		text = text[end:]
+		whole := regexp.MustCompile("(?i)(^|[^a-z0-9])" + regexp.QuoteMeta(f) + "([^a-z0-9]|$)")
+		for i := 0; i < 4; i++ { // neighbouring occurrences share a separator: again until none is left
+			next := whole.ReplaceAllString(text, "${1}[redacted]${2}")
+			if next == text {
+				break
+			}
+			text = next
+		}
 	}
-}
-
-func isAlnum(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	return text
 }
