@@ -33,7 +33,9 @@ func TestBaseURLChangeNeedsTheSecrets(t *testing.T) {
 	for name, want := range map[string]string{"ob": "api_secret", "bq": "client_secret and password",
 		"bq-rt": "refresh_token", "ops": "api_key"} {
 		before, _ := h.storage.Get(ctx, configKey(name))
-		for _, data := range []map[string]any{{"base_url": other.URL}, {"base_url": other.URL, "max_ttl": "5m"}, {"base_url": ""}} {
+		sameHost := h.url + "/elsewhere/v1" // another path on the same host is another API root too
+		for _, data := range []map[string]any{{"base_url": other.URL}, {"base_url": other.URL, "max_ttl": "5m"}, {"base_url": ""},
+			{"base_url": sameHost}} {
 			resp, err := h.do(logical.UpdateOperation, "config/"+name, data)
 			msg, _ := respErr(resp).(string)
 			if !errors.Is(err, logical.ErrInvalidRequest) || msg != "base_url: changing it requires "+want+

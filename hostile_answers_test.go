@@ -95,6 +95,8 @@ func TestFarExpiryCappedAtDocumentedLifetime(t *testing.T) {
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
 	h.mustDo(logical.CreateOperation, "config/bq-acct", h.bloqConfig(map[string]any{"client_id": "", "client_secret": ""}))
+	h.mustDo(logical.CreateOperation, "config/bq-rt", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
 	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
 	year9999 := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 	for _, c := range []struct {
@@ -109,7 +111,8 @@ func TestFarExpiryCappedAtDocumentedLifetime(t *testing.T) {
 	} {
 		h.sim.SetClaimedExpiry(func(_, _ string, real time.Time) time.Time { return c.claim(real) })
 		h.sim.SetOpsNowShape(c.shape)
-		for name, life := range map[string]time.Duration{"ob": time.Hour, "bq": time.Hour, "bq-acct": 12 * time.Hour, "ops": time.Hour} {
+		for name, life := range map[string]time.Duration{"ob": time.Hour, "bq": time.Hour, "bq-acct": 12 * time.Hour,
+			"bq-rt": time.Hour, "ops": time.Hour} {
 			now := h.clock.Now()
 			resp := h.creds(name)
 			exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
