@@ -24,14 +24,10 @@ func TestBaseURLChangeNeedsTheSecrets(t *testing.T) {
 	var elsewhere atomic.Int32
 	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
 	t.Cleanup(other.Close)
-	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	h.mustDo(logical.CreateOperation, "config/bq-rt", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
-	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.everyGrant()
 	ctx := context.Background()
 	for name, want := range map[string]string{"ob": "api_secret", "bq": "client_secret and password",
-		"bq-rt": "refresh_token", "ops": "api_key"} {
+		"bq-acct": "password", "bq-rt": "refresh_token", "ops": "api_key"} {
 		before, _ := h.storage.Get(ctx, configKey(name))
 		sameHost := h.url + "/elsewhere/v1" // another path on the same host is another API root too
 		for _, data := range []map[string]any{{"base_url": other.URL}, {"base_url": other.URL, "max_ttl": "5m"}, {"base_url": ""},

@@ -16,17 +16,12 @@ import (
 // maxRequestTimeout bounds request_timeout: a Vault request should not hang longer.
 const maxRequestTimeout = 10 * time.Minute
 
-// fieldError is bad input: its text names the field, and it becomes a 400.
-type fieldError struct {
-	Field string
-	Msg   string
-}
+// fieldError is bad input: its text names the field, and it becomes a 400. The drivers'
+// validation returns the same type.
+type fieldError = registry.FieldError
 
-func (e *fieldError) Error() string { return e.Field + ": " + e.Msg }
-
-func fieldErrorf(field, format string, args ...any) *fieldError {
-	return &fieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
-}
+// fieldErrorf is a *fieldError with a formatted message.
+var fieldErrorf = registry.FieldErrorf
 
 // applyFields returns the config that results from writing the request's fields over
 // existing (nil on create), or a *fieldError. Only fields present in the request change.
@@ -97,9 +92,7 @@ func applyFields(existing *accountConfig, d *framework.FieldData, now time.Time)
 	}
 	given := func(field string) bool { _, ok := d.GetOk(field); return ok }
 	cred, err := drv.Validate(c.cred, existing == nil, given)
-	if fe, ok := err.(*registry.FieldError); ok {
-		return nil, nil, &fieldError{Field: fe.Field, Msg: fe.Msg}
-	} else if err != nil {
+	if err != nil {
 		return nil, nil, err
 	}
 	c.cred = cred

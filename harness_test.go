@@ -227,6 +227,18 @@ func (h *harness) opsnowConfig() map[string]any {
 	return map[string]any{"provider": "opsnow", "base_url": h.url + simulator.OpsNowPrefix, "api_key": opsAPIKey}
 }
 
+// everyGrant writes one config of each provider and grant: ob (OffBlocks), bq (Bloq client
+// keys with a login), bq-acct (a Bloq login alone), bq-rt (a Bloq refresh token), ops (OpsNow).
+func (h *harness) everyGrant() {
+	h.t.Helper()
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	h.mustDo(logical.CreateOperation, "config/bq-acct", h.bloqConfig(map[string]any{"client_id": "", "client_secret": ""}))
+	h.mustDo(logical.CreateOperation, "config/bq-rt", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+}
+
 // creds reads creds/name and checks the token is valid at the simulator now.
 func (h *harness) creds(name string) *logical.Response {
 	h.t.Helper()

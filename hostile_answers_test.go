@@ -19,12 +19,7 @@ const hostileToken = "abc\nexport LD_PRELOAD=/tmp/x.so\r\n\x1b[2J"
 // read is a 502 naming the provider and the call, and neither it nor the log quotes the value.
 func TestCredsRefusesHostileToken(t *testing.T) {
 	h := newHarness(t)
-	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	h.mustDo(logical.CreateOperation, "config/bq-acct", h.bloqConfig(map[string]any{"client_id": "", "client_secret": ""}))
-	h.mustDo(logical.CreateOperation, "config/bq-rt", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
-	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.everyGrant()
 	for _, value := range []string{hostileToken, "two words", "tok\x00en", "\xff\xfe", `tok"en`} {
 		h.sim.SetHostileTokens(func(_, kind string) string {
 			if kind == "refresh" {
@@ -92,12 +87,7 @@ func TestRotationConfirmedOnlyByAUsableToken(t *testing.T) {
 // tokenLifeBound is that same bound.
 func TestFarExpiryCappedAtDocumentedLifetime(t *testing.T) {
 	h := newHarness(t)
-	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	h.mustDo(logical.CreateOperation, "config/bq-acct", h.bloqConfig(map[string]any{"client_id": "", "client_secret": ""}))
-	h.mustDo(logical.CreateOperation, "config/bq-rt", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
-	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.everyGrant()
 	year9999 := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 	for _, c := range []struct {
 		claim func(time.Time) time.Time

@@ -121,6 +121,7 @@ type configField struct {
 // order and each provider's own order.
 var credentialFields = mergeFields(registry.Drivers())
 
+// mergeFields merges drivers' fields by the rule above; it panics on two types for one name.
 func mergeFields(drivers []registry.Driver) []configField {
 	var out []configField
 	index := map[string]int{}
@@ -237,8 +238,8 @@ func orList(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
-// rollingField is the name of the field of provider's credential that the provider may
-// replace on use (a refresh token), or "".
+// rollingField is the field of provider's credential that the provider may replace on use
+// (a refresh token), and false when it has none.
 func rollingField(provider string) (registry.Field, bool) {
 	d, ok := registry.Lookup(provider)
 	if !ok {

@@ -209,7 +209,11 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	if err != nil {
 		return err
 	}
-	if slices.ContainsFunc(pending, func(pr pendingRotation) bool { return pr.entry.Nonce == e.Nonce }) {
+	if i := slices.IndexFunc(pending, func(pr pendingRotation) bool { return pr.entry.Nonce == e.Nonce }); i >= 0 {
+		if pending[i].unreadable() {
+			return fmt.Errorf("config %q: an interrupted rotation's entry of provider %q, which this version does not "+
+				"know, is kept: upgrade the plugin", e.Name, e.Provider)
+		}
 		return fmt.Errorf("config %q: an interrupted rotation's create call is not settled yet", e.Name)
 	}
 	return nil
