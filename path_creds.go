@@ -116,10 +116,10 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	}
 	b.metrics.tokenIssued(t.cfg.Provider, name, t.shared)
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
+	internal := map[string]any{"config": name} // Vault stores it with the lease, for its revocation
+	b.keepRevocable(internal, name, t)
 	resp := b.Secret(secretTokenType).Response(
-		map[string]any{"token": t.Value, "token_type": "Bearer", "expires_at": expires},
-		b.leaseData(name, t), // Vault stores it with the lease, for its revocation
-	)
+		map[string]any{"token": t.Value, "token_type": "Bearer", "expires_at": expires}, internal)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
 	resp.Secret.Renewable = false
@@ -218,25 +218,23 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 	return b.mintRefresh(ctx, s, name)
 }
 
-// leaseData is what Vault stores with the lease of a token of config name for its
-// revocation: the config's name and, when the provider can revoke one token (a
-// registry.Revoker) and the token is the lease's own (token_reuse off), the token. A shared
-// token is revoked by none of its leases: others may still hold it.
-func (b *backend) leaseData(name string, t issuedToken) map[string]any {
-	data := map[string]any{"config": name}
+// keepRevocable adds the token to internal, what Vault stores with the lease of a token of
+// config name for its revocation, when the provider can revoke one token (a
+// registry.Revoker) and the token is the lease's own (token_reuse off). A shared token is
+// revoked by none of its leases: others may still hold it.
+func (b *backend) keepRevocable(internal map[string]any, name string, t issuedToken) {
 	if t.cfg.TokenReuse {
-		return data
+		return
 	}
 	if p, err := b.clientFor(name, t.cfg); err == nil {
 		if _, ok := p.(registry.Revoker); ok {
-			data["token"] = t.Value
+			internal["token"] = t.Value
 		}
 	}
-	return data
 }
 
 // secretTokenRevoke is a creds lease's revocation: the provider revokes the lease's token
-// when it can (leaseData kept it), and an error makes Vault retry. Otherwise the token lives
+// when it can (keepRevocable kept it), and an error makes Vault retry. Otherwise the token lives
 // until its expiry: none of OffBlocks, Bloq and OpsNow can revoke a single token.
 func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	name, _ := req.Secret.InternalData["config"].(string)
