@@ -104,3 +104,19 @@ func TestExcerptRedactsSecretPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// The documented lifetime counts from the issue time floored to the second, as a provider
+// counts (its exp is iat plus the lifetime, in whole seconds): a cap, or a default, counted
+// from the fraction could end up to a second after the token.
+func TestLifetimeCountsFromTheWholeSecond(t *testing.T) {
+	issued := time.Date(2026, 11, 23, 12, 0, 0, 700_000_000, time.UTC)
+	whole := time.Date(2026, 11, 23, 13, 0, 0, 0, time.UTC)
+	capped, err := NewToken("opaque", issued.Add(25*time.Hour), issued, time.Hour)
+	if err != nil || !capped.ExpiresAt.Equal(whole) || capped.CappedFrom.IsZero() {
+		t.Fatalf("capped: %+v, %v; want %s", capped, err, whole)
+	}
+	def, err := NewToken("opaque", time.Time{}, issued, time.Hour)
+	if err != nil || !def.ExpiresAt.Equal(whole) || def.ExpirySource != FromDefault {
+		t.Fatalf("default: %+v, %v; want %s", def, err, whole)
+	}
+}

@@ -102,12 +102,14 @@ func JWTExpiry(token string) (time.Time, error) {
 // JWT exp. fieldExpiry is the instant the response's expiry field gave, or the zero time when
 // the response has none. When both exist the earlier wins (a lease must never outlive the
 // token, whichever source is wrong), and ExpirySource names the one chosen (FromProvider on a
-// tie). Only when neither exists is the expiry issued plus the documented lifetime
-// (FromDefault). Whatever the source, an expiry later than issued plus lifetime is capped
-// there, and CappedFrom keeps the one claimed: lifetime is the longest a token of its kind is
-// documented to live, so no lease, and no shared token, outlives it. A value that is not a
-// valid Bearer token gives ErrNotBearer, and a JWT whose exp is present but unreadable
-// ErrBadExpiry: report either as a malformed response.
+// tie). Only when neither exists is the expiry the documented lifetime after issued
+// (FromDefault). Whatever the source, an expiry later than that is capped there, and
+// CappedFrom keeps the one claimed: lifetime is the longest a token of its kind is documented
+// to live, so no lease, and no shared token, outlives it. The lifetime counts from issued
+// floored to the second, as providers count (a JWT's iat and exp are whole seconds): from the
+// fraction, a capped expiry could be up to a second later than the token's real one. A value
+// that is not a valid Bearer token gives ErrNotBearer, and a JWT whose exp is present but
+// unreadable ErrBadExpiry: report either as a malformed response.
 func NewToken(value string, fieldExpiry, issued time.Time, lifetime time.Duration) (Token, error) {
 	if !ValidBearer(value) {
 		return Token{}, ErrNotBearer
@@ -121,10 +123,12 @@ func NewToken(value string, fieldExpiry, issued time.Time, lifetime time.Duratio
 		tok.ExpiresAt, tok.ExpirySource = exp, FromJWT
 	case !fieldExpiry.IsZero():
 		tok.ExpiresAt, tok.ExpirySource = fieldExpiry.UTC(), FromProvider
-	default:
-		tok.ExpiresAt, tok.ExpirySource = issued.Add(lifetime).UTC(), FromDefault
 	}
-	if limit := issued.Add(lifetime).UTC(); tok.ExpiresAt.After(limit) {
+	limit := issued.Truncate(time.Second).Add(lifetime).UTC()
+	switch {
+	case tok.ExpiresAt.IsZero():
+		tok.ExpiresAt, tok.ExpirySource = limit, FromDefault
+	case tok.ExpiresAt.After(limit):
 		tok.CappedFrom, tok.ExpiresAt = tok.ExpiresAt, limit
 	}
 	return tok, nil
