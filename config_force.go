@@ -52,8 +52,8 @@ func (b *backend) credentialOverUnsettled(ctx context.Context, req *logical.Requ
 	}
 	if existing == nil || !rootCredentialGiven(d) || (!existing.unsettled() && len(legacy) == 0) {
 		if force {
-			warnings = append(warnings, "force=true forced nothing: it applies to a write of api_key, api_secret, "+
-				"client_id or client_secret while a rotation is unsettled, and to a delete")
+			warnings = append(warnings, "force=true forced nothing: it applies to a write of "+orList(rootFieldNames())+
+				" while a rotation is unsettled, and to a delete")
 		}
 		return nil, warnings, nil
 	}

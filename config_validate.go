@@ -119,8 +119,8 @@ func applyBaseURL(c *accountConfig, d *framework.FieldData) error {
 		}
 	}
 	if s == "" {
-		d, _ := registry.Lookup(c.Provider) // applyFields has checked the provider
-		c.BaseURL = d.DefaultBaseURL()
+		drv, _ := registry.Lookup(c.Provider) // applyFields has checked the provider
+		c.BaseURL = drv.DefaultBaseURL()
 		return nil
 	}
 	u, err := validateBaseURL(s)

@@ -35,9 +35,7 @@ var maxFieldBytes = withCredentialLimits(map[string]int{
 // withCredentialLimits adds the credential fields' bounds to m.
 func withCredentialLimits(m map[string]int) map[string]int {
 	for _, f := range credentialFields {
-		if f.maxBytes > 0 {
-			m[f.name] = f.maxBytes
-		}
+		m[f.name] = f.maxBytes
 	}
 	return m
 }

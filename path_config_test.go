@@ -288,3 +288,26 @@ func TestConfigOffBlocksBaseURLWithoutV1Warns(t *testing.T) {
 		t.Fatalf("a /v1 base_url warned: %v", resp.Warnings)
 	}
 }
+
+// A Bloq config keeps its grant through updates that do not name one, though the fields
+// stored beside it would infer another on create; and grant_type follows the one rule for
+// white space.
+func TestBloqGrantKeptOnUpdate(t *testing.T) {
+	h := newHarness(t)
+	h.bloqRefreshConfig(h.sim.BloqRefreshToken(h.bqKeyID))
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"client_id": bqClient, "client_secret": bqSecret})
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"max_ttl": "5m"})
+	if g := h.stored("bq").bq().GrantType; g != "refresh_token" {
+		t.Fatalf("grant after updates = %s", g)
+	}
+	h.mustDo(logical.CreateOperation, "config/bq-login", h.bloqConfig(map[string]any{"grant_type": "password"}))
+	h.mustDo(logical.UpdateOperation, "config/bq-login", map[string]any{"max_ttl": "5m"})
+	if g := h.stored("bq-login").bq().GrantType; g != "password" {
+		t.Fatalf("password grant with keys beside it became %s", g)
+	}
+	resp, err := h.do(logical.UpdateOperation, "config/bq-login", map[string]any{"grant_type": " password"})
+	if !errors.Is(err, logical.ErrInvalidRequest) || respErr(resp) != "grant_type: has leading or trailing white space; "+
+		"it is used exactly as given, so remove it" {
+		t.Fatalf("grant_type with white space: %v %v", err, respErr(resp))
+	}
+}

@@ -117,7 +117,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	b.metrics.tokenIssued(t.cfg.Provider, name, t.shared)
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
 	internal := map[string]any{"config": name} // Vault stores it with the lease, for its revocation
-	b.keepRevocable(internal, name, t)
+	keepRevocable(internal, t)
 	resp := b.Secret(secretTokenType).Response(
 		map[string]any{"token": t.Value, "token_type": "Bearer", "expires_at": expires}, internal)
 	resp.Secret.TTL = ttl
@@ -218,18 +218,13 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 	return b.mintRefresh(ctx, s, name)
 }
 
-// keepRevocable adds the token to internal, what Vault stores with the lease of a token of
-// config name for its revocation, when the provider can revoke one token (a
-// registry.Revoker) and the token is the lease's own (token_reuse off). A shared token is
-// revoked by none of its leases: others may still hold it.
-func (b *backend) keepRevocable(internal map[string]any, name string, t issuedToken) {
-	if t.cfg.TokenReuse {
-		return
-	}
-	if p, err := b.clientFor(name, t.cfg); err == nil {
-		if _, ok := p.(registry.Revoker); ok {
-			internal["token"] = t.Value
-		}
+// keepRevocable adds the token to internal, what Vault stores with the lease of a token for
+// its revocation, when the provider that minted it can revoke one token and the token is the
+// lease's own: never one minted for sharing (t.flight, whatever the config says by now), which
+// other leases may still hold.
+func keepRevocable(internal map[string]any, t issuedToken) {
+	if t.revocable && !t.flight {
+		internal["token"] = t.Value
 	}
 }
 

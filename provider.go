@@ -12,6 +12,8 @@ type minted struct {
 	registry.Minted
 	// warnings are for the creds response.
 	warnings []string
+	// revocable says the provider that minted it can revoke it (a registry.Revoker).
+	revocable bool
 }
 
 // provider is a provider's client: a token for a credential, with the provider's expiry.
@@ -34,7 +36,8 @@ var errNotListed = registry.ErrNotListed
 // mintWith mints with cred through p, as the surface's own minted.
 func mintWith(ctx context.Context, p provider, cred credential) (minted, error) {
 	m, err := p.Mint(ctx, cred)
-	return minted{Minted: m}, err
+	_, revocable := p.(registry.Revoker)
+	return minted{Minted: m, revocable: revocable}, err
 }
 
 // providerFor returns the client for config name: one per provider, base URL and timeout,

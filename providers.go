@@ -143,7 +143,7 @@ func mergeFields(drivers []registry.Driver) []configField {
 			m.roles[d.Name()] = f
 			m.desc = strings.TrimSpace(m.desc + " " + d.Display() + ": " + f.Description)
 			m.sensitive = m.sensitive || f.Secret()
-			m.maxBytes = max(m.maxBytes, f.MaxBytes)
+			m.maxBytes = max(m.maxBytes, limitOf(f))
 			for _, v := range f.Allowed {
 				if !slices.Contains(m.allowed, any(v)) {
 					m.allowed = append(m.allowed, v)
@@ -152,6 +152,14 @@ func mergeFields(drivers []registry.Driver) []configField {
 		}
 	}
 	return out
+}
+
+// limitOf is f's size limit, the default where it sets none.
+func limitOf(f registry.Field) int {
+	if f.MaxBytes > 0 {
+		return f.MaxBytes
+	}
+	return registry.DefaultMaxBytes
 }
 
 // schema is the field's framework schema.

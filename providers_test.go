@@ -1,6 +1,8 @@
 package apitokens
 
 import (
+	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -54,4 +56,77 @@ func (listDriver) Name() string    { return "lists" }
 func (listDriver) Display() string { return "Lists" }
 func (listDriver) Fields() []registry.Field {
 	return []registry.Field{{Name: "api_key", Type: registry.List}}
+}
+
+// fieldsDriver declares the given fields under a name of its own.
+type fieldsDriver struct {
+	registry.Driver
+	name   string
+	fields []registry.Field
+}
+
+func (d fieldsDriver) Name() string             { return d.name }
+func (d fieldsDriver) Display() string          { return strings.ToUpper(d.name) }
+func (d fieldsDriver) Fields() []registry.Field { return d.fields }
+
+// The merge does not depend on which provider comes first: a secret anywhere makes the field
+// sensitive, and the larger limit wins, an unset one counting as the default.
+func TestMergeIsOrderFree(t *testing.T) {
+	plain := fieldsDriver{name: "a", fields: []registry.Field{{Name: "key", Type: registry.String, MaxBytes: 256},
+		{Name: "small", Type: registry.String, MaxBytes: 256}}}
+	secret := fieldsDriver{name: "b", fields: []registry.Field{{Name: "key", Type: registry.Secret, MaxBytes: 4096},
+		{Name: "small", Type: registry.String}}}
+	for _, order := range [][]registry.Driver{{plain, secret}, {secret, plain}} {
+		merged := map[string]configField{}
+		for _, f := range mergeFields(order) {
+			merged[f.name] = f
+		}
+		if k := merged["key"]; !k.sensitive || k.maxBytes != 4096 {
+			t.Errorf("%s first: key merged as %+v", order[0].Name(), k)
+		}
+		if s := merged["small"]; s.maxBytes != registry.DefaultMaxBytes {
+			t.Errorf("%s first: an unset limit beside 256 merged as %d", order[0].Name(), s.maxBytes)
+		}
+	}
+}
+
+// No provider's field takes a name the config path or the stored form uses for something
+// else: its value would be read as that, or stored twice under one key.
+func TestProviderFieldsTakeNoReservedName(t *testing.T) {
+	reserved := map[string]bool{}
+	for name := range configFields() {
+		reserved[name] = true
+	}
+	for _, v := range []any{configHead{}, configTail{}, fallbackMeta{}} { // every key, omitempty ones too
+		typ := reflect.TypeOf(v)
+		for i := 0; i < typ.NumField(); i++ {
+			if k, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); k != "" {
+				reserved[k] = true
+			}
+		}
+	}
+	for _, f := range credentialFields {
+		delete(reserved, f.name) // configFields has them too
+	}
+	for _, d := range registry.Drivers() {
+		for _, f := range d.Fields() {
+			if reserved[f.Name] {
+				t.Errorf("provider %s declares field %s, which the config already uses", d.Name(), f.Name)
+			}
+		}
+	}
+	for _, k := range []string{"provider", "max_ttl", "since", "rotation", "retiring", "force"} {
+		if !reserved[k] {
+			t.Fatalf("the reserved names lack %s: %v", k, reserved)
+		}
+	}
+}
+
+// An empty credential between two objects leaves valid JSON of the other two's members.
+func TestJoinObjectsSkipsAnEmptyCredential(t *testing.T) {
+	raw, err := joinObjects(configHead{Provider: "p"}, nil, fallbackMeta{Why: "w"})
+	var m map[string]any
+	if err != nil || json.Unmarshal(raw, &m) != nil || m["provider"] != "p" || m["why"] != "w" {
+		t.Fatalf("joinObjects = %s, %v", raw, err)
+	}
 }

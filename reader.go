@@ -47,6 +47,8 @@ func readerText(err error, cfg *accountConfig) string {
 	if cfg != nil {
 		names = append(names, cfg.accountNames()...)
 	}
+	// The longest first: a name inside a longer one must not leave part of the longer behind.
+	slices.SortFunc(names, func(a, b string) int { return len(b) - len(a) })
 	for _, id := range names {
 		text = redactName(text, id)
 	}

@@ -123,3 +123,23 @@ func TestRefreshTokenKeptFromMalformedAnswer(t *testing.T) {
 	}
 	assertNoSecrets(t, "error", err.Error(), next, first)
 }
+
+// A held refresh token goes into a write only while the config still mints with it: a write
+// that switches the config to client keys leaves the stored refresh token as it was.
+func TestHeldRefreshTokenNotWrittenIntoAnotherGrant(t *testing.T) {
+	h := newHarness(t)
+	h.sim.SetBloqRotateRefresh(true)
+	first := h.sim.BloqRefreshToken(h.bqKeyID)
+	h.bloqRefreshConfig(first)
+	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+	h.creds("bq")
+	h.storage.setFailPut(nil)
+	if !h.b.refreshTokens.held("bq") {
+		t.Fatal("no refresh token is held")
+	}
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"grant_type": "client_credentials",
+		"client_id": bqClient, "client_secret": bqSecret})
+	if got := h.stored("bq").bq(); got.RefreshToken != first || got.GrantType != "client_credentials" {
+		t.Fatalf("stored grant %s with refresh token changed: %v", got.GrantType, got.RefreshToken != first)
+	}
+}

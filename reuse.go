@@ -9,11 +9,13 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
-// issuedToken is a token for one creds read, and whether it was the config's shared one.
+// issuedToken is a token for one creds read, and whether it was the config's shared one
+// (shared), or minted to be shared at all (flight: the reads that joined the mint hold it too).
 type issuedToken struct {
 	minted
 	cfg    *accountConfig
 	shared bool
+	flight bool
 }
 
 // token returns a token for a creds read of config name. With token_reuse off it is always
@@ -59,7 +61,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name string, min
 	if cfg.TokenReuse && !cfg.unsettled() { // an unsettled config hands out no token of its current credential
 		if t, _ := b.memo.token(name); t != nil && t.ExpiresAt.Sub(b.now()) >= need(cfg, t, minTTL) {
 			lock.RUnlock()
-			return issuedToken{minted: minted{Minted: registry.Minted{Token: t.Token}}, cfg: cfg, shared: true}, nil
+			return issuedToken{minted: minted{Minted: registry.Minted{Token: t.Token}}, cfg: cfg, shared: true, flight: true}, nil
 		}
 	}
 	lock.RUnlock()
@@ -121,6 +123,7 @@ func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string
 		}
 		t := r.Val.(issuedToken)
 		t.shared = t.shared || !led // the channel's delivery orders led's write before this read
+		t.flight = true
 		return t, nil
 	case <-ctx.Done():
 		return issuedToken{}, ctx.Err()

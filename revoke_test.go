@@ -96,4 +96,11 @@ func TestLeaseRevokeRevokesWhereTheProviderCan(t *testing.T) {
 	if tok := h.creds("ops").Secret.InternalData["token"]; tok != nil {
 		t.Fatal("a lease of a provider that cannot revoke keeps its token")
 	}
+	// A token minted to be shared is never kept, though the config says token_reuse=false by
+	// the time it is handed out (switched off while the readers waited for it).
+	flight, err := h.b.mintShared(ctx, h.storage, "rv", 30*time.Second, 0)
+	internal := map[string]any{}
+	if keepRevocable(internal, flight); err != nil || !flight.revocable || internal["token"] != nil {
+		t.Fatalf("a flight's token: %v, revocable %v, kept %v", err, flight.revocable, internal["token"])
+	}
 }

@@ -28,19 +28,20 @@ const walKindRotation = "rotate-root"
 // rotation dies before the fallback is stored, the key it may have created is an orphan
 // that nobody holds, and recovery names it (Known lists what existed before). Its secret
 // exists only in the create call's answer, so no protocol can keep it.
+//
+// Its stored form is rotationWALWire's (stored_form.go).
 type rotationWAL struct {
 	// Nonce tells this entry from any other (the rollback hook gets no WAL id).
-	Nonce    string     `json:"nonce"`
-	Name     string     `json:"name"`
-	Provider string     `json:"provider"`
-	Old      credential `json:"old"`
-	New      credential `json:"new"`
+	Nonce    string
+	Name     string
+	Provider string
+	Old, New credential
 	// Started is when the rotation began, by the backend's clock.
-	Started time.Time `json:"started"`
+	Started time.Time
 	// Creating marks an entry written before a create call; New is empty.
-	Creating bool `json:"creating,omitempty"`
+	Creating bool
 	// Known are the identifiers of the account's credentials upstream before the create call.
-	Known []string `json:"known,omitempty"`
+	Known []string
 }
 
 func newRotationWAL(name, provider string, old, next credential, started time.Time) rotationWAL {

@@ -50,26 +50,40 @@ func AccountNames(c Credential) []string {
 	return names
 }
 
-// SameRoot reports whether a and b hold the same rotatable pair (equal Root fields); a nil
+// rootFields are the fields of c's rotatable pair: its Root ones, or every field of a
+// provider that declares none (its whole credential is the pair).
+func rootFields(c Credential) []Field {
+	fields := fieldsOf(c)
+	var root []Field
+	for _, f := range fields {
+		if f.Root {
+			root = append(root, f)
+		}
+	}
+	if len(root) == 0 {
+		return fields
+	}
+	return root
+}
+
+// SameRoot reports whether a and b hold the same rotatable pair (equal rootFields); a nil
 // credential holds the same pair as nil only.
 func SameRoot(a, b Credential) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
-	for _, f := range fieldsOf(a) {
-		if f.Root && !reflect.DeepEqual(a.Field(f.Name), field(b, f.Name)) {
+	for _, f := range rootFields(a) {
+		if !reflect.DeepEqual(a.Field(f.Name), field(b, f.Name)) {
 			return false
 		}
 	}
 	return true
 }
 
-// AdoptRoot returns c with src's Root fields.
+// AdoptRoot returns c with src's rotatable pair (rootFields).
 func AdoptRoot(c, src Credential) Credential {
-	for _, f := range fieldsOf(c) {
-		if f.Root {
-			c = c.With(f.Name, field(src, f.Name))
-		}
+	for _, f := range rootFields(c) {
+		c = c.With(f.Name, field(src, f.Name))
 	}
 	return c
 }

@@ -1,6 +1,8 @@
 package registry_test
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -77,5 +79,73 @@ func TestCredentialHelpers(t *testing.T) {
 	}
 	if m, _ := registry.Members(nil); len(m) != 0 {
 		t.Fatalf("Members(nil) = %s", m)
+	}
+}
+
+// Each driver's declared fields are its credential's: each round-trips through With and
+// Field, encodes under its name (and nothing else), and decodes back; a name it does not
+// declare reads as nil.
+func TestDriverConformance(t *testing.T) {
+	for _, d := range registry.Drivers() {
+		c, _ := d.DecodeCredential([]byte("{}"))
+		want := map[string]any{}
+		for _, f := range d.Fields() {
+			v := f.Name + "-value"
+			if f.Type == registry.Enum {
+				v = f.Allowed[len(f.Allowed)-1]
+			}
+			c = c.With(f.Name, v)
+			if got := c.Field(f.Name); got != v {
+				t.Errorf("%s.%s: With then Field = %v", d.Name(), f.Name, got)
+			}
+			want[f.Name] = v
+		}
+		raw, err := json.Marshal(c)
+		var got map[string]any
+		if err != nil || json.Unmarshal(raw, &got) != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s encodes as %s, want the keys of its fields %v", d.Name(), raw, want)
+		}
+		back, err := d.DecodeCredential(raw)
+		if err != nil || !reflect.DeepEqual(back, c) || back.Provider() != d.Name() {
+			t.Errorf("%s decodes back as %+v, %v", d.Name(), back, err)
+		}
+		if c.Field("no_such_field") != nil {
+			t.Errorf("%s reads an undeclared field", d.Name())
+		}
+	}
+}
+
+// SameRoot compares the whole pair, the secret half too; for a provider that declares no
+// Root field the whole credential is the pair, and AdoptRoot takes all of it.
+func TestSameRootComparesTheWholePair(t *testing.T) {
+	ob := offblocks.Credentials{APIKey: "k", APISecret: "s"}
+	bq := bloq.Credentials{ClientID: "c", ClientSecret: "s", Username: "u", GrantType: bloq.GrantClientCredentials}
+	if registry.SameRoot(ob, ob.With("api_secret", "other")) || registry.SameRoot(bq, bq.With("client_secret", "other")) {
+		t.Fatal("a pair with another secret is the same pair")
+	}
+	ops := opsnow.Credentials{APIKey: "a"}
+	if registry.SameRoot(ops, opsnow.Credentials{APIKey: "b"}) || !registry.SameRoot(ops, ops) {
+		t.Fatal("OpsNow's key is its pair")
+	}
+	if got := registry.AdoptRoot(ops, opsnow.Credentials{APIKey: "b"}).(opsnow.Credentials); got.APIKey != "b" {
+		t.Fatalf("AdoptRoot = %+v", got)
+	}
+}
+
+// Which grant renews a field on use, and which token kind each grant mints.
+func TestBloqGrants(t *testing.T) {
+	d := bloq.Driver{}
+	for grant, rolls := range map[string]bool{bloq.GrantRefreshToken: true, bloq.GrantClientCredentials: false, bloq.GrantPassword: false} {
+		c := bloq.Credentials{GrantType: grant}
+		if d.Rolls(c) != rolls {
+			t.Errorf("Rolls(%s) = %v", grant, !rolls)
+		}
+		want := bloq.ClientTokenLifetime
+		if grant == bloq.GrantPassword {
+			want = bloq.AccountTokenLifetime
+		}
+		if k := d.Kind(c); k.Lifetime != want {
+			t.Errorf("Kind(%s) = %+v", grant, k)
+		}
 	}
 }
