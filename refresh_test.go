@@ -85,11 +85,7 @@ func TestCredsBloqRefreshTokenStoreRetried(t *testing.T) {
 // dead); one that sets it drops the held one.
 func TestConfigWriteKeepsHeldRefreshToken(t *testing.T) {
 	h := newHarness(t)
-	h.sim.SetBloqRotateRefresh(true)
-	h.bloqRefreshConfig(h.sim.BloqRefreshToken(h.bqKeyID))
-	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
-	h.creds("bq")
-	h.storage.setFailPut(nil)
+	h.holdRefreshToken()
 	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"max_ttl": "10m"})
 	if h.b.refreshTokens.held("bq") {
 		t.Fatal("the write did not store the held refresh token")
@@ -128,12 +124,7 @@ func TestRefreshTokenKeptFromMalformedAnswer(t *testing.T) {
 // that switches the config to client keys leaves the stored refresh token as it was.
 func TestHeldRefreshTokenNotWrittenIntoAnotherGrant(t *testing.T) {
 	h := newHarness(t)
-	h.sim.SetBloqRotateRefresh(true)
-	first := h.sim.BloqRefreshToken(h.bqKeyID)
-	h.bloqRefreshConfig(first)
-	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
-	h.creds("bq")
-	h.storage.setFailPut(nil)
+	first := h.holdRefreshToken()
 	if !h.b.refreshTokens.held("bq") {
 		t.Fatal("no refresh token is held")
 	}
@@ -142,4 +133,18 @@ func TestHeldRefreshTokenNotWrittenIntoAnotherGrant(t *testing.T) {
 	if got := h.stored("bq").bq(); got.RefreshToken != first || got.GrantType != "client_credentials" {
 		t.Fatalf("stored grant %s with refresh token changed: %v", got.GrantType, got.RefreshToken != first)
 	}
+}
+
+// holdRefreshToken writes config/bq with a refresh token the provider renews on every use, and
+// reads it once while config stores fail: the node holds the new refresh token. It returns the
+// one written (now stale).
+func (h *harness) holdRefreshToken() string {
+	h.t.Helper()
+	h.sim.SetBloqRotateRefresh(true)
+	first := h.sim.BloqRefreshToken(h.bqKeyID)
+	h.bloqRefreshConfig(first)
+	h.storage.setFailPut(func(k string) bool { return strings.HasPrefix(k, "config/") })
+	h.creds("bq")
+	h.storage.setFailPut(nil)
+	return first
 }
