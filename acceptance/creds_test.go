@@ -128,7 +128,11 @@ func TestCredsMaxTTLAndRevoke(t *testing.T) {
 	if _, err := v.client.Sys().Renew(s.LeaseID, 0); err == nil {
 		t.Error("a non-renewable lease was renewed")
 	}
-	v.cli(false, "lease", "revoke", s.LeaseID)
+	// -sync: without it the CLI queues the revocation and answers at once, and a lookup right
+	// after can still find the lease (it did, once, on a loaded machine).
+	if out := v.cli(false, "lease", "revoke", "-sync", s.LeaseID); !strings.Contains(out, "Success") {
+		t.Errorf("revoke -sync: %s", out)
+	}
 	if _, err := v.client.Logical().Write("sys/leases/lookup", map[string]any{"lease_id": s.LeaseID}); err == nil {
 		t.Error("the lease still exists after revoke")
 	}
