@@ -291,6 +291,7 @@ func (s *Server) bloqDeleteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k.deleted = true
+	s.bloqDeleted = append(s.bloqDeleted, k.clientID)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -43,7 +43,7 @@ func (s *Server) RealExpiry(token string) (time.Time, bool) {
 		return exp, true
 	}
 	var c claims
-	if _, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.key, nil },
+	if _, err := jwt.ParseWithClaims(s.resolve(token), &c, func(*jwt.Token) (any, error) { return s.key, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation()); err != nil || c.ExpiresAt == nil {
 		return time.Time{}, false
 	}

@@ -199,7 +199,11 @@ func (s *Server) offblocksToken(w http.ResponseWriter, r *http.Request) {
 	for id, a := range s.offblocks {
 		if a.apiKey == p.APIKey && a.apiSecret == p.APISecret && !a.deleted {
 			tok, exp := s.issue("offblocks", "access", id, a.gen, s.lifetime(s.lifetimes.OffBlocks, time.Hour))
-			writeJSON(w, http.StatusOK, map[string]any{"token": tok, "expiresAt": exp.Unix(), "tokenType": "Bearer"})
+			body := map[string]any{"token": tok, "tokenType": "Bearer"}
+			if !exp.IsZero() {
+				body["expiresAt"] = exp.Unix()
+			}
+			writeJSON(w, http.StatusOK, body)
 			return
 		}
 	}

@@ -70,6 +70,10 @@ func (s *Server) opsnowToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, exp := s.issue("opsnow", "access", req.APIKey, 0, life)
+	if exp.IsZero() { // SetNoExpiry: an opaque value, no expiry anywhere
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": map[string]any{"accessToken": tok}})
+		return
+	}
 	secs := int64(life / time.Second)
 	if claim := exp.Sub(s.now()); claim > life+time.Second { // SetClaimedExpiry: the relative form claims it too
 		secs = int64(claim / time.Second)

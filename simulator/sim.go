@@ -101,6 +101,9 @@ type Server struct {
 	hostileToken func(provider, kind string) string                    // SetHostileTokens
 	claimExpiry  func(provider, kind string, real time.Time) time.Time // SetClaimedExpiry
 	realExpiry   map[string]time.Time                                  // by jti: tokens that claim a later one
+	noExpiry     func(provider, kind string) bool                      // SetNoExpiry
+	aliases      map[string]string                                     // opaque value → the signed token it stands for
+	bloqDeleted  []string                                              // client ids of deleted Bloq keys, in order
 }
 
 // New returns an empty simulator with the documented lifetimes and the real clock.

@@ -17,8 +17,9 @@ type claims struct {
 }
 
 // issue signs a token for subject sub and returns it as the answer carries it (present),
-// with the expiry it claims (claimed: its exp claim, and the answer's expiry field); the
-// caller holds s.mu.
+// with the expiry it claims (claimed: its exp claim, and the answer's expiry field), or the
+// zero time when it is issued without one (SetNoExpiry: an opaque value, and the answer has
+// no expiry field); the caller holds s.mu.
 func (s *Server) issue(provider, typ, sub string, gen int, life time.Duration) (string, time.Time) {
 	now := s.now()
 	exp := now.Add(life).Truncate(time.Second)
@@ -39,6 +40,9 @@ func (s *Server) issue(provider, typ, sub string, gen int, life time.Duration) (
 	if err != nil {
 		panic(err)
 	}
+	if v := s.opaqueFor(provider, typ, tok); v != "" {
+		return s.present(provider, typ, v), time.Time{}
+	}
 	return s.present(provider, typ, tok), claim
 }
 
@@ -46,7 +50,7 @@ func (s *Server) issue(provider, typ, sub string, gen int, life time.Duration) (
 // holds s.mu.
 func (s *Server) parse(token string) (*claims, error) {
 	var c claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.key, nil },
+	_, err := jwt.ParseWithClaims(s.resolve(token), &c, func(*jwt.Token) (any, error) { return s.key, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired())
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
