@@ -54,6 +54,9 @@ type flakyStorage struct {
 	mu      sync.Mutex
 	failPut func(key string) bool
 	putErr  error
+	// landThenFail picks the writes (Put and Delete) that land and then report an error, as
+	// a Raft commit whose answer times out.
+	landThenFail func(key string) bool
 	// configGets counts reads of config/ keys; getDelay slows each of them.
 	configGets atomic.Int64
 	getDelay   atomic.Int64
@@ -82,7 +85,24 @@ func (s *flakyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 		}
 		return err
 	}
-	return s.InmemStorage.Put(ctx, e)
+	if err := s.InmemStorage.Put(ctx, e); err != nil || !s.lands(e.Key) {
+		return err
+	}
+	return errStorageLanded
+}
+
+func (s *flakyStorage) Delete(ctx context.Context, key string) error {
+	if err := s.InmemStorage.Delete(ctx, key); err != nil || !s.lands(key) {
+		return err
+	}
+	return errStorageLanded
+}
+
+// lands reports whether a write of key that landed reports an error anyway.
+func (s *flakyStorage) lands(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.landThenFail != nil && s.landThenFail(key)
 }
 
 func (s *flakyStorage) setFailPut(f func(key string) bool) {

@@ -124,7 +124,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return errorResponse(err)
 	}
 	warnings = append(warnings, fw...)
-	c.Retiring = slices.DeleteFunc(c.Retiring, func(r credential) bool { return registry.SameRoot(c.cred, r) })
+	// A credential written is never deleted upstream as retiring: matched by its identifier (the
+	// key a delete names), not the whole pair, so a secret re-typed differently (a trailing line
+	// break) still saves the key.
+	c.Retiring = slices.DeleteFunc(c.Retiring, func(r credential) bool { return sameKey(c.cred, r) })
 	// A refresh token the provider issued that is not stored yet is newer than the stored one:
 	// the write stores it, unless it sets that field itself.
 	if held, ok := b.refreshTokens.get(name); ok {
@@ -280,6 +283,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		}
 	}
 	if err := req.Storage.Delete(ctx, configKey(name)); err != nil {
+		b.memo.forget(name) // the delete may have landed (a commit whose answer was lost): read storage again
 		return errorResponse(err)
 	}
 	b.refreshTokens.drop(name)

@@ -304,6 +304,13 @@ func (b *backend) retireAll(ctx context.Context, s logical.Storage, name string,
 	var left []credential
 	var warnings []string
 	for _, r := range cfg.Retiring {
+		if sameKey(cfg.cred, r) {
+			// Never delete the key the config now uses (a write must have brought it back
+			// without dropping it here): it is simply no longer retiring.
+			b.Logger().Warn("a retiring credential is the current one again: kept upstream", "config", name,
+				"identifier", registry.Identifier(r))
+			continue
+		}
 		if err := b.retire(ctx, p, cfg.Provider, name, registry.WithAccount(r, cfg.cred)); err != nil && !errors.Is(err, errNotListed) {
 			left = append(left, r)
 			warnings = append(warnings, fmt.Sprintf("the new credential is stored, but the replaced one (%s) could not be "+
@@ -316,6 +323,10 @@ func (b *backend) retireAll(ctx context.Context, s logical.Storage, name string,
 	cfg.Retiring = left
 	return warnings, b.putConfig(ctx, s, name, cfg)
 }
+
+// sameKey reports whether a and b name the same credential upstream (their identifier: the
+// key a provider call, and a delete, names).
+func sameKey(a, b credential) bool { return registry.Identifier(a) == registry.Identifier(b) }
 
 // retire removes gone upstream: a failure is logged with gone's identifier (errNotListed is
 // returned but not logged).

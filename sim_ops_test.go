@@ -136,6 +136,9 @@ func (w *world) opWrite(name string) {
 		data["disable_automated_rotation"] = w.r.Intn(3) == 0
 	case 4:
 		data["max_ttl"] = []int{0, 30, 600}[w.r.Intn(3)]
+		if w.fr.Intn(3) == 0 { // between a fresh 1 h token's life less its margin, and its life
+			data["max_ttl"] = []int{3545, 3570, 3599}[w.fr.Intn(3)]
+		}
 	}
 	_, err := w.request(w.active(), logical.UpdateOperation, "config/"+name, data)
 	w.cover[outcomeLabel("write", err)]++
@@ -148,7 +151,11 @@ func (w *world) opWrite(name string) {
 // token itself but excuses them. One without force while a rotation is unsettled must be
 // refused, changing nothing: a write that merely repeats the config gives nothing up.
 func (w *world) opCredentialWrite(name string) {
-	force := w.r.Intn(2) == 0
+	w.credentialWrite(name, w.r.Intn(2) == 0)
+}
+
+// credentialWrite is opCredentialWrite with force given.
+func (w *world) credentialWrite(name string, force bool) {
 	provider, a := simProviderOf(name)
 	data := map[string]any{"base_url": simBaseURL + a.prefix, "provider": provider,
 		"request_timeout": []int{1, 5, 30}[w.r.Intn(3)], "token_reuse": w.r.Intn(2) == 0, "force": force}
@@ -159,6 +166,7 @@ func (w *world) opCredentialWrite(name string) {
 	if !ok {
 		return
 	}
+	written := w.operatorVariant(name, provider, fields)
 	maps.Copy(data, fields)
 	givenUp := map[string]bool{}
 	for _, s := range gaveUp {
@@ -182,7 +190,7 @@ func (w *world) opCredentialWrite(name string) {
 			secret, _ = data[f.Name].(string)
 		}
 	}
-	w.logf("  credential write %s (%s) force=%v: %v", name, w.label(secret), force, err)
+	w.logf("  credential write %s (%s %s) force=%v: %v", name, w.label(written), w.label(secret), force, err)
 	if unsettled && !force {
 		if err == nil {
 			w.violate("I7", "a credential write without force=true was accepted while a rotation of %s was unsettled", name)
@@ -194,6 +202,7 @@ func (w *world) opCredentialWrite(name string) {
 	// A write that failed may still have been stored (a lost answer): it counts as made.
 	w.excusedAt[name] = w.opN
 	maps.Copy(w.givenUp, givenUp)
+	w.operatorStored(name, written)
 }
 
 // storedUnsettled reports whether config name, as stored, holds a fallback.

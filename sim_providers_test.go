@@ -30,6 +30,8 @@ type simProvider struct {
 	// secret.
 	live   func(w *world, cfg *accountConfig) bool
 	secret func(cfg *accountConfig) string
+	// id is the identifier of cfg's stored credential (the one a provider call names).
+	id func(cfg *accountConfig) string
 }
 
 var simProviders = map[string]simProvider{
@@ -56,6 +58,7 @@ var simProviders = map[string]simProvider{
 			return secret == cfg.ob().APISecret
 		},
 		secret: func(cfg *accountConfig) string { return cfg.ob().APISecret },
+		id:     func(cfg *accountConfig) string { return cfg.ob().APIKey },
 	},
 	"bloq": {
 		config: "bq", prefix: simulator.BloqPrefix, optional: true,
@@ -64,7 +67,7 @@ var simProviders = map[string]simProvider{
 			if len(ids) == 0 {
 				return nil, nil, false
 			}
-			id := ids[w.r.Intn(len(ids))]
+			id := w.preferRetiring("bq", ids[w.r.Intn(len(ids))], ids)
 			fields := map[string]any{"client_id": id, "client_secret": w.sim.BloqKeySecret(id), "username": bqUser, "password": bqPass}
 			var givenUp []string
 			for _, s := range w.sim.BloqLiveSecrets(w.bqUser) {
@@ -77,6 +80,7 @@ var simProviders = map[string]simProvider{
 		accountSecrets: func(w *world) []string { return w.sim.BloqLiveSecrets(w.bqUser) },
 		live:           func(w *world, cfg *accountConfig) bool { return w.sim.BloqKeyMints(cfg.bq().ClientSecret) },
 		secret:         func(cfg *accountConfig) string { return cfg.bq().ClientSecret },
+		id:             func(cfg *accountConfig) string { return cfg.bq().ClientID },
 	},
 }
 

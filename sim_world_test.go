@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -86,9 +85,11 @@ type node struct {
 type world struct {
 	seed int64
 	r    *rand.Rand
-	// hr draws the hostile answers only (hostileSwarm).
-	hr     *rand.Rand
+	// hr draws the hostile answers only (hostileSwarm); fr the safety net's fault classes
+	// (faultSwarm), whose switches are fs.
+	hr, fr *rand.Rand
 	sw     swarm
+	fs     faultSwarm
 	clock  *fakeClock
 	sim    *simulator.Server
 	h      http.Handler
@@ -106,7 +107,19 @@ type world struct {
 	// excusedAt is, per config, the last operation in which an operator did something that
 	// kills tokens on purpose (rotate-root, a credential write, a forced delete).
 	excusedAt map[string]int
-	issued    []issuedLease
+	// orphanNamed are the identifiers a node named in an orphan warning; protected the keys an
+	// operator wrote that Vault may not delete upstream (I8), current each config's stored
+	// identifier at the last check, byOperator whether an operator's write stored it in the
+	// current operation, deletedSeen how many Bloq deletes the last check saw.
+	orphanNamed, protected map[string]bool
+	current                map[string]string
+	byOperator             map[string]bool
+	deletedSeen            int
+	// opStart is when the current operation began by the shared clock; timedOut are the
+	// calls (by context) that a slow answer ran past their deadline.
+	opStart  time.Time
+	timedOut map[context.Context]bool
+	issued   []issuedLease
 	// lastExpiry is the expiry of the last token handed out.
 	lastExpiry time.Time
 	// opN numbers the operations, op names the one running; bad is the first violation found.
@@ -131,13 +144,17 @@ func newWorld(seed int64, r *rand.Rand) *world {
 	w := &world{seed: seed, r: r, hr: rand.New(rand.NewSource(seed ^ 0x5eed4057)), sw: newSwarm(r), store: &logical.InmemStorage{},
 		clock: &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}, sim: simulator.New(),
 		learned: map[string]bool{}, givenUp: map[string]bool{}, excusedAt: map[string]int{},
-		cover: map[string]int{}, labels: map[string]string{}}
+		cover: map[string]int{}, labels: map[string]string{}, fr: rand.New(rand.NewSource(seed ^ 0x5afe7e57)),
+		orphanNamed: map[string]bool{}, protected: map[string]bool{}, current: map[string]string{}, byOperator: map[string]bool{},
+		timedOut: map[context.Context]bool{}}
 	w.sim.SetClock(w.clock.Now)
 	w.sim.SetOffBlocksLagFunc(w.drawLag)
 	w.sim.SetBloqKeyLagFunc(w.drawLag)
 	w.sw.hostileSwarm(w.hr)
 	w.sim.SetHostileTokens(w.drawHostileToken)
 	w.sim.SetClaimedExpiry(w.drawClaimedExpiry)
+	w.fs = newFaultSwarm(w.fr)
+	w.sim.SetNoExpiry(w.drawNoExpiry)
 	w.h = w.sim.Handler()
 	w.obID = w.sim.AddOffBlocks(obKey, obSecret)
 	w.bqUser = w.sim.AddBloqUser(bqUser, bqPass)
@@ -210,7 +227,7 @@ func (w *world) newNode(standby bool) *node {
 		sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
 	}
 	conf.System = sys
-	conf.Logger = hclog.NewNullLogger()
+	conf.Logger = w.simLogger()
 	conf.EventsSender = simEvents{w}
 	b := newBackend()
 	b.now = w.clock.Now
@@ -254,6 +271,9 @@ func (e simEvents) SendEvent(_ context.Context, t logical.EventType, ev *logical
 	key := "event." + strings.TrimPrefix(string(t), "apitokens/")
 	if tr := f["trigger"].GetStringValue(); tr != "" {
 		key += "." + tr + "." + f["outcome"].GetStringValue()
+		if f["outcome"].GetStringValue() == outcomeSuccess {
+			e.w.rotated(f["name"].GetStringValue())
+		}
 	}
 	e.w.cover[key]++
 	return nil
@@ -298,6 +318,16 @@ func (s *nodeStorage) write(ctx context.Context, key string, apply func() error)
 		w.cover["fault.storage"]++
 		w.logf("  storage write of %s fails", key)
 		return errStorageDown
+	}
+	if w.landsThenFails(key) {
+		if err := apply(); err != nil {
+			return err
+		}
+		w.invalidateOthers(ctx, n, key)
+		if n.call() {
+			return errSimDead
+		}
+		return errStorageLanded
 	}
 	// A crash at a write may come just before or just after it lands.
 	landsFirst := w.r.Intn(2) == 0
@@ -347,6 +377,9 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if n.dead {
 		return nil, errConnRefused
 	}
+	if w.timedOut[req.Context()] {
+		return nil, errCallTimeout // every try of a call whose deadline passed
+	}
 	if w.sw.applyEarly > 0 && w.r.Intn(100) < w.sw.applyEarly {
 		if keys := w.sim.OffBlocksPendingPairs(w.obID); len(keys) > 0 {
 			i := w.r.Intn(len(keys))
@@ -380,12 +413,23 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case roll < w.sw.refused+w.sw.unavailable:
 		return w.fault("503", route, answer(req, http.StatusServiceUnavailable, nil), nil)
 	case roll < w.sw.refused+w.sw.unavailable+w.sw.throttled:
-		return w.fault("429", route, answer(req, http.StatusTooManyRequests, http.Header{"Retry-After": {"2"}}), nil)
+		return w.throttle(req, route)
+	}
+	if w.slowCall(req, route, "request") {
+		w.timedOut[req.Context()] = true
+		return nil, errCallTimeout
 	}
 	rec := httptest.NewRecorder()
 	w.h.ServeHTTP(rec, sreq)
 	if crashAfter && n.call() {
 		return nil, errConnRefused
+	}
+	if w.crashesAfterCreate(n, route) {
+		return nil, errConnRefused
+	}
+	if w.slowCall(req, route, "answer") {
+		w.timedOut[req.Context()] = true
+		return nil, errCallTimeout
 	}
 	if lost := w.r.Intn(100) < w.sw.lost; lost {
 		return w.fault("lost", route, nil, errors.New("read tcp: connection reset by peer"))

@@ -42,6 +42,7 @@ func runSeed(seed int64, r *rand.Rand, steps int) *world {
 	for _, name := range w.configNames() {
 		w.opCredentialWrite(name)
 	}
+	w.checkOperatorKeys()
 	w.sw = faults
 	for w.opN = 1; w.opN <= steps && w.bad == nil; w.opN++ {
 		op := w.pickOp()
@@ -53,6 +54,8 @@ func runSeed(seed int64, r *rand.Rand, steps int) *world {
 			n.crashAt = 1 + w.r.Intn(16) // a Bloq rotation makes 15 outside calls
 		}
 		start := w.clock.Now()
+		w.opStart = start
+		clear(w.timedOut)
 		w.logf("%d: %s %s", w.opN, op.name, name)
 		w.cover["op."+op.name]++
 		w.op = op.name

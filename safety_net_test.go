@@ -1,0 +1,94 @@
+package apitokens
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Named tests of the safety net's classes, beside the simulation that found each bug first
+// (testdata/simulation-seeds.txt).
+
+// A delete whose storage write lands and then reports an error leaves nothing in the node's
+// memory: the next read finds no config, as storage says (seed 234).
+func TestDeleteThatLandsThenFailsForgetsTheConfig(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.creds("ob") // remembered
+	h.storage.mu.Lock()
+	h.storage.landThenFail = func(k string) bool { return k == configKey("ob") }
+	h.storage.mu.Unlock()
+	if _, err := h.do(logical.DeleteOperation, "config/ob", nil); err == nil {
+		t.Fatal("the delete reported no error")
+	}
+	resp, err := h.do(logical.ReadOperation, "creds/ob", nil)
+	if err == nil && resp != nil && !resp.IsError() {
+		t.Fatalf("creds/ob answered a token after storage deleted the config: %v", resp.Data["expires_at"])
+	}
+}
+
+// retiringBloqKey stores, beside config bq's current key, a second key of the account held as
+// retiring (as a rotation whose delete of the old key failed leaves it), and returns its id
+// and secret.
+func (h *harness) retiringBloqKey() (string, string) {
+	h.t.Helper()
+	id, secret := "0ld0ld0000", "0ld5ec2e75ec2e75ec2e7"
+	h.sim.AddBloqKey(h.bqUserID, id, secret)
+	c := h.stored("bq")
+	c.Retiring = append(c.Retiring, c.cred.With("client_id", id).With("client_secret", secret))
+	if err := h.b.putConfig(context.Background(), h.storage, "bq", c); err != nil {
+		h.t.Fatal(err)
+	}
+	return id, secret
+}
+
+// tick runs Vault's rollback as its once-a-minute pass does: the periodic function, and
+// every WAL entry's rollback.
+func (h *harness) tick() {
+	h.t.Helper()
+	if _, err := h.do(logical.RollbackOperation, "", map[string]any{"immediate": true}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// An operator who writes a key that is being retired back as the credential keeps it
+// upstream, even with its secret re-typed with a trailing line break (which no longer matches
+// the retiring pair): the write stops retiring it, and no settle deletes it (seed 3031).
+func TestWriteBackOfARetiringKeyKeepsItUpstream(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	id, secret := h.retiringBloqKey()
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"client_id": id, "client_secret": secret + "\n"})
+	if n := len(h.stored("bq").Retiring); n != 0 {
+		t.Fatalf("the written key is still held as retiring (%d)", n)
+	}
+	h.tick()
+	if !slices.Contains(h.sim.BloqClientIDs(h.bqUserID), id) {
+		t.Fatal("the settle deleted upstream the key an operator wrote as the credential")
+	}
+}
+
+// A retiring credential that is the config's current one again is dropped from retiring and
+// never deleted upstream, however it got there.
+func TestRetireNeverDeletesTheCurrentKey(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	c := h.stored("bq")
+	c.Retiring = append(c.Retiring, c.cred.With("client_secret", bqSecret+"\n"))
+	if err := h.b.putConfig(context.Background(), h.storage, "bq", c); err != nil {
+		t.Fatal(err)
+	}
+	h.tick()
+	if !slices.Contains(h.sim.BloqClientIDs(h.bqUserID), bqClient) {
+		t.Fatal("the settle deleted the config's current key upstream")
+	}
+	if n := len(h.stored("bq").Retiring); n != 0 {
+		t.Fatalf("the current key is still held as retiring (%d)", n)
+	}
+	if !strings.Contains(h.logs.String(), "is the current one again") {
+		t.Fatal("no warning says why the retiring credential was dropped")
+	}
+}
