@@ -2,11 +2,15 @@ package apitokens
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
 // Named tests of the safety net's classes, beside the simulation that found each bug first
@@ -90,5 +94,53 @@ func TestRetireNeverDeletesTheCurrentKey(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "is the current one again") {
 		t.Fatal("no warning says why the retiring credential was dropped")
+	}
+}
+
+// slowAnswers is a transport whose answers take d to arrive, by the harness's clock: the
+// provider issued the token d before the plugin reads the answer.
+type slowAnswers struct {
+	clock *fakeClock
+	d     time.Duration
+}
+
+func (s slowAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	s.clock.Advance(s.d)
+	return resp, err
+}
+
+// An answer with no expiry at all, for every provider and grant, arriving 90 s after the
+// provider issued it: the token's expiry is the documented lifetime of its kind counted from
+// before the call (never from after it, which would outlive the token by the answer's
+// delay), and the lease ends a margin before that.
+func TestNoExpiryEveryProviderAndGrantAfterASlowAnswer(t *testing.T) {
+	h := newHarness(t)
+	h.b.transport = slowAnswers{clock: h.clock, d: 90 * time.Second}
+	h.sim.SetNoExpiry(func(string, string) bool { return true })
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.mustDo(logical.CreateOperation, "config/bq-keys", h.bloqConfig(nil))
+	h.mustDo(logical.CreateOperation, "config/bq-login", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "username": bqUser, "password": bqPass})
+	h.mustDo(logical.CreateOperation, "config/bq-refresh", map[string]any{"provider": "bloq",
+		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	for name, life := range map[string]time.Duration{"ob": time.Hour, "bq-keys": time.Hour, "bq-login": 12 * time.Hour,
+		"bq-refresh": time.Hour, "ops": 3600 * time.Second} {
+		before := h.clock.Now()
+		resp := h.creds(name)
+		tok, _ := resp.Data["token"].(string)
+		real, ok := h.sim.RealExpiry(tok)
+		if !ok || strings.Count(tok, ".") != 0 {
+			t.Fatalf("%s: the simulator issued no opaque token", name)
+		}
+		if want := before.Add(life).UTC().Format(time.RFC3339); resp.Data["expires_at"] != want || !real.Equal(before.Add(life)) {
+			t.Errorf("%s: expires_at %v (really %s), want %s: the documented %s from before the call", name,
+				resp.Data["expires_at"], real.Format(time.RFC3339), want, life)
+		}
+		now := h.clock.Now()
+		if end, latest := now.Add(resp.Secret.TTL), real.Add(-leaseMargin(real.Sub(now))); end.After(latest) {
+			t.Errorf("%s: the lease ends %s, after %s (a margin before the token dies)", name, end, latest)
+		}
 	}
 }
