@@ -15,7 +15,8 @@ import (
 // deadlock, since whether a goroutine is blocked cannot be observed deterministically.
 // Mutexes never held across a storage or provider call (memo.mu, clientsMu, the metrics'
 // and held refresh tokens' mutexes) need no seam: with one operation running at a time they
-// are always free.
+// are always free. settingsMu is held across the settings' storage calls: it needs one the
+// day the simulation writes the mount's settings.
 
 // configLock is a config's lock (backend.lock): a *locksutil.LockEntry in production.
 type configLock interface {
