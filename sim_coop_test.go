@@ -68,7 +68,7 @@ func (l *coopLock) Unlock() {
 	default:
 		return
 	}
-	l.w.yield("the unlock of " + l.name)
+	l.w.yield("the unlock of", l.name)
 }
 
 func (l *coopLock) RUnlock() {
@@ -82,7 +82,7 @@ func (l *coopLock) RUnlock() {
 	l.writer = true
 	l.w.conc.s.wakeUp(l.waitW[0])
 	l.waitW = l.waitW[1:]
-	l.w.yield("the read unlock of " + l.name)
+	l.w.yield("the read unlock of", l.name)
 }
 
 // coopFlight is a singleflight group for the simulation: a call's waiters park until it

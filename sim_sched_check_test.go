@@ -69,7 +69,7 @@ func TestSimulationSchedulerReportsDeadlock(t *testing.T) {
 		return func(*task) {
 			first.Lock()
 			defer func() { first.Unlock(); unlocked++ }()
-			w.yield("between the locks")
+			w.yield("between the locks", "")
 			second.Lock()
 			defer second.Unlock()
 		}

@@ -11,9 +11,9 @@ import (
 
 // The deterministic simulation's scheduler: the operations of one round (sim_round_test.go)
 // each run as a task in a goroutine of its own, but only one task runs at a time. A task
-// hands the token back at its yield points: each storage call (nodeStorage), each provider
-// call before it is served and after (nodeTransport), each wait of the backend's own
-// (b.sleep), and an unlock that wakes a waiter. Which task runs is decided the PCT way
+// hands the token back at its yield points: each storage call and each provider call,
+// before it is made and when its answer comes back (nodeStorage, nodeTransport), each wait of
+// the backend's own (b.sleep), and an unlock that wakes a waiter. Which task runs is decided the PCT way
 // (probabilistic concurrency testing, Burckhardt et al., ASPLOS 2010): each task has a
 // priority drawn when it starts, the highest ready task runs, and at a few change points,
 // drawn for each round among its first yield points, the running task drops below every
@@ -212,8 +212,8 @@ func (s *sched) deadlocked() bool {
 }
 
 // yield is a scheduling point of the running task: the scheduler may run another ready task
-// first. point names it in the trace.
-func (w *world) yield(point string) {
+// first. what and arg name it in the trace.
+func (w *world) yield(what, arg string) {
 	s := w.conc.s
 	t := s.cur
 	if t == nil || s.abort || len(s.tasks) < 2 {
@@ -235,7 +235,7 @@ func (w *world) yield(point string) {
 	}
 	w.cover["concurrency.switch"]++
 	w.conc.switched = true
-	w.logf("  -- yields at %s; t%d (%s) runs", point, next.id, next.label)
+	w.logf("  -- yields at %s %s; t%d (%s) runs", what, arg, next.id, next.label)
 	s.next = next
 	s.park(t)
 }

@@ -238,7 +238,7 @@ func (w *world) newNode(standby bool) *node {
 	b.now = w.clock.Now
 	b.sleep = func(ctx context.Context, d time.Duration) error {
 		w.clock.Advance(d)
-		w.yield("a wait of " + d.String())
+		w.yield("a wait of", d.String())
 		return ctx.Err()
 	}
 	w.cooperate(b)
@@ -291,32 +291,40 @@ func (e simEvents) SendEvent(_ context.Context, t logical.EventType, ev *logical
 type nodeStorage struct{ n *node }
 
 func (s *nodeStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	s.n.w.yield("storage list " + prefix)
+	s.n.w.yield("storage list", prefix)
 	if s.n.call() {
 		return nil, errSimDead
 	}
-	return s.n.w.store.List(ctx, prefix)
+	keys, err := s.n.w.store.List(ctx, prefix)
+	s.n.w.yield("the answer to storage list", prefix)
+	return keys, err
 }
 
 func (s *nodeStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
-	s.n.w.yield("storage get " + key)
+	s.n.w.yield("storage get", key)
 	if s.n.call() {
 		return nil, errSimDead
 	}
-	return s.n.w.store.Get(ctx, key)
+	e, err := s.n.w.store.Get(ctx, key)
+	s.n.w.yield("the answer to storage get", key)
+	return e, err
 }
 
 func (s *nodeStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	return s.write(ctx, e.Key, func() error { return s.n.w.store.Put(ctx, e) })
+	err := s.write(ctx, e.Key, func() error { return s.n.w.store.Put(ctx, e) })
+	s.n.w.yield("the answer to storage write", e.Key)
+	return err
 }
 
 func (s *nodeStorage) Delete(ctx context.Context, key string) error {
-	return s.write(ctx, key, func() error { return s.n.w.store.Delete(ctx, key) })
+	err := s.write(ctx, key, func() error { return s.n.w.store.Delete(ctx, key) })
+	s.n.w.yield("the answer to storage delete", key)
+	return err
 }
 
 func (s *nodeStorage) write(ctx context.Context, key string, apply func() error) error {
 	n, w := s.n, s.n.w
-	w.yield("storage write " + key)
+	w.yield("storage write", key)
 	apply = w.conc.watch(key, apply)
 	if n.dead {
 		return errSimDead
@@ -386,7 +394,7 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	sreq := req.Clone(req.Context()) // the provider's copy of the request
 	sreq.Body = io.NopCloser(bytes.NewReader(body))
 	route := req.Method + " " + req.URL.Path
-	w.yield("provider call " + route)
+	w.yield("provider call", route)
 	if n.dead {
 		return nil, errConnRefused
 	}
@@ -434,7 +442,7 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	rec := httptest.NewRecorder()
 	w.h.ServeHTTP(rec, sreq)
-	w.yield("provider answer to " + route)
+	w.yield("the provider's answer to", route)
 	if crashAfter && n.call() {
 		return nil, errConnRefused
 	}
