@@ -20,16 +20,19 @@ import (
 // before rounds existed, and replays its scenario, trace included.
 //
 // What the checks of an operation assume it ran alone for, they check only when it did:
-// a fault-free read that failed (I5) and a refused credential write that changed storage
-// (I7). Events are numbered (seq) so that an operator's action that kills tokens excuses
-// exactly the leases of reads that began before it ended (I2), and a token handed out dead,
-// or while a change is pending, by a read that overlapped such an action (I3).
+// a fault-free read that failed (I5), and an unforced credential write while a rotation is
+// unsettled (I7). Events are numbered (seq) so that an operator's action that kills tokens
+// excuses exactly the leases of reads that began before it ended (I2), and a token handed out
+// dead, or while a change is pending, by a read that overlapped such an action (I3). What an
+// operator's write or delete gives up, and which stored key an operator wrote, are followed
+// within the round (giveUpOthers, watch, landed). In a round of one operation every check is
+// exactly what it was.
 
 // concurrency is a world's state for rounds.
 type concurrency struct {
 	r *rand.Rand // draws every decision of concurrency
 	s *sched
-	// seq numbers events: reads' starts and ends, excusing operations' starts and ends.
+	// seq numbers events: reads' starts, I3's findings, excusing actions' starts and ends.
 	seq int
 	// ops is the number of operations in the current round (0 between rounds); switched
 	// records that a task of it was preempted.
@@ -131,7 +134,9 @@ func (w *world) pickRound() []roundOp {
 }
 
 // runRound runs ops as the tasks of one round, restarts the nodes that died, and checks
-// the invariants.
+// the invariants. A round of one operation runs it as rounds always did, in the driver's
+// goroutine: outside a round nothing yields, no lock is ever contended, and a flight runs in
+// its caller.
 func (w *world) runRound(ops []roundOp) {
 	c := w.conc
 	c.ops, c.switched = len(ops), false
@@ -148,28 +153,35 @@ func (w *world) runRound(ops []roundOp) {
 			w.logf("  t%d is %s", c.s.ids+1+i, labels[i])
 		}
 	}
-	tasks := make([]*task, len(ops))
-	for i, o := range ops {
-		tasks[i] = c.s.spawn(o.op.name, labels[i], func(t *task) {
-			steps := c.clockSteps
-			o.op.run(w, o.name)
-			took := w.clock.Now().Sub(t.start)
-			if isClockOp(o.op.name) {
-				c.clockSteps += took // a clock operation neither yields nor waits: its steps alone
-				return
-			}
-			t.took = took - (c.clockSteps - steps)
-		})
-	}
-	c.s.plan(len(ops))
-	c.s.run()
-	if c.switched {
-		w.cover["concurrency.interleaved"]++
+	took := make([]time.Duration, len(ops))
+	if len(ops) == 1 { // as before rounds: in the driver's goroutine, where nothing yields
+		start := w.clock.Now()
+		w.op, w.opStart = ops[0].op.name, start
+		ops[0].op.run(w, ops[0].name)
+		took[0] = w.clock.Now().Sub(start)
+	} else {
+		for i, o := range ops {
+			c.s.spawn(o.op.name, labels[i], func(t *task) {
+				steps := c.clockSteps
+				o.op.run(w, o.name)
+				took[i] = w.clock.Now().Sub(t.start)
+				if isClockOp(o.op.name) {
+					c.clockSteps += took[i] // a clock operation neither yields nor waits: its steps alone
+					return
+				}
+				took[i] -= c.clockSteps - steps
+			})
+		}
+		c.s.plan()
+		c.s.run()
+		if c.switched {
+			w.cover["concurrency.interleaved"]++
+		}
 	}
 	w.restart()
 	for i, o := range ops {
 		if !isClockOp(o.op.name) {
-			w.checkDeadline(o.op.name, tasks[i].took)
+			w.checkDeadline(o.op.name, took[i])
 		}
 	}
 	w.checkExcusable()
@@ -177,6 +189,7 @@ func (w *world) runRound(ops []roundOp) {
 	w.checkLeases()
 	w.checkOperatorKeys()
 	c.ops, c.spans, c.excusable, c.deleteSaw, c.goneAtStore = 0, nil, nil, "", nil
+	w.opN += len(ops) - 1 // opN numbers operations: a round of three takes three of the seed's steps
 }
 
 func isClockOp(name string) bool { return strings.HasPrefix(name, "clock") }

@@ -33,8 +33,9 @@ import (
 // at a time they are always free; a task blocked anywhere else stalls the round, which the
 // scheduler reports (stallAfter) rather than hangs.
 //
-// Outside a round (the world's set-up, its convergence at the end) the driver's own goroutine
-// calls the backend: yields do nothing, the locks are free, and a flight runs in the caller.
+// A round of one operation, like the world's set-up and its convergence at the end, runs in
+// the driver's own goroutine, outside the scheduler: yields do nothing, the locks are free,
+// and a flight runs in its caller, as before rounds existed.
 
 type taskState int
 
@@ -56,14 +57,12 @@ type task struct {
 	waits string // what a blocked task waits for
 	// start is when the operation began by the shared clock (a flight's call has its
 	// starter's): while the task runs, it is the world's opStart, which bounds how far a slow
-	// call may move the clock. took is how long the operation took, less the clock
-	// operations of its round that moved the clock meanwhile (I4).
+	// call may move the clock.
 	start   time.Time
 	started bool
-	took    time.Duration
 }
 
-// sched is a world's scheduler; its tasks are those of the current round.
+// sched is a world's scheduler; its tasks are the current round's.
 type sched struct {
 	w *world
 	r *rand.Rand
@@ -134,13 +133,9 @@ func (s *sched) choose(ready []*task) *task {
 	return best
 }
 
-// plan draws the change points of a round of several operations: one to three among its
-// first 2 to 25 yields. A round of one has none (no yield finds another task ready).
-func (s *sched) plan(ops int) {
+// plan draws the round's change points: one to three among its first 2 to 25 yields.
+func (s *sched) plan() {
 	s.yields, s.changeAt = 0, nil
-	if ops < 2 {
-		return
-	}
 	k := 2 + s.r.Intn(24)
 	for d := 1 + s.r.Intn(3); d > 0; d-- {
 		s.changeAt = append(s.changeAt, 1+s.r.Intn(k))
@@ -171,10 +166,11 @@ func (s *sched) run() {
 
 // resume gives the token to t until it yields, blocks or ends.
 func (s *sched) resume(t *task) {
+	s.cur = t
 	if !t.started {
 		t.start, t.started = s.w.clock.Now(), true
+		s.w.logf("  -- begins")
 	}
-	s.cur = t
 	s.w.op, s.w.opStart = t.op, t.start
 	t.wake <- struct{}{}
 	timer := time.NewTimer(stallAfter)
