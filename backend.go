@@ -42,6 +42,9 @@ type backend struct {
 	*framework.Backend
 
 	locks []*locksutil.LockEntry
+	// lockSeam, when set, wraps each config's lock (lock); only the deterministic
+	// simulation sets it, to a cooperative lock its scheduler can switch at (seams.go).
+	lockSeam func(name string, l *locksutil.LockEntry) configLock
 	// now is the clock for lease arithmetic and last_rotated; tests replace it.
 	now func() time.Time
 
@@ -58,7 +61,7 @@ type backend struct {
 	memo memo
 	// settleFlight makes creds reads that must settle a config wait for one settle
 	// (settleForRead).
-	settleFlight singleflight.Group
+	settleFlight flightGroup
 	// metrics are the mount's figures (metrics.go).
 	metrics *metrics
 	// passes counts the periodic function's passes (periodic.go).
@@ -96,6 +99,9 @@ func newBackend() *backend {
 		sleep:   sleepCtx,
 		clients: make(map[string]provider),
 		metrics: newMetrics(),
+		memo:    memo{flight: new(singleflight.Group), loads: new(singleflight.Group)},
+		// the simulation replaces the groups (seams.go)
+		settleFlight: new(singleflight.Group),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -126,8 +132,12 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 }
 
 // lock returns the lock that serialises work on one config name.
-func (b *backend) lock(name string) *locksutil.LockEntry {
-	return locksutil.LockForKey(b.locks, name)
+func (b *backend) lock(name string) configLock {
+	l := locksutil.LockForKey(b.locks, name)
+	if b.lockSeam != nil {
+		return b.lockSeam(name, l)
+	}
+	return l
 }
 
 // invalidate drops what this node remembers of a config that changed on another node: its

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/sync/singleflight"
 )
 
 // memo is what a node keeps in memory per config, so that a creds read that needs no
@@ -33,9 +32,9 @@ type memo struct {
 	// gen is the memo-wide generation: bumped by every forget; a new entry takes its value.
 	gen uint64
 	// flight makes concurrent reads that need a new shared token wait for one provider call.
-	flight singleflight.Group
+	flight flightGroup
 	// loads makes concurrent reads of a config not in memory wait for one storage read.
-	loads singleflight.Group
+	loads flightGroup
 }
 
 type memoEntry struct {

@@ -76,6 +76,7 @@ func (w *world) request(n *node, op logical.Operation, path string, data map[str
 // opRead reads creds/<name> on a random node and records the lease.
 func (w *world) opRead(name string) {
 	n := w.nodes[w.r.Intn(len(w.nodes))]
+	seq, writes := w.conc.tick(), w.conc.configWrites[name]
 	data := map[string]any{}
 	if w.r.Intn(5) == 0 {
 		data["min_ttl"] = []int{60, 1800, 3000}[w.r.Intn(3)]
@@ -87,18 +88,18 @@ func (w *world) opRead(name string) {
 	if err != nil {
 		w.logf("  read %s on node %d: error: %v", name, n.id, err)
 		w.cover["read.error"]++
-		if exists && live && pendingBefore == 0 && !w.faulted && w.configExists(name) {
+		if exists && live && pendingBefore == 0 && !w.faulted && w.configExists(name) && w.alone() {
 			w.violate("I5", "a fault-free read of %s, whose stored credential works and with no change pending, failed: %v", name, err)
 		}
 		return
 	}
-	if !exists {
+	if !exists && (w.alone() || w.conc.configWrites[name] == writes) { // or a write created it meanwhile
 		w.violate("I5", "creds/%s answered a token though no config %s was stored", name, name)
 	}
 	tok, _ := resp.Data["token"].(string)
 	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
 	lease := issuedLease{config: name, token: tok, at: w.clock.Now(), end: w.clock.Now().Add(resp.Secret.TTL), step: w.opN,
-		expires: exp}
+		seq: seq, expires: exp}
 	w.lastExpiry = exp
 	w.issued = append(w.issued, lease)
 	w.cover["read.ok"]++
@@ -108,8 +109,9 @@ func (w *world) opRead(name string) {
 
 // opRotate is an operator's rotate-root: it kills earlier tokens on purpose.
 func (w *world) opRotate(name string) {
-	w.excusedAt[name] = w.opN
+	sp := w.beginExcuse(name)
 	resp, err := w.request(w.active(), logical.UpdateOperation, "rotate-root/"+name, nil)
+	w.endExcuse(sp, true)
 	w.cover[outcomeLabel("rotate", err)]++
 	if err != nil {
 		w.logf("  rotate %s: %v", name, err)
@@ -177,6 +179,7 @@ func (w *world) credentialWrite(name string, force bool) {
 	}
 	unsettled := w.configExists(name) && w.storedUnsettled(name)
 	before := w.storageText()
+	sp := w.beginExcuse(name)
 	_, err := w.request(w.active(), logical.UpdateOperation, "config/"+name, data)
 	label := map[bool]string{true: "credential-write-forced", false: "credential-write"}[force]
 	if unsettled {
@@ -191,7 +194,11 @@ func (w *world) credentialWrite(name string, force bool) {
 		}
 	}
 	w.logf("  credential write %s (%s %s) force=%v: %v", name, w.label(written), w.label(secret), force, err)
-	if unsettled && !force {
+	if unsettled && !force && (w.alone() || err != nil) {
+		w.endExcuse(sp, false)
+		if !w.alone() {
+			return // a concurrent operation may have settled the config, or changed storage, meanwhile
+		}
 		if err == nil {
 			w.violate("I7", "a credential write without force=true was accepted while a rotation of %s was unsettled", name)
 		} else if after := w.storageText(); after != before {
@@ -200,9 +207,13 @@ func (w *world) credentialWrite(name string, force bool) {
 		return
 	}
 	// A write that failed may still have been stored (a lost answer): it counts as made.
-	w.excusedAt[name] = w.opN
+	w.endExcuse(sp, true)
 	maps.Copy(w.givenUp, givenUp)
 	w.operatorStored(name, written)
+	if !w.alone() {
+		w.giveUpOthers(name, strings.TrimSuffix(secret, "\n")) // what a rotation made meanwhile, the write overwrote
+		w.goneBeforeStored(name, written)
+	}
 }
 
 // storedUnsettled reports whether config name, as stored, holds a fallback.
@@ -217,13 +228,17 @@ func (w *world) storedUnsettled(name string) bool {
 func (w *world) opDelete(name string) {
 	force := w.r.Intn(3) == 0
 	before := w.storageText()
+	sp := w.beginExcuse(name)
 	_, err := w.request(w.active(), logical.DeleteOperation, "config/"+name, map[string]any{"force": force})
 	w.cover[outcomeLabel(map[bool]string{true: "delete-forced", false: "delete"}[force], err)]++
 	w.logf("  delete %s force=%v: %v", name, force, err)
+	if !w.alone() {
+		before += w.conc.deleteSaw // what a concurrent operation stored meanwhile, the delete dropped
+	}
+	w.endExcuse(sp, !w.configExists(name))
 	if w.configExists(name) {
 		return // refused, or it failed before the config was deleted
 	}
-	w.excusedAt[name] = w.opN
 	for _, s := range w.accountSecrets(name) {
 		if force || strings.Contains(before, s) {
 			w.givenUp[s] = true

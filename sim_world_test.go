@@ -35,6 +35,7 @@ type swarm struct {
 	lagPct                                int // an OffBlocks update applies late
 	applyEarly                            int // a pending update applies between two calls
 	storageFail, crash                    int // storage write fails; the node dies at a call
+	concurrent                            int // rounds of several operations (sim_round_test.go)
 	multiNode, bloq                       bool
 }
 
@@ -104,8 +105,8 @@ type world struct {
 	learned map[string]bool
 	// givenUp are credentials (by secret) an operator explicitly gave up.
 	givenUp map[string]bool
-	// excusedAt is, per config, the last operation in which an operator did something that
-	// kills tokens on purpose (rotate-root, a credential write, a forced delete).
+	// excusedAt is, per config, the event (seq) at which an operator's action that kills
+	// tokens on purpose (rotate-root, a credential write, a delete) last ended.
 	excusedAt map[string]int
 	// orphanNamed are the identifiers a node named in an orphan warning; protected the keys an
 	// operator wrote that Vault may not delete upstream (I8), current each config's stored
@@ -131,13 +132,16 @@ type world struct {
 	trace   []string
 	cover   map[string]int
 	labels  map[string]string
+	// conc runs rounds of concurrent operations (sim_round_test.go).
+	conc *concurrency
 }
 
 // issuedLease is one token handed out by a creds read.
 type issuedLease struct {
 	config, token    string
 	at, end, expires time.Time
-	step             int
+	// step is the round; seq numbers the read's start among the world's events (excusedAt).
+	step, seq int
 }
 
 func newWorld(seed int64, r *rand.Rand) *world {
@@ -151,6 +155,7 @@ func newWorld(seed int64, r *rand.Rand) *world {
 	w.sim.SetOffBlocksLagFunc(w.drawLag)
 	w.sim.SetBloqKeyLagFunc(w.drawLag)
 	w.sw.hostileSwarm(w.hr)
+	w.conc = newConcurrency(w, seed)
 	w.sim.SetHostileTokens(w.drawHostileToken)
 	w.sim.SetClaimedExpiry(w.drawClaimedExpiry)
 	w.fs = newFaultSwarm(w.fr)
@@ -233,8 +238,10 @@ func (w *world) newNode(standby bool) *node {
 	b.now = w.clock.Now
 	b.sleep = func(ctx context.Context, d time.Duration) error {
 		w.clock.Advance(d)
+		w.yield("a wait of", d.String())
 		return ctx.Err()
 	}
+	w.cooperate(b)
 	b.transport = &nodeTransport{n: n}
 	b.backoff = func(time.Duration, time.Duration, int, *http.Response) time.Duration { return 0 }
 	if err := b.Setup(context.Background(), conf); err != nil {
@@ -284,29 +291,41 @@ func (e simEvents) SendEvent(_ context.Context, t logical.EventType, ev *logical
 type nodeStorage struct{ n *node }
 
 func (s *nodeStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	s.n.w.yield("storage list", prefix)
 	if s.n.call() {
 		return nil, errSimDead
 	}
-	return s.n.w.store.List(ctx, prefix)
+	keys, err := s.n.w.store.List(ctx, prefix)
+	s.n.w.yield("the answer to storage list", prefix)
+	return keys, err
 }
 
 func (s *nodeStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.n.w.yield("storage get", key)
 	if s.n.call() {
 		return nil, errSimDead
 	}
-	return s.n.w.store.Get(ctx, key)
+	e, err := s.n.w.store.Get(ctx, key)
+	s.n.w.yield("the answer to storage get", key)
+	return e, err
 }
 
 func (s *nodeStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	return s.write(ctx, e.Key, func() error { return s.n.w.store.Put(ctx, e) })
+	err := s.write(ctx, e.Key, func() error { return s.n.w.store.Put(ctx, e) })
+	s.n.w.yield("the answer to storage write", e.Key)
+	return err
 }
 
 func (s *nodeStorage) Delete(ctx context.Context, key string) error {
-	return s.write(ctx, key, func() error { return s.n.w.store.Delete(ctx, key) })
+	err := s.write(ctx, key, func() error { return s.n.w.store.Delete(ctx, key) })
+	s.n.w.yield("the answer to storage delete", key)
+	return err
 }
 
 func (s *nodeStorage) write(ctx context.Context, key string, apply func() error) error {
 	n, w := s.n, s.n.w
+	w.yield("storage write", key)
+	apply = w.conc.watch(key, apply)
 	if n.dead {
 		return errSimDead
 	}
@@ -350,6 +369,7 @@ func (s *nodeStorage) write(ctx context.Context, key string, apply func() error)
 }
 
 func (w *world) invalidateOthers(ctx context.Context, from *node, key string) {
+	w.conc.landed(key)
 	for _, o := range w.nodes {
 		if o != from && !o.dead {
 			o.b.invalidate(ctx, key)
@@ -374,6 +394,7 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	sreq := req.Clone(req.Context()) // the provider's copy of the request
 	sreq.Body = io.NopCloser(bytes.NewReader(body))
 	route := req.Method + " " + req.URL.Path
+	w.yield("provider call", route)
 	if n.dead {
 		return nil, errConnRefused
 	}
@@ -421,6 +442,7 @@ func (t *nodeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	rec := httptest.NewRecorder()
 	w.h.ServeHTTP(rec, sreq)
+	w.yield("the provider's answer to", route)
 	if crashAfter && n.call() {
 		return nil, errConnRefused
 	}
@@ -511,7 +533,7 @@ func (w *world) label(key string) string {
 }
 
 func (w *world) logf(format string, args ...any) {
-	w.trace = append(w.trace, fmt.Sprintf(format, args...))
+	w.trace = append(w.trace, w.conc.tracePrefix()+fmt.Sprintf(format, args...))
 }
 
 // active is the node that can write.

@@ -33,7 +33,8 @@ var (
 	simBrief = flag.Int("brief", 120, "TestSimulation: trace lines printed per failing seed")
 )
 
-// runSeed runs one seed's world for steps operations, then lets it converge.
+// runSeed runs one seed's world for steps rounds (of one operation, or a few concurrent
+// ones), then lets it converge.
 func runSeed(seed int64, r *rand.Rand, steps int) *world {
 	w := newWorld(seed, r)
 	faults := w.sw
@@ -45,23 +46,7 @@ func runSeed(seed int64, r *rand.Rand, steps int) *world {
 	w.checkOperatorKeys()
 	w.sw = faults
 	for w.opN = 1; w.opN <= steps && w.bad == nil; w.opN++ {
-		op := w.pickOp()
-		names := w.configNames()
-		name := names[w.r.Intn(len(names))]
-		w.faulted = false
-		if w.sw.crash > 0 && w.r.Intn(100) < 4*w.sw.crash {
-			n := w.nodes[w.r.Intn(len(w.nodes))]
-			n.crashAt = 1 + w.r.Intn(16) // a Bloq rotation makes 15 outside calls
-		}
-		start := w.clock.Now()
-		w.opStart = start
-		clear(w.timedOut)
-		w.logf("%d: %s %s", w.opN, op.name, name)
-		w.cover["op."+op.name]++
-		w.op = op.name
-		op.run(w, name)
-		w.restart()
-		w.check(start, op.name)
+		w.runRound(w.pickRound()) // one operation, or a few interleaved (sim_round_test.go)
 	}
 	if w.bad == nil {
 		w.converge()
