@@ -80,6 +80,25 @@ func (m *memo) install(name string, gen uint64) *memoEntry {
 	return nil
 }
 
+// generation returns the generation a value of name obtained from now on is installed with
+// (lookup's).
+func (m *memo) generation(name string) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, gen := m.lookup(name)
+	return gen
+}
+
+// changed reports whether name was forgotten since gen was handed out: a value obtained since
+// may come from a config that is replaced by now (install would drop it). A forget of another
+// name counts too while name has no entry: safe, if not exact.
+func (m *memo) changed(name string, gen uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, now := m.lookup(name)
+	return now != gen
+}
+
 // create adds an empty entry for name at the memo's generation. The caller holds m.mu.
 func (m *memo) create(name string) *memoEntry {
 	if m.entries == nil {

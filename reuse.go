@@ -2,6 +2,8 @@ package apitokens
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -73,10 +75,46 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name string, min
 		case <-ctx.Done():
 			return issuedToken{}, ctx.Err()
 		}
-		m, cfg, err := b.mint(ctx, s, name)
-		return issuedToken{minted: m, cfg: cfg}, err
+		f, err := b.mintCurrent(ctx, s, name)
+		return issuedToken{minted: f.minted, cfg: f.cfg}, err
 	}
 	return b.mintShared(ctx, s, name, cfg.RequestTimeout, minTTL)
+}
+
+// freshMint is a token minted with the credential config name held when it came back.
+type freshMint struct {
+	minted
+	cfg *accountConfig
+	// gen is the memo's generation the mint began at (and ended at: nothing was forgotten
+	// meanwhile); issued is when it began, by the backend's clock.
+	gen    uint64
+	issued time.Time
+}
+
+// mintTries bounds how many times a read mints while its config keeps changing.
+const mintTries = 3
+
+// mintCurrent is mint, for a token of the credential config name holds when the token comes
+// back. A config forgotten during the call (a rotation, a credential write, another node's
+// change delivered by Invalidate) may have replaced the credential the token was minted with,
+// killing the token (a rotation on the active node while a standby's call is on its way): such
+// a token is dropped, never handed out, and minted again, mintTries times in all; then the
+// read fails with a 503 that says to read again.
+func (b *backend) mintCurrent(ctx context.Context, s logical.Storage, name string) (freshMint, error) {
+	for try := 1; ; try++ {
+		gen := b.memo.generation(name)
+		issued := b.now()
+		m, cfg, err := b.mint(ctx, s, name)
+		if err != nil || !b.memo.changed(name, gen) {
+			return freshMint{minted: m, cfg: cfg, gen: gen, issued: issued}, err
+		}
+		if try == mintTries {
+			return freshMint{}, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q changed "+
+				"while each of %d tokens was minted (a rotation or a write): read again", name, mintTries))
+		}
+		b.Logger().Debug("config changed while its token was minted: the token may be of a replaced credential; "+
+			"minting again", "config", name)
+	}
 }
 
 // need is the least life a shared token must have left to be handed out: min_token_ttl
@@ -99,22 +137,21 @@ func (b *backend) mintShared(ctx context.Context, s logical.Storage, name string
 	led := false
 	ch := b.memo.flight.DoChan(name, func() (any, error) {
 		led = true
-		t, gen := b.memo.token(name)
+		t, _ := b.memo.token(name)
 		if cfg, _ := b.memo.config(name); t != nil && cfg != nil && cfg.TokenReuse && !cfg.unsettled() &&
 			t.ExpiresAt.Sub(b.now()) >= need(cfg, t, minTTL) {
 			return issuedToken{minted: minted{Minted: registry.Minted{Token: t.Token}}, cfg: cfg, shared: true}, nil
 		}
 		callCtx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		issued := b.now()
-		m, cfg, err := b.mint(callCtx, s, name)
+		f, err := b.mintCurrent(callCtx, s, name)
 		if err != nil {
 			return nil, err
 		}
-		if cfg.TokenReuse {
-			b.memo.share(name, gen, &sharedToken{minted: minted{Minted: registry.Minted{Token: m.Token}}, issued: issued})
+		if f.cfg.TokenReuse {
+			b.memo.share(name, f.gen, &sharedToken{minted: minted{Minted: registry.Minted{Token: f.Token}}, issued: f.issued})
 		}
-		return issuedToken{minted: m, cfg: cfg}, nil
+		return issuedToken{minted: f.minted, cfg: f.cfg}, nil
 	})
 	select {
 	case r := <-ch:

@@ -144,3 +144,63 @@ func TestNoExpiryEveryProviderAndGrantAfterASlowAnswer(t *testing.T) {
 		}
 	}
 }
+
+// otherNode is a second backend on the harness's storage, simulator and clock: another Vault
+// node of the cluster.
+func (h *harness) otherNode() *backend {
+	h.t.Helper()
+	conf := logical.TestBackendConfig()
+	conf.StorageView = h.storage
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	b := newBackend()
+	b.now = h.clock.Now
+	b.sleep = func(ctx context.Context, d time.Duration) error {
+		h.clock.Advance(d)
+		return ctx.Err()
+	}
+	if err := b.Setup(context.Background(), conf); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { b.clean(context.Background()) })
+	return b
+}
+
+// afterAnswer is a transport that runs hook once the provider has answered a call, before the
+// answer reaches the caller.
+type afterAnswer struct{ hook func(*http.Request) }
+
+func (a afterAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	a.hook(r)
+	return resp, err
+}
+
+// A token minted while another node rotates the credential, whose answer arrives after the
+// rotation killed it (and after Vault delivered the config's change to this node), is never
+// handed out: the read mints again with the new credential. With token_reuse on and off (the
+// seed that found it: a shared mint on a standby racing a rotate-root on the active node).
+func TestTokenMintedWhileAnotherNodeRotatesIsNotHandedOut(t *testing.T) {
+	for _, reuse := range []bool{false, true} {
+		h := newHarness(t)
+		cfg := h.offblocksConfig()
+		cfg["token_reuse"] = reuse
+		h.mustDo(logical.CreateOperation, "config/ob", cfg)
+		other := h.otherNode()
+		rotated := false
+		h.b.transport = afterAnswer{hook: func(r *http.Request) {
+			if rotated || !strings.HasSuffix(r.URL.Path, "/auth/token") {
+				return
+			}
+			rotated = true
+			req := &logical.Request{Operation: logical.UpdateOperation, Path: "rotate-root/ob", Storage: h.storage}
+			if resp, err := other.HandleRequest(context.Background(), req); err != nil || resp.IsError() {
+				t.Errorf("rotate-root on the other node: %v %v", err, respErr(resp))
+			}
+			h.b.invalidate(context.Background(), configKey("ob")) // as Vault delivers the other node's write
+		}}
+		h.creds("ob") // fails if the token is dead at the provider
+		if !rotated {
+			t.Fatal("the rotation never ran during a mint")
+		}
+	}
+}
