@@ -1,6 +1,7 @@
 package apitokens
 
 import (
+	"flag"
 	"fmt"
 	"math/rand"
 	"slices"
@@ -27,6 +28,10 @@ import (
 // operator's write or delete gives up, and which stored key an operator wrote, are followed
 // within the round (giveUpOthers, watch, landed). In a round of one operation every check is
 // exactly what it was.
+
+// simConcurrent, false, turns concurrency off in every seed: a seed then replays the
+// scenario it made before rounds existed, as each does until its first round of several.
+var simConcurrent = flag.Bool("concurrent", true, "TestSimulation: let a seed's swarm run rounds of concurrent operations")
 
 // concurrency is a world's state for rounds.
 type concurrency struct {
@@ -58,7 +63,9 @@ func newConcurrency(w *world, seed int64) *concurrency {
 	c := &concurrency{r: rand.New(rand.NewSource(seed ^ 0x7a5c0c0c)), configWrites: map[string]int{}, w: w}
 	c.s = &sched{w: w, r: c.r, back: make(chan struct{})}
 	if c.r.Intn(3) != 0 {
-		w.sw.concurrent = 5 + c.r.Intn(31)
+		if rate := 5 + c.r.Intn(31); *simConcurrent {
+			w.sw.concurrent = rate
+		}
 	}
 	return c
 }

@@ -21,8 +21,9 @@ import (
 
 // The deterministic simulation's world: one provider simulator, one storage, and the Vault
 // nodes (backend instances) that share it, all on one fake clock and driven by one
-// goroutine. Every decision (operation, fault, lag, crash point) comes from the seed's
-// generator, so a seed replays bit for bit. See simulation_test.go for the driver and
+// goroutine at a time (a round's operations are interleaved by sim_sched_test.go's scheduler).
+// Every decision (operation, fault, lag, crash point, interleaving) comes from the seed's
+// generators, so a seed replays bit for bit. See simulation_test.go for the driver and
 // sim_check_test.go for the invariants.
 
 // swarm is which fault kinds a seed turns on and how often (swarm testing: lopsided mixes
