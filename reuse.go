@@ -105,7 +105,10 @@ func (b *backend) mintCurrent(ctx context.Context, s logical.Storage, name strin
 		gen := b.memo.generation(name)
 		issued := b.now()
 		m, cfg, err := b.mint(ctx, s, name)
-		if err != nil || !b.memo.changed(name, gen) {
+		if err != nil {
+			return freshMint{}, err
+		}
+		if ok, err := b.stillCurrent(ctx, s, name, cfg, gen); err != nil || ok {
 			return freshMint{minted: m, cfg: cfg, gen: gen, issued: issued}, err
 		}
 		if try == mintTries {
@@ -115,6 +118,25 @@ func (b *backend) mintCurrent(ctx context.Context, s logical.Storage, name strin
 		b.Logger().Debug("config changed while its token was minted: the token may be of a replaced credential; "+
 			"minting again", "config", name)
 	}
+}
+
+// stillCurrent reports whether used, the config a token was just minted with at memo
+// generation gen, still holds config name's credential, settled. Nothing to check unless the
+// config was forgotten since (then storage says: a stored Bloq refresh token, or a store that
+// failed, leaves the root credential as it was; a rotation, or a fallback stored for one,
+// does not).
+func (b *backend) stillCurrent(ctx context.Context, s logical.Storage, name string, used *accountConfig, gen uint64) (bool, error) {
+	if !b.memo.changed(name, gen) {
+		return true, nil
+	}
+	lock := b.lock(name)
+	lock.RLock()
+	defer lock.RUnlock()
+	now, err := b.cachedConfig(ctx, s, name)
+	if err != nil {
+		return false, err
+	}
+	return now != nil && !now.unsettled() && registry.SameRoot(now.cred, used.cred), nil
 }
 
 // need is the least life a shared token must have left to be handed out: min_token_ttl
