@@ -195,6 +195,7 @@ func (b *backend) mint(ctx context.Context, s logical.Storage, name string) (min
 func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) (minted, *accountConfig, error) {
 	lock := b.lock(name)
 	lock.RLock()
+	gen := b.memo.generation(name)
 	cfg, err := b.cachedConfig(ctx, s, name)
 	if err == nil && cfg == nil {
 		err = errConfigNotFound(name)
@@ -212,6 +213,9 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 			return minted{}, nil, err
 		}
 		m, err := mintWith(ctx, p, cfg.cred)
+		if err == nil {
+			err = b.replacedDuring(ctx, s, name, cfg, gen)
+		}
 		return m, cfg, err
 	}
 	lock.RUnlock()

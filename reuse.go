@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -94,49 +95,49 @@ type freshMint struct {
 // mintTries bounds how many times a read mints while its config keeps changing.
 const mintTries = 3
 
+// errCredentialReplaced is a token minted with a credential that another node replaced during
+// the call (mintOnce): it may be dead already, so it is never handed out.
+var errCredentialReplaced = errors.New("the credential was replaced while the token was minted")
+
 // mintCurrent is mint, for a token of the credential config name holds when the token comes
-// back. A config forgotten during the call (a rotation, a credential write, another node's
-// change delivered by Invalidate) may have replaced the credential the token was minted with,
-// killing the token (a rotation on the active node while a standby's call is on its way): such
-// a token is dropped, never handed out, and minted again, mintTries times in all; then the
-// read fails with a 503 that says to read again.
+// back: one minted with a credential replaced during the call (errCredentialReplaced: a
+// rotation on the active node while a standby's call is on its way) is dropped and minted
+// again, mintTries times in all; then the read fails with a 503 that says to read again. gen
+// is the memo's generation before the call that succeeded, for sharing its token.
 func (b *backend) mintCurrent(ctx context.Context, s logical.Storage, name string) (freshMint, error) {
 	for try := 1; ; try++ {
 		gen := b.memo.generation(name)
 		issued := b.now()
 		m, cfg, err := b.mint(ctx, s, name)
-		if err != nil {
-			return freshMint{}, err
-		}
-		if ok, err := b.stillCurrent(ctx, s, name, cfg, gen); err != nil || ok {
+		switch {
+		case !errors.Is(err, errCredentialReplaced):
 			return freshMint{minted: m, cfg: cfg, gen: gen, issued: issued}, err
-		}
-		if try == mintTries {
+		case try == mintTries:
 			return freshMint{}, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q changed "+
-				"while each of %d tokens was minted (a rotation or a write): read again", name, mintTries))
+				"while each of %d tokens was minted (a rotation or a write on another node): read again", name, mintTries))
 		}
-		b.Logger().Debug("config changed while its token was minted: the token may be of a replaced credential; "+
-			"minting again", "config", name)
+		b.Logger().Debug("the credential was replaced while its token was minted; minting again", "config", name)
 	}
 }
 
-// stillCurrent reports whether used, the config a token was just minted with at memo
-// generation gen, still holds config name's credential, settled. Nothing to check unless the
-// config was forgotten since (then storage says: a stored Bloq refresh token, or a store that
-// failed, leaves the root credential as it was; a rotation, or a fallback stored for one,
-// does not).
-func (b *backend) stillCurrent(ctx context.Context, s logical.Storage, name string, used *accountConfig, gen uint64) (bool, error) {
+// replacedDuring returns errCredentialReplaced when used, the config a token was just minted
+// with (from memo generation gen), no longer holds config name's credential, settled. The
+// caller holds the config's lock, so only another node's change (delivered by Invalidate)
+// can have come meanwhile: nothing to check unless the config was forgotten since, and then
+// storage says (a stored Bloq refresh token keeps the root credential; a rotation, or a
+// fallback stored for one, does not).
+func (b *backend) replacedDuring(ctx context.Context, s logical.Storage, name string, used *accountConfig, gen uint64) error {
 	if !b.memo.changed(name, gen) {
-		return true, nil
+		return nil
 	}
-	lock := b.lock(name)
-	lock.RLock()
-	defer lock.RUnlock()
 	now, err := b.cachedConfig(ctx, s, name)
 	if err != nil {
-		return false, err
+		return err
 	}
-	return now != nil && !now.unsettled() && registry.SameRoot(now.cred, used.cred), nil
+	if now == nil || now.unsettled() || !registry.SameRoot(now.cred, used.cred) {
+		return errCredentialReplaced
+	}
+	return nil
 }
 
 // need is the least life a shared token must have left to be handed out: min_token_ttl
