@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
 // Named tests of the safety net's classes, beside the simulation that found each bug first
@@ -118,15 +116,9 @@ func TestNoExpiryEveryProviderAndGrantAfterASlowAnswer(t *testing.T) {
 	h := newHarness(t)
 	h.b.transport = slowAnswers{clock: h.clock, d: 90 * time.Second}
 	h.sim.SetNoExpiry(func(string, string) bool { return true })
-	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	h.mustDo(logical.CreateOperation, "config/bq-keys", h.bloqConfig(nil))
-	h.mustDo(logical.CreateOperation, "config/bq-login", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "username": bqUser, "password": bqPass})
-	h.mustDo(logical.CreateOperation, "config/bq-refresh", map[string]any{"provider": "bloq",
-		"base_url": h.url + simulator.BloqPrefix, "refresh_token": h.sim.BloqRefreshToken(h.bqKeyID)})
-	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
-	for name, life := range map[string]time.Duration{"ob": time.Hour, "bq-keys": time.Hour, "bq-login": 12 * time.Hour,
-		"bq-refresh": time.Hour, "ops": 3600 * time.Second} {
+	h.everyGrant()
+	for name, life := range map[string]time.Duration{"ob": time.Hour, "bq": time.Hour, "bq-acct": 12 * time.Hour,
+		"bq-rt": time.Hour, "ops": 3600 * time.Second} {
 		before := h.clock.Now()
 		resp := h.creds(name)
 		tok, _ := resp.Data["token"].(string)
