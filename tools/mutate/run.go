@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Mutant statuses. KILLED and TIMED OUT count as killed, LIVED and NOT COVERED as lived;
+// NOT VIABLE (does not compile) and EQUIVALENT (argued in equivalent.txt) leave the count.
+const (
+	stKilled     = "KILLED"
+	stLived      = "LIVED"
+	stTimedOut   = "TIMED OUT"
+	stNotCovered = "NOT COVERED"
+	stNotViable  = "NOT VIABLE"
+	stEquivalent = "EQUIVALENT"
+)
+
+// compileAllowance is how long a mutant's build may take on top of its tests' timeout
+// before the whole go test is stopped (two builds at once on two cores can be slow).
+const compileAllowance = 5 * time.Minute
+
+// runner runs mutants against the tests that cover them.
+type runner struct {
+	root, scratch, gocache string
+	seeds                  int
+	tps                    []*TestPkg
+	testPkgsOf             map[*Package][]int // which TestPkgs' tests run against a package's mutants
+	cov                    Coverage
+}
+
+// coveringTests returns, per TestPkg index, the tests (in run order) that execute m's
+// position in the unmutated code, or, for a mutant of a declaration, a use of what it
+// declares. A declaration's exported name may be used anywhere: every test of the package's
+// TestPkgs runs.
+func (r *runner) coveringTests(m *Mutant) map[int][]string {
+	refs := map[testRef]bool{}
+	switch {
+	case m.Decl && m.Exported && m.Pkg.RelDir != ".":
+		for _, i := range r.testPkgsOf[m.Pkg] {
+			for _, t := range r.tps[i].Tests {
+				refs[testRef{i, t}] = true
+			}
+		}
+	case m.Decl:
+		for _, u := range m.Uses {
+			rel, err := filepath.Rel(r.root, u.Filename)
+			if err != nil {
+				continue
+			}
+			for t := range r.cov.testsAt(filepath.ToSlash(rel), u.Line, u.Column) {
+				refs[t] = true
+			}
+		}
+	default:
+		refs = r.cov.testsAt(m.File, m.Line, m.Col)
+	}
+	out := map[int][]string{}
+	for _, i := range r.testPkgsOf[m.Pkg] {
+		for _, t := range r.tps[i].Tests {
+			if refs[testRef{i, t}] {
+				out[i] = append(out[i], t)
+			}
+		}
+	}
+	return out
+}
+
+var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
+
+// run judges one mutant in worker's scratch directory: the mutated file goes into a
+// `go test -overlay`, so the tree is never touched and workers never share a file. The
+// covering tests of each TestPkg run with -failfast, the package's own first; the first
+// failure kills the mutant.
+func (r *runner) run(m *Mutant, worker int) {
+	start := time.Now()
+	defer func() { m.Seconds = time.Since(start).Seconds() }()
+	tests := r.coveringTests(m)
+	for _, ts := range tests {
+		m.Tests += len(ts)
+	}
+	if m.Tests == 0 {
+		m.Status = stNotCovered
+		return
+	}
+	dir := filepath.Join(r.scratch, fmt.Sprintf("worker-%d", worker))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		m.Status, m.Detail = stNotViable, err.Error()
+		return
+	}
+	mutated := filepath.Join(dir, m.Base)
+	overlay := filepath.Join(dir, "overlay.json")
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(m.Pkg.Dir, m.Base): mutated}})
+	if err := os.WriteFile(mutated, m.apply(m.Pkg.Src[m.Base]), 0o644); err != nil {
+		m.Status, m.Detail = stNotViable, err.Error()
+		return
+	}
+	if err := os.WriteFile(overlay, ov, 0o644); err != nil {
+		m.Status, m.Detail = stNotViable, err.Error()
+		return
+	}
+	m.Status = stLived
+	for _, i := range r.testPkgsOf[m.Pkg] {
+		if len(tests[i]) == 0 {
+			continue
+		}
+		status, detail := r.goTest(r.tps[i], overlay, tests[i])
+		if status != stLived {
+			m.Status, m.Detail = status, detail
+			return
+		}
+	}
+}
+
+// goTest runs the named tests of tp with the overlay and classifies the outcome.
+func (r *runner) goTest(tp *TestPkg, overlay string, tests []string) (status, detail string) {
+	quoted := make([]string, len(tests))
+	for i, t := range tests {
+		quoted[i] = regexp.QuoteMeta(t)
+	}
+	args := []string{"test", "-overlay=" + overlay, "-count=1", "-failfast", "-vet=off",
+		"-timeout=" + tp.Timeout.String(), "-run=^(" + strings.Join(quoted, "|") + ")$", "./" + tp.Rel}
+	if tp.SeedsFlag {
+		args = append(args, "-args", fmt.Sprintf("-seeds=%d", r.seeds))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tp.Timeout+compileAllowance)
+	defer cancel()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = r.root
+	cmd.Env = append(os.Environ(), "GOCACHE="+r.gocache, "GOFLAGS=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return stNotViable, err.Error()
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // go test and the test binary it started
+		<-done
+		return stTimedOut, "go test stopped after " + (tp.Timeout + compileAllowance).String()
+	}
+	text := out.String()
+	switch {
+	case err == nil:
+		return stLived, ""
+	case strings.Contains(text, "panic: test timed out after"):
+		return stTimedOut, "test binary timed out after " + tp.Timeout.String()
+	case strings.Contains(text, "[build failed]") || strings.Contains(text, "[setup failed]"):
+		return stNotViable, oneLine(tail(out.Bytes(), 3))
+	}
+	if f := failLine.FindStringSubmatch(text); f != nil {
+		return stKilled, f[1]
+	}
+	return stKilled, oneLine(tail(out.Bytes(), 2))
+}
+
+// runAll runs every mutant that has no status yet, workers at a time, calling progress
+// after each.
+func (r *runner) runAll(ms []*Mutant, workers int, progress func(done, total int, m *Mutant)) {
+	var todo []*Mutant
+	for _, m := range ms {
+		if m.Status == "" && !m.Duplicate {
+			todo = append(todo, m)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		done int
+		wg   sync.WaitGroup
+		next = make(chan *Mutant)
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for m := range next {
+				r.run(m, w)
+				mu.Lock()
+				done++
+				progress(done, len(todo), m)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	for _, m := range todo {
+		next <- m
+	}
+	close(next)
+	wg.Wait()
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
