@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go/ast"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +26,9 @@ type TestPkg struct {
 	Tests      []string // top-level tests, fuzz targets (their seed corpus) and examples, in run order
 	SeedsFlag  bool     // its test binary has the simulation's -seeds flag
 	Baseline   time.Duration
-	Timeout    time.Duration // per mutant: factor × Baseline, at least minTimeout
+	Timeout    time.Duration            // per mutant: factor × Baseline, at least minTimeout
+	Durations  map[string]time.Duration // each test's time alone, unmutated (with coverage)
+	Compile    time.Duration            // a build of the package's tests after a change, as each mutant needs
 }
 
 const minTimeout = 30 * time.Second
@@ -67,7 +71,7 @@ func (c Coverage) addProfile(module string, ref testRef, profile []byte) {
 	sc := bufio.NewScanner(bytes.NewReader(profile))
 	for sc.Scan() {
 		m := profileLine.FindStringSubmatch(sc.Text())
-		if m == nil || m[6] == "0" {
+		if m == nil {
 			continue
 		}
 		file := strings.TrimPrefix(m[1], module+"/")
@@ -83,8 +87,64 @@ func (c Coverage) addProfile(module string, ref testRef, profile []byte) {
 			b = &coverBlock{sl: k[0], sc: k[1], el: k[2], ec: k[3], tests: map[testRef]bool{}}
 			c[file][k] = b
 		}
-		b.tests[ref] = true
+		if m[6] != "0" {
+			b.tests[ref] = true
+		}
 	}
+}
+
+// inBlock reports whether line:col of file lies in a block of the profile, executed or not.
+// Some code lies in none: a switch's case expressions (cover counts the switch's header and
+// each clause's body, not the expressions between them) and a select's communications.
+func (c Coverage) inBlock(file string, line, col int) bool {
+	for _, b := range c[file] {
+		after := line > b.sl || (line == b.sl && col >= b.sc)
+		before := line < b.el || (line == b.el && col <= b.ec)
+		if after && before {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceFile is one file of a loaded package, by module-relative path.
+type sourceFile struct {
+	p    *Package
+	base string
+}
+
+// testsFor returns the tests that execute line:col of file. Where the position lies in no
+// block (a case expression), it is those that execute the innermost enclosing node that
+// does lie in one (the switch statement): they are the tests that can evaluate it.
+func (r *runner) testsFor(file string, line, col int) map[testRef]bool {
+	if r.cov.inBlock(file, line, col) {
+		return r.cov.testsAt(file, line, col)
+	}
+	sf, ok := r.files[file]
+	if !ok {
+		return nil
+	}
+	f := sf.p.Files[sf.base]
+	tf := sf.p.Fset.File(f.Pos())
+	if line > tf.LineCount() {
+		return nil
+	}
+	pos := tf.LineStart(line) + token.Pos(col-1)
+	var path []ast.Node
+	ast.Inspect(f, func(n ast.Node) bool {
+		if n == nil || pos < n.Pos() || pos >= n.End() {
+			return false
+		}
+		path = append(path, n)
+		return true
+	})
+	for i := len(path) - 1; i >= 0; i-- {
+		at := sf.p.Fset.Position(path[i].Pos())
+		if r.cov.inBlock(file, at.Line, at.Column) {
+			return r.cov.testsAt(file, at.Line, at.Column)
+		}
+	}
+	return nil
 }
 
 // measureCoverage builds tp's test binary instrumented for coverPkgs, lists its tests, and
@@ -115,6 +175,7 @@ func measureCoverage(root, module, scratch string, idx int, tp *TestPkg, coverPk
 	}
 	help, _ := exec.Command(bin, "-h").CombinedOutput()
 	tp.SeedsFlag = bytes.Contains(help, []byte("\n  -seeds "))
+	tp.Durations = map[string]time.Duration{}
 	var (
 		mu   sync.Mutex
 		errs []string
@@ -135,10 +196,13 @@ func measureCoverage(root, module, scratch string, idx int, tp *TestPkg, coverPk
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 				cmd := exec.CommandContext(ctx, bin, args...)
 				cmd.Dir = dir
+				t0 := time.Now()
 				out, err := cmd.CombinedOutput()
+				took := time.Since(t0)
 				cancel()
 				data, _ := os.ReadFile(prof)
 				mu.Lock()
+				tp.Durations[name] = took
 				if err != nil {
 					errs = append(errs, fmt.Sprintf("%s %s fails unmutated: %v\n%s", tp.ImportPath, name, err, tail(out, 30)))
 				}
@@ -193,5 +257,49 @@ func measureBaseline(root, gocache string, tp *TestPkg, seeds int, factor float6
 	secs, _ := strconv.ParseFloat(string(m[1]), 64)
 	tp.Baseline = time.Duration(secs * float64(time.Second))
 	tp.Timeout = max(time.Duration(factor*float64(tp.Baseline)), minTimeout).Round(time.Second)
+	return nil
+}
+
+// measureCompile times what every mutant pays before its first test: a build of tp's tests
+// after a change to a file of tp's own package (an overlay adding a comment that is new each
+// time, so that nothing comes from the cache), with the mutants' build cache.
+func measureCompile(root, gocache, scratch string, tp *TestPkg) error {
+	dir := filepath.Join(root, tp.Rel)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var file string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".go") && !strings.HasSuffix(e.Name(), "_test.go") {
+			file = filepath.Join(dir, e.Name())
+			break
+		}
+	}
+	if file == "" {
+		return nil
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	probe := filepath.Join(scratch, "probe.go")
+	overlay := filepath.Join(scratch, "probe.json")
+	src = append(src, fmt.Sprintf("\n// make mutate's compile probe %d\n", time.Now().UnixNano())...)
+	if err := os.WriteFile(probe, src, 0o644); err != nil {
+		return err
+	}
+	ov := fmt.Sprintf(`{"Replace": {%q: %q}}`, file, probe)
+	if err := os.WriteFile(overlay, []byte(ov), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "test", "-overlay="+overlay, "-count=1", "-vet=off", "-run=^$", "./"+tp.Rel)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOCACHE="+gocache, "GOFLAGS=")
+	t0 := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("compile probe of %s: %v\n%s", tp.ImportPath, err, tail(out, 20))
+	}
+	tp.Compile = time.Since(t0)
 	return nil
 }

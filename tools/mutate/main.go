@@ -40,8 +40,10 @@ func main() {
 		out      = flag.String("out", "", "where results go (default ROOT/.tools/mutate)")
 		eqFile   = flag.String("equivalent", "", "the equivalent mutants (default ROOT/tools/mutate/equivalent.txt)")
 		list     = flag.Bool("list", false, "list the mutants and their counts only; run nothing")
+		estimate = flag.Bool("estimate", false, "measure coverage and build time, print the time the run would take at most, and stop")
 		origin   = flag.String("origin", "all", "which mutants: all, gremlins or team")
 		only     = flag.String("only", "", "run only the mutants whose ID matches this regular expression (re-check a survivor)")
+		testsRE  = flag.String("tests", "", "run only the covering tests whose name matches this regular expression (how much one test kills)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: mutate [flags] FILE|DIR...\n")
@@ -57,7 +59,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mutate: -only: %v\n", err)
 		os.Exit(2)
 	}
-	if err := run(*root, *gremlins, *out, *eqFile, *origin, flag.Args(), *seeds, *workers, *factor, *list, onlyRE); err != nil {
+	testsOnly, err := regexp.Compile(*testsRE)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mutate: -tests: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(*root, *gremlins, *out, *eqFile, *origin, flag.Args(), *seeds, *workers, *factor, *list, *estimate, onlyRE, testsOnly); err != nil {
 		fmt.Fprintf(os.Stderr, "mutate: %v\n", err)
 		os.Exit(1)
 	}
@@ -107,8 +114,8 @@ func targets(root string, args []string) (files []string, byDir map[string][]str
 	return files, byDir, dirs, nil
 }
 
-func run(root, gremlins, out, eqFile, origin string, args []string, seeds, workers int, factor float64, list bool,
-	only *regexp.Regexp) error {
+func run(root, gremlins, out, eqFile, origin string, args []string, seeds, workers int, factor float64, list, estimate bool,
+	only, testsOnly *regexp.Regexp) error {
 	start := time.Now()
 	root, err := filepath.Abs(root)
 	if err != nil {
@@ -204,7 +211,12 @@ func run(root, gremlins, out, eqFile, origin string, args []string, seeds, worke
 	}
 
 	r := &runner{root: root, scratch: scratch, gocache: filepath.Join(out, "gocache"), seeds: seeds,
-		testPkgsOf: map[*Package][]int{}, cov: Coverage{}}
+		testPkgsOf: map[*Package][]int{}, cov: Coverage{}, files: map[string]sourceFile{}, testsOnly: testsOnly}
+	for _, p := range pkgs {
+		for _, base := range p.GoFiles {
+			r.files[p.Rel(base)] = sourceFile{p, base}
+		}
+	}
 	if err := r.testPackages(module, pkgs); err != nil {
 		return err
 	}
@@ -222,8 +234,16 @@ func run(root, gremlins, out, eqFile, origin string, args []string, seeds, worke
 		if err := measureBaseline(root, r.gocache, tp, seeds, factor); err != nil {
 			return err
 		}
-		logf("%s: %d tests, unmutated run %.1fs (%s with its build), per-mutant timeout %s", tp.ImportPath,
-			len(tp.Tests), tp.Baseline.Seconds(), time.Since(t0).Round(time.Second), tp.Timeout)
+		if err := measureCompile(root, r.gocache, scratch, tp); err != nil {
+			return err
+		}
+		logf("%s: %d tests, unmutated run %.1fs (%s with its build), per-mutant timeout %s, build after a change %.1fs",
+			tp.ImportPath, len(tp.Tests), tp.Baseline.Seconds(), time.Since(t0).Round(time.Second), tp.Timeout,
+			tp.Compile.Seconds())
+	}
+	printEstimate(r, ms, files, workers)
+	if estimate {
+		return nil
 	}
 	runStart := time.Now()
 	r.runAll(ms, workers, func(done, total int, m *Mutant) {
@@ -319,36 +339,4 @@ func (r *runner) testPackages(module string, pkgs []*Package) error {
 		}
 	}
 	return nil
-}
-
-// printList prints every mutant and the counts per file and operator (mutate -list).
-func printList(ms []*Mutant, files []string) {
-	counts := map[string]map[string]int{}
-	ops := map[string]bool{}
-	for _, m := range ms {
-		st := m.Status
-		if m.Duplicate {
-			st = "DUPLICATE"
-		}
-		fmt.Printf("%-60s %-11s %s  →  %s  %s\n", m.ID, st, m.Orig, m.Mutated, m.Detail)
-		if m.Duplicate || m.Status == stNotViable {
-			continue
-		}
-		if counts[m.File] == nil {
-			counts[m.File] = map[string]int{}
-		}
-		counts[m.File][m.Operator]++
-		counts[m.File]["total"]++
-		ops[m.Operator] = true
-	}
-	fmt.Println()
-	for _, f := range files {
-		var parts []string
-		for _, op := range sortedKeys(ops) {
-			if n := counts[f][op]; n > 0 {
-				parts = append(parts, fmt.Sprintf("%s %d", op, n))
-			}
-		}
-		fmt.Printf("%-32s %4d  %s\n", f, counts[f]["total"], strings.Join(parts, ", "))
-	}
 }

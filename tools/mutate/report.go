@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 // equivalent is one entry of equivalent.txt: a mutant argued to behave exactly as the
@@ -182,4 +183,57 @@ func writeMarkdown(path string, ms []*Mutant, files []string, header string) err
 			c.lived+c.notCovered, c.notCovered, c.percent())
 	}
 	return os.WriteFile(path, []byte(sb.String()), 0o644)
+}
+
+// printList prints every mutant and the counts per file and operator (mutate -list).
+func printList(ms []*Mutant, files []string) {
+	counts := map[string]map[string]int{}
+	ops := map[string]bool{}
+	for _, m := range ms {
+		st := m.Status
+		if m.Duplicate {
+			st = "DUPLICATE"
+		}
+		fmt.Printf("%-60s %-11s %s  →  %s  %s\n", m.ID, st, m.Orig, m.Mutated, m.Detail)
+		if m.Duplicate || m.Status == stNotViable {
+			continue
+		}
+		if counts[m.File] == nil {
+			counts[m.File] = map[string]int{}
+		}
+		counts[m.File][m.Operator]++
+		counts[m.File]["total"]++
+		ops[m.Operator] = true
+	}
+	fmt.Println()
+	for _, f := range files {
+		var parts []string
+		for _, op := range sortedKeys(ops) {
+			if n := counts[f][op]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", op, n))
+			}
+		}
+		fmt.Printf("%-32s %4d  %s\n", f, counts[f]["total"], strings.Join(parts, ", "))
+	}
+}
+
+// printEstimate prints, per file, the mutants to run and the most they can take: as if each
+// lived (ran every covering test, in every TestPkg), shared among the workers.
+func printEstimate(r *runner, ms []*Mutant, files []string, workers int) {
+	per := map[string]time.Duration{}
+	n := map[string]int{}
+	var total time.Duration
+	for _, m := range ms {
+		if m.Status == "" && !m.Duplicate {
+			d := r.worstCase(m)
+			per[m.File] += d
+			n[m.File]++
+			total += d
+		}
+	}
+	for _, f := range files {
+		logf("estimate: %-32s %4d mutants, at most %s", f, n[f], (per[f] / time.Duration(workers)).Round(time.Second))
+	}
+	logf("estimate: at most %s for the mutants (every one living; killed ones stop at their first failing test), %d workers",
+		(total / time.Duration(workers)).Round(time.Second), workers)
 }

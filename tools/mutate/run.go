@@ -38,6 +38,8 @@ type runner struct {
 	tps                    []*TestPkg
 	testPkgsOf             map[*Package][]int // which TestPkgs' tests run against a package's mutants
 	cov                    Coverage
+	files                  map[string]sourceFile // the loaded packages' files, by module-relative path
+	testsOnly              *regexp.Regexp        // only covering tests whose name matches run
 }
 
 // coveringTests returns, per TestPkg index, the tests (in run order) that execute m's
@@ -59,17 +61,17 @@ func (r *runner) coveringTests(m *Mutant) map[int][]string {
 			if err != nil {
 				continue
 			}
-			for t := range r.cov.testsAt(filepath.ToSlash(rel), u.Line, u.Column) {
+			for t := range r.testsFor(filepath.ToSlash(rel), u.Line, u.Column) {
 				refs[t] = true
 			}
 		}
 	default:
-		refs = r.cov.testsAt(m.File, m.Line, m.Col)
+		refs = r.testsFor(m.File, m.Line, m.Col)
 	}
 	out := map[int][]string{}
 	for _, i := range r.testPkgsOf[m.Pkg] {
 		for _, t := range r.tps[i].Tests {
-			if refs[testRef{i, t}] {
+			if refs[testRef{i, t}] && r.testsOnly.MatchString(t) {
 				out[i] = append(out[i], t)
 			}
 		}
@@ -213,4 +215,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// worstCase returns how long m takes if it lives: every TestPkg with a covering test pays
+// a build and the covering tests' unmutated times. (A killed mutant stops at its first
+// failing test; a NOT COVERED one costs nothing.)
+func (r *runner) worstCase(m *Mutant) time.Duration {
+	var d time.Duration
+	for i, tests := range r.coveringTests(m) {
+		d += r.tps[i].Compile
+		for _, t := range tests {
+			d += r.tps[i].Durations[t]
+		}
+	}
+	return d
 }
