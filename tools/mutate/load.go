@@ -68,13 +68,17 @@ func goList(dir string, each func(dec *json.Decoder) error, args ...string) erro
 // module root), resolving imports from the export data `go list -export` produces (so the
 // type checker sees exactly what the compiler sees). The packages come back in pattern order.
 func loadPackages(root string, patterns []string) ([]*Package, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
 	type listed struct {
 		ImportPath, Dir, Name, Export string
 		GoFiles                       []string
 		Module                        *struct{ GoVersion string }
 	}
 	var pkgs []*Package
-	err := goList(root, func(dec *json.Decoder) error {
+	err = goList(root, func(dec *json.Decoder) error {
 		var l listed
 		if err := dec.Decode(&l); err != nil {
 			return err
@@ -161,12 +165,19 @@ func (p *Package) parseAndCheck(exports map[string]string) error {
 }
 
 // compiles reports whether the package still type-checks with base's source replaced by
-// src: the first error if not. It is how a mutant that would not compile (an unused
+// src (and the files extra added): the first error if not. It is how a mutant that would not compile (an unused
 // variable or import after a deletion, an operator on the wrong type) is found without
 // running the compiler.
-func (p *Package) compiles(base string, src []byte) error {
+func (p *Package) compiles(base string, src []byte, extra ...[]byte) error {
 	fset := token.NewFileSet()
 	var files []*ast.File
+	for i, x := range extra {
+		f, err := parser.ParseFile(fset, fmt.Sprintf("extra%d.go", i), x, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+	}
 	for _, b := range p.GoFiles {
 		s := p.Src[b]
 		if b == base {

@@ -41,6 +41,7 @@ func main() {
 		eqFile   = flag.String("equivalent", "", "the equivalent mutants (default ROOT/tools/mutate/equivalent.txt)")
 		list     = flag.Bool("list", false, "list the mutants and their counts only; run nothing")
 		estimate = flag.Bool("estimate", false, "measure coverage and build time, print the time the run would take at most, and stop")
+		noSchema = flag.Bool("no-schema", false, "build every mutant on its own (no schema builds: slower, for checking them)")
 		origin   = flag.String("origin", "all", "which mutants: all, gremlins or team")
 		only     = flag.String("only", "", "run only the mutants whose ID matches this regular expression (re-check a survivor)")
 		testsRE  = flag.String("tests", "", "run only the covering tests whose name matches this regular expression (how much one test kills)")
@@ -64,7 +65,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mutate: -tests: %v\n", err)
 		os.Exit(2)
 	}
-	if err := run(*root, *gremlins, *out, *eqFile, *origin, flag.Args(), *seeds, *workers, *factor, *list, *estimate, onlyRE, testsOnly); err != nil {
+	if err := run(*root, *gremlins, *out, *eqFile, *origin, flag.Args(), *seeds, *workers, *factor, *list, *estimate, !*noSchema, onlyRE, testsOnly); err != nil {
 		fmt.Fprintf(os.Stderr, "mutate: %v\n", err)
 		os.Exit(1)
 	}
@@ -114,8 +115,8 @@ func targets(root string, args []string) (files []string, byDir map[string][]str
 	return files, byDir, dirs, nil
 }
 
-func run(root, gremlins, out, eqFile, origin string, args []string, seeds, workers int, factor float64, list, estimate bool,
-	only, testsOnly *regexp.Regexp) error {
+func run(root, gremlins, out, eqFile, origin string, args []string, seeds, workers int, factor float64,
+	list, estimate, useSchema bool, only, testsOnly *regexp.Regexp) error {
 	start := time.Now()
 	root, err := filepath.Abs(root)
 	if err != nil {
@@ -209,9 +210,35 @@ func run(root, gremlins, out, eqFile, origin string, args []string, seeds, worke
 		printList(ms, files)
 		return nil
 	}
+	schemas := map[string]*schema{}
+	if useSchema {
+		for i, p := range pkgs {
+			for _, base := range byDir[dirs[i]] {
+				var mine []*Mutant
+				for _, m := range ms {
+					if m.Pkg == p && m.Base == base {
+						mine = append(mine, m)
+					}
+				}
+				s, err := prepareSchema(scratch, p, base, mine, logf)
+				if err != nil {
+					return err
+				}
+				if s != nil {
+					schemas[s.file] = s
+				}
+			}
+		}
+		n := 0
+		for _, s := range schemas {
+			n += len(s.ms)
+		}
+		logf("%d mutants run in their file's schema build, the others in a build of their own", n)
+	}
 
 	r := &runner{root: root, scratch: scratch, gocache: filepath.Join(out, "gocache"), seeds: seeds,
-		testPkgsOf: map[*Package][]int{}, cov: Coverage{}, files: map[string]sourceFile{}, testsOnly: testsOnly}
+		testPkgsOf: map[*Package][]int{}, cov: Coverage{}, files: map[string]sourceFile{}, testsOnly: testsOnly,
+		schemas: schemas}
 	for _, p := range pkgs {
 		for _, base := range p.GoFiles {
 			r.files[p.Rel(base)] = sourceFile{p, base}

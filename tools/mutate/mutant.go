@@ -45,6 +45,7 @@ type Mutant struct {
 	Detail    string // the failing test, or the compile error of a NOT VIABLE mutant
 	Reason    string // for EQUIVALENT: the reason from equivalent.txt
 	Duplicate bool   // same edits as an earlier mutant: not run, not counted
+	Schema    int    // its number in its file's schema build (schema.go), 0 if it is built alone
 }
 
 // apply returns src with the mutant's edits made.

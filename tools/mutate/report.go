@@ -231,6 +231,12 @@ func printEstimate(r *runner, ms []*Mutant, files []string, workers int) {
 			total += d
 		}
 	}
+	for file, s := range r.schemas { // its builds, and a run of the tests with no mutant on
+		for _, i := range r.testPkgsOf[s.ms[0].Pkg] {
+			per[file] += r.tps[i].Compile + r.tps[i].Baseline
+			total += r.tps[i].Compile + r.tps[i].Baseline
+		}
+	}
 	for _, f := range files {
 		logf("estimate: %-32s %4d mutants, at most %s", f, n[f], (per[f] / time.Duration(workers)).Round(time.Second))
 	}

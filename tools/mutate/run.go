@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,9 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -40,6 +36,8 @@ type runner struct {
 	cov                    Coverage
 	files                  map[string]sourceFile // the loaded packages' files, by module-relative path
 	testsOnly              *regexp.Regexp        // only covering tests whose name matches run
+	schemas                map[string]*schema    // by module-relative file
+	mu                     sync.Mutex
 }
 
 // coveringTests returns, per TestPkg index, the tests (in run order) that execute m's
@@ -81,10 +79,10 @@ func (r *runner) coveringTests(m *Mutant) map[int][]string {
 
 var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
 
-// run judges one mutant in worker's scratch directory: the mutated file goes into a
-// `go test -overlay`, so the tree is never touched and workers never share a file. The
-// covering tests of each TestPkg run with -failfast, the package's own first; the first
-// failure kills the mutant.
+// run judges one mutant: the covering tests of each TestPkg, the package's own first, with
+// -failfast; the first failure kills it. A mutant in its file's schema runs in that schema's
+// test binary; any other is built alone, in worker's scratch directory, through `go test
+// -overlay`, so the tree is never touched and workers never share a file.
 func (r *runner) run(m *Mutant, worker int) {
 	start := time.Now()
 	defer func() { m.Seconds = time.Since(start).Seconds() }()
@@ -96,28 +94,30 @@ func (r *runner) run(m *Mutant, worker int) {
 		m.Status = stNotCovered
 		return
 	}
-	dir := filepath.Join(r.scratch, fmt.Sprintf("worker-%d", worker))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		m.Status, m.Detail = stNotViable, err.Error()
-		return
-	}
-	mutated := filepath.Join(dir, m.Base)
-	overlay := filepath.Join(dir, "overlay.json")
-	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(m.Pkg.Dir, m.Base): mutated}})
-	if err := os.WriteFile(mutated, m.apply(m.Pkg.Src[m.Base]), 0o644); err != nil {
-		m.Status, m.Detail = stNotViable, err.Error()
-		return
-	}
-	if err := os.WriteFile(overlay, ov, 0o644); err != nil {
-		m.Status, m.Detail = stNotViable, err.Error()
-		return
-	}
+	overlay := ""
 	m.Status = stLived
 	for _, i := range r.testPkgsOf[m.Pkg] {
 		if len(tests[i]) == 0 {
 			continue
 		}
-		status, detail := r.goTest(r.tps[i], overlay, tests[i])
+		var status, detail string
+		s := r.schemas[m.File]
+		bin, err := "", error(nil)
+		if s != nil && m.Schema > 0 {
+			bin, err = r.schemaBinary(s, i)
+		}
+		switch {
+		case bin != "" && err == nil:
+			status, detail = r.runBinary(r.tps[i], bin, m.Schema, tests[i])
+		default:
+			if overlay == "" {
+				if overlay, err = r.writeOverlay(m, worker); err != nil {
+					m.Status, m.Detail = stNotViable, err.Error()
+					return
+				}
+			}
+			status, detail = r.goTest(r.tps[i], overlay, tests[i])
+		}
 		if status != stLived {
 			m.Status, m.Detail = status, detail
 			return
@@ -125,51 +125,32 @@ func (r *runner) run(m *Mutant, worker int) {
 	}
 }
 
-// goTest runs the named tests of tp with the overlay and classifies the outcome.
-func (r *runner) goTest(tp *TestPkg, overlay string, tests []string) (status, detail string) {
-	quoted := make([]string, len(tests))
-	for i, t := range tests {
-		quoted[i] = regexp.QuoteMeta(t)
+// writeOverlay writes m's mutated file and an overlay naming it into worker's directory.
+func (r *runner) writeOverlay(m *Mutant, worker int) (string, error) {
+	dir := filepath.Join(r.scratch, fmt.Sprintf("worker-%d", worker))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
 	}
+	mutated := filepath.Join(dir, m.Base)
+	overlay := filepath.Join(dir, "overlay.json")
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(m.Pkg.Dir, m.Base): mutated}})
+	if err := os.WriteFile(mutated, m.apply(m.Pkg.Src[m.Base]), 0o644); err != nil {
+		return "", err
+	}
+	return overlay, os.WriteFile(overlay, ov, 0o644)
+}
+
+// goTest builds tp's tests with the overlay and runs the named ones.
+func (r *runner) goTest(tp *TestPkg, overlay string, tests []string) (status, detail string) {
 	args := []string{"test", "-overlay=" + overlay, "-count=1", "-failfast", "-vet=off",
-		"-timeout=" + tp.Timeout.String(), "-run=^(" + strings.Join(quoted, "|") + ")$", "./" + tp.Rel}
+		"-timeout=" + tp.Timeout.String(), "-run=" + runRegexp(tests), "./" + tp.Rel}
 	if tp.SeedsFlag {
 		args = append(args, "-args", fmt.Sprintf("-seeds=%d", r.seeds))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), tp.Timeout+compileAllowance)
-	defer cancel()
 	cmd := exec.Command("go", args...)
 	cmd.Dir = r.root
 	cmd.Env = append(os.Environ(), "GOCACHE="+r.gocache, "GOFLAGS=")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return stNotViable, err.Error()
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // go test and the test binary it started
-		<-done
-		return stTimedOut, "go test stopped after " + (tp.Timeout + compileAllowance).String()
-	}
-	text := out.String()
-	switch {
-	case err == nil:
-		return stLived, ""
-	case strings.Contains(text, "panic: test timed out after"):
-		return stTimedOut, "test binary timed out after " + tp.Timeout.String()
-	case strings.Contains(text, "[build failed]") || strings.Contains(text, "[setup failed]"):
-		return stNotViable, oneLine(tail(out.Bytes(), 3))
-	}
-	if f := failLine.FindStringSubmatch(text); f != nil {
-		return stKilled, f[1]
-	}
-	return stKilled, oneLine(tail(out.Bytes(), 2))
+	return runClassified(cmd, tp.Timeout+compileAllowance)
 }
 
 // runAll runs every mutant that has no status yet, workers at a time, calling progress
@@ -218,12 +199,14 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // worstCase returns how long m takes if it lives: every TestPkg with a covering test pays
-// a build and the covering tests' unmutated times. (A killed mutant stops at its first
-// failing test; a NOT COVERED one costs nothing.)
+// the covering tests' unmutated times, and a build unless m is in a schema build. (A killed
+// mutant stops at its first failing test; a NOT COVERED one costs nothing.)
 func (r *runner) worstCase(m *Mutant) time.Duration {
 	var d time.Duration
 	for i, tests := range r.coveringTests(m) {
-		d += r.tps[i].Compile
+		if m.Schema == 0 || r.schemas[m.File] == nil {
+			d += r.tps[i].Compile
+		}
 		for _, t := range tests {
 			d += r.tps[i].Durations[t]
 		}
