@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,10 +138,42 @@ func gremlinsEdit(p *Package, base, typ string, line, col int) (*Mutant, error) 
 			if repl == t {
 				return nil, nil
 			}
-			m := newMutant(p, base, typ, tf.Pos(off), Edit{Start: off, End: off + len(t), New: repl})
+			edit := Edit{Start: off, End: off + len(t), New: repl}
+			if a, b := binaryOps[t], binaryOps[repl]; a != 0 && b != 0 && a.Precedence() != b.Precedence() {
+				edit = parenthesized(p, base, off, t, repl)
+			}
+			m := newMutant(p, base, typ, tf.Pos(off), edit)
 			m.Origin = "gremlins"
 			return m, nil
 		}
 	}
 	return nil, fmt.Errorf("%s:%d:%d: no token gremlins mutates", base, line, col)
+}
+
+// binaryOps maps each binary operator's text to its token.
+var binaryOps = func() map[string]token.Token {
+	ops := map[string]token.Token{}
+	for t := token.ADD; t <= token.TILDE; t++ {
+		if t.Precedence() > 0 {
+			ops[t.String()] = t
+		}
+	}
+	return ops
+}()
+
+// parenthesized is the edit swapping the binary operator t at off for repl, which binds
+// differently (&& and ||): the whole expression, in parentheses, as gremlins' go/printer
+// writes its mutated tree, so that a && b && c becomes (a || b) && c, not a || (b && c).
+func parenthesized(p *Package, base string, off int, t, repl string) Edit {
+	tf := p.Fset.File(p.Files[base].Pos())
+	edit := Edit{Start: off, End: off + len(t), New: repl}
+	ast.Inspect(p.Files[base], func(n ast.Node) bool {
+		if b, ok := n.(*ast.BinaryExpr); ok && tf.Offset(b.OpPos) == off {
+			x, y := tf.Offset(b.X.Pos()), tf.Offset(b.Y.End())
+			src := p.Src[base]
+			edit = Edit{Start: x, End: y, New: "(" + string(src[x:off]) + repl + string(src[off+len(t):y]) + ")"}
+		}
+		return true
+	})
+	return edit
 }
