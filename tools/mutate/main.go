@@ -9,10 +9,11 @@
 // add theirs; a mutant that does not type-check is NOT VIABLE and never runs. Coverage is
 // measured per test, unmutated: every top-level test alone, with a profile. A mutant runs
 // the tests that execute its position (its package's own tests first, then the module root
-// package's, whose simulation drives the providers' drivers), with -failfast, a build of its
-// own through `go test -overlay` (the tree is never written), and a timeout of
-// -timeout-factor times the unmutated suite's time. Results: a table on stdout, every mutant
-// in OUT/results.tsv, the README's table in OUT/table.md.
+// package's, whose simulation drives the providers' drivers), with -failfast and a timeout
+// of -timeout-factor times the unmutated suite's time, from its file's schema build (one
+// test binary holding the file's mutants behind guards, schema.go) or, for a declaration, a
+// build of its own; both through `go test -overlay`, so the tree is never written. Results:
+// a table on stdout, every mutant in OUT/results.tsv, the README's table in OUT/table.md.
 package main
 
 import (
