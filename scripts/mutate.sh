@@ -12,7 +12,9 @@
 # MUTATE_WORKERS mutants at a time (default 2). Its results: a table per file and every
 # survivor on stdout, every mutant in .tools/mutate/results.tsv, the README's table in
 # .tools/mutate/table.md. Mutant builds use their own Go build cache, .tools/mutate/gocache
-# (each mutant leaves a few MB there that nothing reuses; Go trims entries unused for 5 days).
+# (each build, one per file's schema and one per declaration mutant, leaves a few MB there
+# that nothing reuses; Go trims entries unused for 5 days; deleting it costs one rebuild of
+# the plugin's dependencies).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 module="$root/tools/mutate"
