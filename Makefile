@@ -7,7 +7,7 @@ GO      ?= go
 SHELL   := /bin/bash
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race simulate simulate-ci testacc compat vet lint prom-rules fmt fuzz fuzz-ci crash bench vault clean release
+.PHONY: all build dev test unit race simulate simulate-ci testacc compat vet lint prom-rules fmt fuzz fuzz-ci crash bench vault clean release mutate
 
 all: build
 
@@ -101,6 +101,18 @@ bench:
 release:
 	@if [ "$(origin VERSION)" = "file" ]; then echo "make release needs VERSION=vX.Y.Z" >&2; exit 2; fi
 	VERSION=$(VERSION) GO=$(GO) scripts/release.sh
+
+## mutate: mutation testing, not part of make test (README, "Mutation testing"): gremlins'
+## mutants and the team's own list over FILES (module-relative .go files or package
+## directories), each against the tests that run its line, MUTATE_SEEDS seeds of the
+## simulation (default 300), MUTATE_WORKERS at once (default 2); a table per file, every
+## survivor, and .tools/mutate/results.tsv (scripts/mutate.sh, tools/mutate/)
+FILES ?= settle.go rotate.go wal.go lease.go reuse.go memo.go schedule.go config.go path_config.go path_creds.go \
+	backend/bloq backend/offblocks
+MUTATE_SEEDS ?= 300
+MUTATE_WORKERS ?= 2
+mutate:
+	MUTATE_SEEDS=$(MUTATE_SEEDS) MUTATE_WORKERS=$(MUTATE_WORKERS) scripts/mutate.sh $(FILES)
 
 ## vault: print the path of the Vault binary the suite uses, building it once if needed
 vault:
