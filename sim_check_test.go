@@ -170,8 +170,8 @@ func (w *world) converge() {
 		if !w.configExists(name) {
 			continue
 		}
-		if w.liveGivenUp(name) {
-			continue // the provider adopted a credential an operator gave up: theirs to write
+		if w.operatorMustWrite(name) {
+			continue // an operator gave up the live credential, or wrote a dead one: theirs to write
 		}
 		if _, err := w.request(w.active(), logical.ReadOperation, "creds/"+name, nil); err != nil {
 			w.violate("I6", "after faults stopped, creds/%s still fails: %v", name, err)

@@ -56,11 +56,14 @@ type concurrency struct {
 	// round last stored it.
 	deleteSaw   string
 	goneAtStore map[string][]string
-	w           *world
+	// wroteDead is, per config, a key an operator's write stored after it was deleted.
+	wroteDead map[string]string
+	w         *world
 }
 
 func newConcurrency(w *world, seed int64) *concurrency {
-	c := &concurrency{r: rand.New(rand.NewSource(seed ^ 0x7a5c0c0c)), configWrites: map[string]int{}, w: w}
+	c := &concurrency{r: rand.New(rand.NewSource(seed ^ 0x7a5c0c0c)), configWrites: map[string]int{}, w: w,
+		wroteDead: map[string]string{}}
 	c.s = &sched{w: w, r: c.r, back: make(chan struct{})}
 	if c.r.Intn(3) != 0 {
 		if rate := 5 + c.r.Intn(31); *simConcurrent {
@@ -291,15 +294,18 @@ func (c *concurrency) landed(key string) {
 	}
 }
 
-// goneBeforeStored lifts I8's protection of key id, which an operator's credential write of
-// config name just stored, if the key was deleted upstream before the write landed: the
-// operator copied it from the console before a rotation running meanwhile replaced and
-// deleted it. No later delete can be of it.
+// goneBeforeStored handles key id, which an operator's credential write of config name just
+// stored, when the key was deleted upstream before the write landed: the operator copied it
+// from the console before a rotation running meanwhile replaced and deleted it. I8 protects
+// it no more (no later delete can be of it), and the config holds a dead key that only an
+// operator can replace (wroteDead, operatorMustWrite).
 func (w *world) goneBeforeStored(name, id string) {
-	if slices.Contains(w.conc.goneAtStore[name], id) && w.protected[id] {
-		delete(w.protected, id)
-		w.logf("  (%s was deleted upstream before the write stored it)", w.label(id))
+	if !slices.Contains(w.conc.goneAtStore[name], id) {
+		return
 	}
+	delete(w.protected, id)
+	w.conc.wroteDead[name] = id
+	w.logf("  (%s was deleted upstream before the write stored it)", w.label(id))
 }
 
 // giveUpOthers gives up every credential of config name's account but the one whose secret
@@ -330,20 +336,15 @@ func (c *concurrency) watch(key string, apply func() error) func() error {
 	}
 }
 
-// liveGivenUp reports whether the provider's live credentials for config name's account are
-// all ones an operator gave up, so that only an operator can write a working one: OffBlocks'
-// live pair; every live Bloq key, after a credential write stored a key that a rotation
-// running meanwhile deleted (giveUpOthers).
-func (w *world) liveGivenUp(name string) bool {
+// operatorMustWrite reports whether only an operator can give config name a working
+// credential again: the OffBlocks provider adopted a pair an operator gave up; or config name
+// still stores the dead key that an operator's write stored after a rotation running
+// meanwhile had deleted it (goneBeforeStored).
+func (w *world) operatorMustWrite(name string) bool {
 	if name == "ob" {
 		_, live := w.sim.OffBlocksPair(w.obID)
 		return w.givenUp[live]
 	}
-	live := w.accountSecrets(name)
-	for _, s := range live {
-		if !w.givenUp[s] {
-			return false
-		}
-	}
-	return len(live) > 0 && !w.storedCredentialLive(name)
+	id := w.conc.wroteDead[name]
+	return id != "" && w.storedID(name) == id
 }
