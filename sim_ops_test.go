@@ -212,7 +212,7 @@ func (w *world) credentialWrite(name string, force bool) {
 	w.operatorStored(name, written)
 	if !w.alone() {
 		w.giveUpOthers(name, strings.TrimSuffix(secret, "\n")) // what a rotation made meanwhile, the write overwrote
-		w.goneBeforeStored(name, written)
+		w.wroteStale(name, written, secret)
 	}
 }
 

@@ -56,7 +56,7 @@ type concurrency struct {
 	// round last stored it.
 	deleteSaw   string
 	goneAtStore map[string][]string
-	// wroteDead is, per config, a key an operator's write stored after it was deleted.
+	// wroteDead is, per config, the key of a dead credential an operator's write stored.
 	wroteDead map[string]string
 	w         *world
 }
@@ -294,18 +294,25 @@ func (c *concurrency) landed(key string) {
 	}
 }
 
-// goneBeforeStored handles key id, which an operator's credential write of config name just
-// stored, when the key was deleted upstream before the write landed: the operator copied it
-// from the console before a rotation running meanwhile replaced and deleted it. I8 protects
-// it no more (no later delete can be of it), and the config holds a dead key that only an
-// operator can replace (wroteDead, operatorMustWrite).
-func (w *world) goneBeforeStored(name, id string) {
-	if !slices.Contains(w.conc.goneAtStore[name], id) {
-		return
+// wroteStale handles an operator's credential write of config name, meant for key id with
+// secret secret, that a rotation running meanwhile made stale: the operator copied the key
+// from the console before the rotation replaced it. The config then holds a dead credential
+// that only an operator can replace (wroteDead, operatorMustWrite):
+//   - the key was deleted upstream before the write stored it; I8 protects it no more (no
+//     later delete can be of it);
+//   - the write gave the secret alone (operatorVariant's partial write, for the key stored
+//     when the operator looked), and it landed on the key the rotation stored instead.
+func (w *world) wroteStale(name, id, secret string) {
+	switch stored := w.storedID(name); {
+	case slices.Contains(w.conc.goneAtStore[name], id):
+		delete(w.protected, id)
+		w.conc.wroteDead[name] = id
+		w.logf("  (%s was deleted upstream before the write stored it)", w.label(id))
+	case stored != "" && stored != id && w.storedSecret(name) == secret:
+		w.conc.wroteDead[name] = stored
+		w.logf("  (the secret written for %s was stored with %s, which a rotation stored meanwhile)", w.label(id),
+			w.label(stored))
 	}
-	delete(w.protected, id)
-	w.conc.wroteDead[name] = id
-	w.logf("  (%s was deleted upstream before the write stored it)", w.label(id))
 }
 
 // giveUpOthers gives up every credential of config name's account but the one whose secret
@@ -338,8 +345,8 @@ func (c *concurrency) watch(key string, apply func() error) func() error {
 
 // operatorMustWrite reports whether only an operator can give config name a working
 // credential again: the OffBlocks provider adopted a pair an operator gave up; or config name
-// still stores the dead key that an operator's write stored after a rotation running
-// meanwhile had deleted it (goneBeforeStored).
+// still stores the dead credential an operator's write stored over a rotation running
+// meanwhile (wroteStale).
 func (w *world) operatorMustWrite(name string) bool {
 	if name == "ob" {
 		_, live := w.sim.OffBlocksPair(w.obID)
