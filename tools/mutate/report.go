@@ -108,8 +108,8 @@ func (c *fileCounts) add(m *Mutant) {
 	}
 }
 
-// summarize writes the per-file table, the totals and the list of survivors to w.
-func summarize(w io.Writer, ms []*Mutant, files []string) {
+// countByFile counts ms per file of files, and in all.
+func countByFile(ms []*Mutant, files []string) (map[string]*fileCounts, fileCounts) {
 	counts := map[string]*fileCounts{}
 	for _, f := range files {
 		counts[f] = &fileCounts{}
@@ -119,6 +119,12 @@ func summarize(w io.Writer, ms []*Mutant, files []string) {
 		counts[m.File].add(m)
 		total.add(m)
 	}
+	return counts, total
+}
+
+// summarize writes the per-file table, the totals and the list of survivors to w.
+func summarize(w io.Writer, ms []*Mutant, files []string) {
+	counts, total := countByFile(ms, files)
 	fmt.Fprintf(w, "\n%-32s %7s %7s %9s %6s %11s %10s %10s %8s\n", "file", "mutants", "killed", "timed out",
 		"lived", "not covered", "not viable", "equivalent", "% killed")
 	row := func(name string, c *fileCounts) {
@@ -162,15 +168,7 @@ func writeTSV(path string, ms []*Mutant) error {
 
 // writeMarkdown writes the README's table (file, killed, lived, % killed) to path.
 func writeMarkdown(path string, ms []*Mutant, files []string, header string) error {
-	counts := map[string]*fileCounts{}
-	for _, f := range files {
-		counts[f] = &fileCounts{}
-	}
-	var total fileCounts
-	for _, m := range ms {
-		counts[m.File].add(m)
-		total.add(m)
-	}
+	counts, total := countByFile(ms, files)
 	var sb strings.Builder
 	sb.WriteString(header + "\n\n")
 	sb.WriteString("| file | killed (timed out) | lived (not covered) | % killed |\n|---|---|---|---|\n")
