@@ -82,6 +82,12 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 		return nil, nil, err
 	case cfg == nil:
 		return nil, nil, errConfigNotFound(name)
+	case trigger == triggerScheduled && !cfg.rotationDue(b.now()):
+		// The settle adopted a fallback: the credential is new, and the schedule counts from
+		// now. Rotating it again would kill the tokens other nodes mint from the adopted
+		// credential as soon as it is stored (it says the rotation is not due) inside leases
+		// that end at the schedule's next slot.
+		return cfg, nil, nil
 	}
 	ctx, prov, err := b.providerFor(ctx, name, cfg)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 )
 
 // Named tests of the safety net's classes, beside the simulation that found each bug first
@@ -194,5 +196,34 @@ func TestTokenMintedWhileAnotherNodeRotatesIsNotHandedOut(t *testing.T) {
 		if !rotated {
 			t.Fatal("the rotation never ran during a mint")
 		}
+	}
+}
+
+// A due scheduled rotation whose settle adopts a fallback the provider applied late stops
+// there: the adopted credential is new and the schedule counts from it. Rotating it again
+// would kill the tokens other nodes mint from it as soon as it is stored (seed 18661: a
+// standby's read leased a token of the adopted credential that the rest of the rotation
+// killed).
+func TestScheduledRotationThatAdoptsAFallbackRotatesNoFurther(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.sim.SetOffBlocksLag(10 * time.Minute)
+	if resp, err := h.do(logical.UpdateOperation, "rotate-root/ob", nil); err == nil && !resp.IsError() {
+		t.Fatal("the lagging rotation settled: the test would prove nothing")
+	}
+	adopted := h.stored("ob").Fallbacks[0].cred.(offblocks.Credentials).APIKey
+	h.clock.Advance(time.Hour) // the provider applied the change; the schedule is due
+	if k, _ := h.sim.OffBlocksPair(h.obID); k != adopted {
+		t.Fatalf("the provider has %s, not the fallback %s: the test would prove nothing", k, adopted)
+	}
+	h.b.invalidate(context.Background(), configKey("ob")) // the read finds the rotation due first
+	h.creds("ob")
+	if k, _ := h.sim.OffBlocksPair(h.obID); k != adopted || h.sim.OffBlocksPending(h.obID) {
+		t.Fatalf("the scheduled rotation rotated the adopted credential again (provider has %s, pending %v)",
+			k, h.sim.OffBlocksPending(h.obID))
+	}
+	if c := h.stored("ob"); c.ob().APIKey != adopted || c.unsettled() || c.Rotation.Failures != 0 {
+		t.Fatalf("stored %s, %d fallbacks, %d failures; want the adopted %s, settled", c.ob().APIKey,
+			len(c.Fallbacks), c.Rotation.Failures, adopted)
 	}
 }
