@@ -227,3 +227,67 @@ func TestScheduledRotationThatAdoptsAFallbackRotatesNoFurther(t *testing.T) {
 			len(c.Fallbacks), c.Rotation.Failures, adopted)
 	}
 }
+
+// refuseDeletes answers every DELETE 503 while on, as a provider down for that call.
+type refuseDeletes struct{ on *bool }
+
+func (r refuseDeletes) RoundTrip(req *http.Request) (*http.Response, error) {
+	if *r.on && req.Method == http.MethodDelete {
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Body: http.NoBody, Request: req}, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// A retiring Bloq key is deleted with the account login the config holds when it is deleted:
+// an operator who changed the password (and wrote the new one) does not leave the key upstream
+// because the delete logs in with the password of the key's own day.
+func TestRetiringKeyDeletedWithTheCurrentLogin(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	down := true
+	h.b.transport = refuseDeletes{on: &down}
+	h.mustDo(logical.UpdateOperation, "rotate-root/bq", nil)
+	if r := h.stored("bq").Retiring; len(r) != 1 {
+		t.Fatalf("%d retiring keys after a rotation whose delete failed, want 1", len(r))
+	}
+	h.clock.Advance(13 * time.Hour) // every account token of the old password has expired
+	h.sim.SetBloqPassword(h.bqUserID, "a-new-password")
+	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"password": "a-new-password"})
+	down = false
+	h.periodic()
+	if r := h.stored("bq").Retiring; len(r) != 0 || slices.Contains(h.sim.BloqClientIDs(h.bqUserID), bqClient) {
+		t.Fatalf("the retiring key is still upstream (%d retiring) after a settle with the new password", len(r))
+	}
+}
+
+// Settles of one config never overlap: a settle that starts while another is in a provider
+// call (a read's and Vault's periodic function's, say) waits for it to end.
+func TestSettlesOfOneConfigNeverOverlap(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	next := h.stored("ob").cred.(offblocks.Credentials)
+	next.APISecret = strings.Repeat("f", 40)
+	h.holdFallback("ob", next)
+	entered, release := make(chan struct{}, 16), make(chan struct{})
+	h.b.transport = afterAnswer{hook: func(*http.Request) {
+		entered <- struct{}{}
+		<-release
+	}}
+	done := make(chan error, 2)
+	settle := func() {
+		_, _, err := h.b.settle(context.Background(), h.storage, "ob")
+		done <- err
+	}
+	go settle()
+	<-entered // the first settle is in a provider call
+	go settle()
+	select {
+	case <-entered:
+		t.Error("a second settle called the provider while the first was in a call")
+	case <-time.After(200 * time.Millisecond): // long enough for an overlapping settle to show
+	}
+	close(release)
+	for i := 0; i < 2; i++ {
+		<-done
+	}
+}

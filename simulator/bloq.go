@@ -29,6 +29,17 @@ func (s *Server) AddBloqUser(email, password string) string {
 	return id
 }
 
+// SetBloqPassword changes a user's password, as the account's owner does in the console:
+// logins with the old one are refused from then on (account tokens already issued live on;
+// providers.md does not say whether Bloq revokes them).
+func (s *Server) SetBloqPassword(userID, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.bloqUsers[userID]; u != nil {
+		u.password = password
+	}
+}
+
 // AddBloqKey creates a client key for a user with the given pair (40 and 80 hex characters
 // in real life; any strings here) and returns the key's id.
 func (s *Server) AddBloqKey(userID, clientID, clientSecret string) string {
