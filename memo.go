@@ -215,14 +215,24 @@ func (m *memo) forgetAll() {
 // lock while the read runs, and a later setConfig, which keeps the generation, could be
 // overwritten by the older value), and the load must take no config lock. The read runs
 // under the first reader's context: a reader that waited for it and finds it ended by that
-// context (the first reader gave up) loads again under its own.
+// context (the first reader gave up: abandonedLoad) loads again under its own; the reader that
+// ran it gets its error as it is.
 func (b *backend) cachedConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
 	if cfg, _ := b.memo.config(name); cfg != nil {
 		return cfg, nil
 	}
 	for {
-		v, err, shared := b.memo.loads.Do(name, func() (any, error) { return b.loadConfig(ctx, s, name) })
-		if err != nil && shared && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		ran := false
+		v, err, _ := b.memo.loads.Do(name, func() (any, error) {
+			ran = true
+			cfg, err := b.loadConfig(ctx, s, name)
+			if err != nil && ctx.Err() != nil {
+				err = &abandonedLoad{err}
+			}
+			return cfg, err
+		})
+		var abandoned *abandonedLoad
+		if !ran && ctx.Err() == nil && errors.As(err, &abandoned) {
 			continue
 		}
 		if err != nil {
@@ -231,6 +241,14 @@ func (b *backend) cachedConfig(ctx context.Context, s logical.Storage, name stri
 		return v.(*accountConfig), nil
 	}
 }
+
+// abandonedLoad is a load's error when the context it ran under had ended (its reader gave
+// up): a reader that only waited for it loads again. Any other error, a storage timeout of
+// its own included, is every waiting reader's answer.
+type abandonedLoad struct{ err error }
+
+func (e *abandonedLoad) Error() string { return e.err.Error() }
+func (e *abandonedLoad) Unwrap() error { return e.err }
 
 // loadConfig reads config name from storage and remembers it, unless another load has
 // installed it meanwhile or it was forgotten since the read began.

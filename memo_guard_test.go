@@ -264,3 +264,40 @@ func TestMemoPeekConfigRemembersOnlyWhenTheLockIsFree(t *testing.T) {
 		t.Fatal("peekConfig remembered a config read while a writer held its lock")
 	}
 }
+
+// A storage error of a load that another reader waited for is the answer of both, when it
+// is not the loader giving up: one that wraps context.DeadlineExceeded (the storage's own
+// timeout) while both contexts are live is not read again by either (a storage that keeps
+// timing out under a burst of reads must not make every reader loop).
+func TestMemoCachedConfigSharedStorageTimeoutIsEveryonesAnswer(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.b.memo.forget("ob")
+	join := &joinSignal{flightGroup: h.b.memo.loads, second: make(chan struct{})}
+	h.b.memo.loads = join
+	entered := make(chan struct{})
+	s := &configGets{Storage: h.storage, key: configKey("ob"), first: func(ctx context.Context) error {
+		close(entered)
+		<-join.second                     // reader 2 is entering the load
+		time.Sleep(20 * time.Millisecond) // and, most likely, waits for it by now
+		return fmt.Errorf("raft apply: %w", context.DeadlineExceeded)
+	}}
+	errs := make(chan error, 2)
+	read := func() {
+		lock := h.b.lock("ob")
+		lock.RLock()
+		defer lock.RUnlock()
+		_, err := h.b.cachedConfig(context.Background(), s, "ob")
+		errs <- err
+	}
+	go read()
+	<-entered
+	go read()
+	if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the reader that loaded: %v; want the storage's own error", err)
+	}
+	<-errs // the waiter's: the error if it joined, the config if it came too late to join
+	if n := join.calls.Load(); n != 2 {
+		t.Errorf("%d loads for two readers, want 2 (none read again)", n)
+	}
+}
