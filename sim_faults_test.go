@@ -3,6 +3,7 @@ package apitokens
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"net/http"
 	"slices"
@@ -31,7 +32,7 @@ import (
 //   - crashAfterCreate: the node dies right after a Bloq key is created upstream, before its
 //     fallback is stored.
 type faultSwarm struct {
-	landErr                  int
+	landErr, readFail        int
 	noExpiry, slow, retryAft int
 	typo, partial, writeBack int
 	crashAfterCreate         int
@@ -64,6 +65,28 @@ func (w *world) landsThenFails(key string) bool {
 	w.cover["fault.storage-landed-error"]++
 	w.logf("  storage write of %s lands, then reports an error", key)
 	return true
+}
+
+// readFaults draws, from a generator of its own (so that no other decision of a seed moves),
+// whether and how often config reads from storage fail: a Raft read or a Consul request
+// that times out, with an error that wraps context.DeadlineExceeded while the reader's own
+// context is live.
+func (w *world) readFaults(seed int64) {
+	w.gr = rand.New(rand.NewSource(seed ^ 0x9e7f411d))
+	if w.gr.Intn(3) == 0 {
+		w.fs.readFail = 1 + w.gr.Intn(8)
+	}
+}
+
+// readFails is a storage read's error, when the swarm makes this read of key fail.
+func (w *world) readFails(key string) error {
+	if w.fs.readFail == 0 || w.gr.Intn(100) >= w.fs.readFail {
+		return nil
+	}
+	w.faulted = true
+	w.cover["fault.storage-read-error"]++
+	w.logf("  storage read of %s times out", key)
+	return fmt.Errorf("simulated storage read: %w", context.DeadlineExceeded)
 }
 
 // drawNoExpiry is the simulator's choice, per token, of an answer without any expiry.

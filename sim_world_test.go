@@ -89,15 +89,15 @@ type world struct {
 	r    *rand.Rand
 	// hr draws the hostile answers only (hostileSwarm); fr the safety net's fault classes
 	// (faultSwarm), whose switches are fs.
-	hr, fr *rand.Rand
-	sw     swarm
-	fs     faultSwarm
-	clock  *fakeClock
-	sim    *simulator.Server
-	h      http.Handler
-	store  *logical.InmemStorage
-	nodes  []*node
-	nextID int
+	hr, fr, gr *rand.Rand
+	sw         swarm
+	fs         faultSwarm
+	clock      *fakeClock
+	sim        *simulator.Server
+	h          http.Handler
+	store      *logical.InmemStorage
+	nodes      []*node
+	nextID     int
 
 	obID, bqUser string
 	// learned are the Bloq client secrets that were ever in storage. (A key whose secret
@@ -160,6 +160,7 @@ func newWorld(seed int64, r *rand.Rand) *world {
 	w.sim.SetHostileTokens(w.drawHostileToken)
 	w.sim.SetClaimedExpiry(w.drawClaimedExpiry)
 	w.fs = newFaultSwarm(w.fr)
+	w.readFaults(seed)
 	w.sim.SetNoExpiry(w.drawNoExpiry)
 	w.h = w.sim.Handler()
 	w.obID = w.sim.AddOffBlocks(obKey, obSecret)
@@ -305,6 +306,9 @@ func (s *nodeStorage) Get(ctx context.Context, key string) (*logical.StorageEntr
 	s.n.w.yield("storage get", key)
 	if s.n.call() {
 		return nil, errSimDead
+	}
+	if err := s.n.w.readFails(key); err != nil {
+		return nil, err
 	}
 	e, err := s.n.w.store.Get(ctx, key)
 	s.n.w.yield("the answer to storage get", key)

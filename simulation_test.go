@@ -39,12 +39,14 @@ func runSeed(seed int64, r *rand.Rand, steps int) *world {
 	w := newWorld(seed, r)
 	faults := w.sw
 	w.sw = swarm{multiNode: faults.multiNode, bloq: faults.bloq}
+	readFail := w.fs.readFail // the operator's first writes are not refused by storage either
+	w.fs.readFail = 0
 	w.logf("seed %d: swarm %+v", seed, faults)
 	for _, name := range w.configNames() {
 		w.opCredentialWrite(name)
 	}
 	w.checkOperatorKeys()
-	w.sw = faults
+	w.sw, w.fs.readFail = faults, readFail
 	for w.opN = 1; w.opN <= steps && w.bad == nil; w.opN++ {
 		w.runRound(w.pickRound()) // one operation, or a few interleaved (sim_round_test.go)
 	}
