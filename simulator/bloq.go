@@ -70,6 +70,16 @@ func (s *Server) SetBloqRotateRefresh(on bool) {
 	s.bloqRotateRefresh = on
 }
 
+// SetBloqEchoRefresh makes every refresh grant that does not rotate (SetBloqRotateRefresh)
+// answer with the refresh token it was given, still valid, beside the new access token: as
+// many OAuth servers do, and providers.md leaves open ("whether a new refreshToken comes back
+// is unknown"). A client must not take the repeated value for a new one.
+func (s *Server) SetBloqEchoRefresh(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bloqEchoRefresh = on
+}
+
 // SetBloqLegacyLogin makes the simulator an older deployment: POST /bloq/auth answers 404,
 // and only the older page's POST /bloq/auth/login logs in (it always does, in either mode).
 func (s *Server) SetBloqLegacyLogin(on bool) {
@@ -200,6 +210,8 @@ func (s *Server) bloqToken(w http.ResponseWriter, r *http.Request) {
 		if s.bloqRotateRefresh {
 			s.revoked[c.ID] = true
 			resp["refreshToken"], _ = s.issue("bloq", "refresh", c.Subject, 0, s.lifetime(s.lifetimes.BloqRefresh, 365*24*time.Hour))
+		} else if s.bloqEchoRefresh {
+			resp["refreshToken"] = req.RefreshToken
 		}
 		writeJSON(w, http.StatusOK, resp)
 	default:

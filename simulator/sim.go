@@ -90,6 +90,7 @@ type Server struct {
 	opaque    map[string]time.Time         // OpsNow opaque tokens → expiry
 
 	bloqRotateRefresh bool
+	bloqEchoRefresh   bool // the refresh grant's answer repeats the refresh token it was given
 	bloqLegacyLogin   bool // POST /bloq/auth answers 404: only /bloq/auth/login logs in
 	bloqKeyListIDOnly bool // the key list gives only {id: clientId, createdAt}
 	offblocksLag      time.Duration
