@@ -68,13 +68,19 @@ func (w *world) landsThenFails(key string) bool {
 }
 
 // readFaults draws, from a generator of its own (so that no other decision of a seed moves),
-// whether and how often config reads from storage fail: a Raft read or a Consul request
+// whether Bloq lists its keys as a paged object, and whether and how often config reads from
+// storage fail: a Raft read or a Consul request
 // that times out, with an error that wraps context.DeadlineExceeded while the reader's own
 // context is live.
 func (w *world) readFaults(seed int64) {
 	w.gr = rand.New(rand.NewSource(seed ^ 0x9e7f411d))
 	if w.gr.Intn(3) == 0 {
 		w.fs.readFail = 1 + w.gr.Intn(8)
+	}
+	// A provider answer shape, drawn here too: Bloq's key list as a paged object.
+	if w.gr.Intn(3) == 0 {
+		w.cover["provider.bloq-key-list-envelope"]++
+		w.sim.SetBloqKeyListEnvelope(true)
 	}
 }
 

@@ -80,6 +80,15 @@ func (s *Server) SetBloqEchoRefresh(on bool) {
 	s.bloqEchoRefresh = on
 }
 
+// SetBloqKeyListEnvelope makes GET /bloq/users/me/client-keys answer an object, as paged
+// APIs do: {"clientKeys": [...], "nextPageToken": null} (providers.md says only "list with
+// id"; a null member beside the list is what a last page looks like).
+func (s *Server) SetBloqKeyListEnvelope(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bloqKeyListEnvelope = on
+}
+
 // SetBloqLegacyLogin makes the simulator an older deployment: POST /bloq/auth answers 404,
 // and only the older page's POST /bloq/auth/login logs in (it always does, in either mode).
 func (s *Server) SetBloqLegacyLogin(on bool) {
@@ -297,6 +306,10 @@ func (s *Server) bloqListKeys(w http.ResponseWriter, r *http.Request) {
 		} else {
 			list = append(list, map[string]string{"id": k.id, "clientId": k.clientID, "createdAt": created})
 		}
+	}
+	if s.bloqKeyListEnvelope {
+		writeJSON(w, http.StatusOK, map[string]any{"clientKeys": list, "nextPageToken": nil})
+		return
 	}
 	writeJSON(w, http.StatusOK, list)
 }

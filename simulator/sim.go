@@ -93,11 +93,13 @@ type Server struct {
 	bloqEchoRefresh   bool // the refresh grant's answer repeats the refresh token it was given
 	bloqLegacyLogin   bool // POST /bloq/auth answers 404: only /bloq/auth/login logs in
 	bloqKeyListIDOnly bool // the key list gives only {id: clientId, createdAt}
-	offblocksLag      time.Duration
-	offblocksLagFunc  func() time.Duration
-	bloqKeyLag        func() time.Duration
-	opsnowShape       OpsNowShape
-	seq               int
+	// bloqKeyListEnvelope answers the key list inside an object, beside a null page token.
+	bloqKeyListEnvelope bool
+	offblocksLag        time.Duration
+	offblocksLagFunc    func() time.Duration
+	bloqKeyLag          func() time.Duration
+	opsnowShape         OpsNowShape
+	seq                 int
 
 	hostileToken func(provider, kind string) string                    // SetHostileTokens
 	claimExpiry  func(provider, kind string, real time.Time) time.Time // SetClaimedExpiry
