@@ -68,7 +68,8 @@ func ParseCreatedKey(body []byte) (ClientKey, error) {
 }
 
 // ParseKeyList decodes GET /users/me/client-keys: an array of keys, or an object holding
-// one (under "data" or any single array member).
+// one (under "data" or any single array member of keys; members that are not arrays of
+// objects, such as a null page token or a list of scopes, are not the list).
 func ParseKeyList(body []byte) ([]ClientKey, error) {
 	body = bytes.TrimSpace(unwrapData(body))
 	var raw []rawKey
@@ -79,8 +80,12 @@ func ParseKeyList(body []byte) ([]ClientKey, error) {
 		}
 		found := false
 		for _, v := range obj {
-			if json.Unmarshal(v, &raw) == nil {
-				found = true
+			// Only an array is a list: a null member (a last page's "nextPageToken": null)
+			// decodes into a slice too, as an empty list. Each member decodes into a slice of
+			// its own, so one that fails partway leaves nothing behind.
+			var r []rawKey
+			if v = bytes.TrimSpace(v); len(v) > 0 && v[0] == '[' && json.Unmarshal(v, &r) == nil {
+				raw, found = r, true
 				break
 			}
 		}

@@ -159,3 +159,16 @@ func TestParseKeyListNotJSON(t *testing.T) {
 		}
 	}
 }
+
+// A member whose value is null (a last page's "nextPageToken": null) is not the key list,
+// whatever order the object's members are read in: the account's keys are all listed (an
+// empty list would make Retire report ErrNotListed and leave a replaced key live upstream).
+func TestParseKeyListNullMemberIsNoList(t *testing.T) {
+	body := `{"clientKeys":[{"id":"k1","clientId":"a"},{"id":"k2","clientId":"b"}],"nextPageToken":null}`
+	for i := 0; i < 64; i++ { // a map's order differs from run to run
+		keys, err := bloq.ParseKeyList([]byte(body))
+		if err != nil || len(keys) != 2 {
+			t.Fatalf("run %d: %+v, %v: the null member was read as the list", i, keys, err)
+		}
+	}
+}
