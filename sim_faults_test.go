@@ -33,6 +33,7 @@ import (
 //     fallback is stored.
 type faultSwarm struct {
 	landErr, readFail        int
+	omitToken                int
 	noExpiry, slow, retryAft int
 	typo, partial, writeBack int
 	crashAfterCreate         int
@@ -77,11 +78,26 @@ func (w *world) readFaults(seed int64) {
 	if w.gr.Intn(3) == 0 {
 		w.fs.readFail = 1 + w.gr.Intn(8)
 	}
+	if w.gr.Intn(3) == 0 {
+		w.fs.omitToken = 1 + w.gr.Intn(10)
+	}
 	// A provider answer shape, drawn here too: Bloq's key list as a paged object.
 	if w.gr.Intn(3) == 0 {
 		w.cover["provider.bloq-key-list-envelope"]++
 		w.sim.SetBloqKeyListEnvelope(true)
 	}
+}
+
+// omitsToken is the simulator's choice, per token, of an answer that accepts the credential
+// (and rotates a Bloq refresh token, where that mode is on) but omits the token itself.
+func (w *world) omitsToken(provider, kind string) bool {
+	if w.fs.omitToken == 0 || w.gr.Intn(100) >= w.fs.omitToken {
+		return false
+	}
+	w.faulted = true
+	w.cover["fault.omitted-token."+provider+"."+kind]++
+	w.logf("  provider answers without the %s %s token", provider, kind)
+	return true
 }
 
 // readFails is a storage read's error, when the swarm makes this read of key fail.

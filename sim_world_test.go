@@ -194,6 +194,9 @@ var hostileTokens = []string{"abc\nexport LD_PRELOAD=/tmp/x.so\r\n\x1b[2J", "two
 // drawHostileToken is the simulator's choice, for each token it issues, of a hostile value in
 // its place ("" for the real token): the credential was accepted, but the answer is unusable.
 func (w *world) drawHostileToken(provider, kind string) string {
+	if w.omitsToken(provider, kind) {
+		return simulator.EmptyToken
+	}
 	if w.sw.hostile == 0 || w.hr.Intn(100) >= w.sw.hostile {
 		return ""
 	}

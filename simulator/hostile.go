@@ -65,10 +65,17 @@ func (s *Server) claimed(provider, kind string, real time.Time) time.Time {
 	return real
 }
 
+// EmptyToken, from a SetHostileTokens function, makes the answer carry an empty token: the
+// credential was accepted (and a refresh token rotated, where it rotates), but the answer
+// omits the token itself.
+const EmptyToken = "\x00empty"
+
 // present is the value an answer carries for token tok; the caller holds s.mu.
 func (s *Server) present(provider, kind, tok string) string {
 	if s.hostileToken != nil {
-		if v := s.hostileToken(provider, kind); v != "" {
+		if v := s.hostileToken(provider, kind); v == EmptyToken {
+			return ""
+		} else if v != "" {
 			return v
 		}
 	}
