@@ -102,22 +102,24 @@ func TestConfigWriteKeepsHeldRefreshToken(t *testing.T) {
 	h.creds("bq")
 }
 
-// An answer whose access token is malformed but which carries a new refresh token: the read
-// fails (502), and the new refresh token is stored all the same.
+// An answer whose access token is malformed, or missing, but which carries a new refresh
+// token: the read fails (502), and the new refresh token is stored all the same.
 func TestRefreshTokenKeptFromMalformedAnswer(t *testing.T) {
-	h := newHarness(t)
-	first := h.sim.BloqRefreshToken(h.bqKeyID)
-	h.bloqRefreshConfig(first)
-	next := h.sim.BloqRefreshToken(h.bqKeyID)
 	bad := "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln" // exp "soon": unreadable
-	h.sim.Inject(simulator.RouteBloqToken, simulator.Fault{Status: 200,
-		Body: `{"accessToken":"` + bad + `","refreshToken":"` + next + `"}`})
-	_, err := h.do(logical.ReadOperation, "creds/bq", nil)
-	wantCoded(t, err, 502, "malformed response")
-	if h.stored("bq").bq().RefreshToken != next {
-		t.Fatal("the new refresh token of a malformed answer was lost")
+	for _, access := range []string{`"accessToken":"` + bad + `",`, ""} {
+		h := newHarness(t)
+		first := h.sim.BloqRefreshToken(h.bqKeyID)
+		h.bloqRefreshConfig(first)
+		next := h.sim.BloqRefreshToken(h.bqKeyID)
+		h.sim.Inject(simulator.RouteBloqToken, simulator.Fault{Status: 200,
+			Body: `{` + access + `"refreshToken":"` + next + `"}`})
+		_, err := h.do(logical.ReadOperation, "creds/bq", nil)
+		wantCoded(t, err, 502, "malformed response")
+		if h.stored("bq").bq().RefreshToken != next {
+			t.Fatalf("the new refresh token of an answer with %q was lost", access)
+		}
+		assertNoSecrets(t, "error", err.Error(), next, first)
 	}
-	assertNoSecrets(t, "error", err.Error(), next, first)
 }
 
 // A held refresh token goes into a write only while the config still mints with it: a write

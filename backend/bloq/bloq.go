@@ -63,7 +63,8 @@ type TokenResponse struct {
 // ParseTokenResponse decodes {"accessToken": ..., "refreshToken"?: ...}. Bloq returns no
 // expiry field: the expiry is the JWT's exp, else issued plus lifetime. An exp claim that is
 // present but unreadable is an error wrapping apiclient.ErrBadExpiry, never a default; the
-// response's refreshToken, if any, is returned with that error all the same.
+// response's refreshToken, if any, is returned with that error, and with a missing or
+// unusable accessToken, all the same.
 func ParseTokenResponse(body []byte, issued time.Time, lifetime time.Duration) (TokenResponse, error) {
 	var v struct {
 		AccessToken  string `json:"accessToken"`
@@ -73,7 +74,8 @@ func ParseTokenResponse(body []byte, issued time.Time, lifetime time.Duration) (
 		return TokenResponse{}, apiclient.ErrNotJSON
 	}
 	if v.AccessToken == "" {
-		return TokenResponse{}, errors.New("no accessToken")
+		// As below: a refresh token the answer carries may be the only valid one now.
+		return TokenResponse{RefreshToken: v.RefreshToken}, errors.New("no accessToken")
 	}
 	tok, err := apiclient.NewToken(v.AccessToken, time.Time{}, issued, lifetime)
 	if err != nil {
