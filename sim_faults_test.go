@@ -100,6 +100,30 @@ func (w *world) omitsToken(provider, kind string) bool {
 	return true
 }
 
+// cronInstead makes a schedule write, one time in three (from the seed's own fault generator),
+// a cron rotation_schedule with a rotation_window instead of a rotation_period: a slot missed
+// is still due until its window closes, and is skipped after.
+func (w *world) cronInstead(data map[string]any) {
+	if w.gr.Intn(3) != 0 {
+		return
+	}
+	delete(data, "rotation_period")
+	data["rotation_schedule"] = []string{"0 * * * *", "*/20 * * * *", "30 */2 * * *"}[w.gr.Intn(3)]
+	data["rotation_window"] = []int{3600, 5400}[w.gr.Intn(2)]
+	w.cover["schedule.cron-window"]++
+}
+
+// toWindowClose moves a clock step to a rotation, half the time, for a config with a cron
+// rotation_window, to a few seconds before the next slot's window closes instead (a rotation
+// that starts then may outlast it).
+func (w *world) toWindowClose(cfg *accountConfig, next, to time.Time) time.Time {
+	if cfg.Rotation.RotationWindow == 0 || w.gr.Intn(2) != 0 {
+		return to
+	}
+	w.cover["clock-to-window-close"]++
+	return next.Add(cfg.Rotation.RotationWindow - time.Duration(w.gr.Intn(30000))*time.Millisecond)
+}
+
 // readFails is a storage read's error, when the swarm makes this read of key fail.
 func (w *world) readFails(key string) error {
 	if w.fs.readFail == 0 || w.gr.Intn(100) >= w.fs.readFail {
@@ -186,7 +210,17 @@ func (w *world) crashesAfterCreate(n *node, route string) bool {
 // "orphan" field): I6 requires every key a rotation left upstream to be named.
 type orphanSink struct{ w *world }
 
-func (s orphanSink) Accept(_ string, _ hclog.Level, _ string, args ...any) {
+func (s orphanSink) Accept(_ string, _ hclog.Level, msg string, args ...any) {
+	if strings.HasPrefix(msg, "delete: an interrupted rotation may have created a credential upstream") {
+		// A delete gives up a create marker whose orphan could not be looked for, telling the
+		// operator to find the key in the console: every key Vault does not hold is named.
+		stored := s.w.storedID("bq")
+		for _, id := range s.w.sim.BloqClientIDs(s.w.bqUser) {
+			if id != stored {
+				s.w.orphanNamed[id] = true
+			}
+		}
+	}
 	for i := 0; i+1 < len(args); i += 2 {
 		if k, _ := args[i].(string); k == "orphan" {
 			if id, ok := args[i+1].(string); ok {

@@ -134,6 +134,7 @@ func (w *world) opWrite(name string) {
 		data["min_token_ttl"] = []int{0, 1, 60, 1800}[w.r.Intn(4)]
 	case 2:
 		data["rotation_period"] = []int{60, 120, 600, 3600}[w.r.Intn(4)]
+		w.cronInstead(data)
 	case 3:
 		data["disable_automated_rotation"] = w.r.Intn(3) == 0
 	case 4:
@@ -280,6 +281,7 @@ func (w *world) opClockToRotation(name string) {
 		return
 	}
 	to := next.Add(-time.Duration(w.r.Intn(5000)) * time.Millisecond)
+	to = w.toWindowClose(cfg, next, to)
 	if to.After(w.clock.Now()) {
 		w.clock.Advance(to.Sub(w.clock.Now()))
 		w.cover["clock-to-rotation"]++

@@ -298,20 +298,22 @@ func (c *concurrency) landed(key string) {
 // secret secret, that a rotation running meanwhile made stale: the operator copied the key
 // from the console before the rotation replaced it. The config then holds a dead credential
 // that only an operator can replace (wroteDead, operatorMustWrite):
-//   - the key was deleted upstream before the write stored it; I8 protects it no more (no
-//     later delete can be of it);
 //   - the write gave the secret alone (operatorVariant's partial write, for the key stored
-//     when the operator looked), and it landed on the key the rotation stored instead.
+//     when the operator looked), and it landed on the key the rotation stored instead;
+//   - the key was deleted upstream before the write stored it; I8 protects it no more (no
+//     later delete can be of it).
 func (w *world) wroteStale(name, id, secret string) {
 	switch stored := w.storedID(name); {
+	case stored != "" && stored != id && w.storedSecret(name) == secret:
+		// Checked first: the key meant may also have been deleted upstream meanwhile, but
+		// what the config holds now is the other key, with the secret written.
+		w.conc.wroteDead[name] = stored
+		w.logf("  (the secret written for %s was stored with %s, which a rotation stored meanwhile)", w.label(id),
+			w.label(stored))
 	case slices.Contains(w.conc.goneAtStore[name], id):
 		delete(w.protected, id)
 		w.conc.wroteDead[name] = id
 		w.logf("  (%s was deleted upstream before the write stored it)", w.label(id))
-	case stored != "" && stored != id && w.storedSecret(name) == secret:
-		w.conc.wroteDead[name] = stored
-		w.logf("  (the secret written for %s was stored with %s, which a rotation stored meanwhile)", w.label(id),
-			w.label(stored))
 	}
 }
 
