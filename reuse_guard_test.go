@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,5 +315,56 @@ func TestForgetDuringAMintThenStorageFails(t *testing.T) {
 	resp, err := h.b.HandleRequest(context.Background(), req)
 	if err == nil || !strings.Contains(err.Error(), errStorageDown.Error()) {
 		t.Fatalf("want the storage failure, got %v %v", err, respErr(resp))
+	}
+}
+
+// A read whose shared token has exactly the life it needs takes it at once, even while
+// another read's shared call is in flight (one with a min_ttl the token cannot meet): it does
+// not wait for that call, nor take its token.
+func TestSharedTokenWithExactlyTheLifeNeededWhileAMintIsInFlight(t *testing.T) {
+	h := newHarness(t)
+	var armed atomic.Bool
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	h.b.transport = afterAnswer{hook: func(*http.Request) {
+		if !armed.Load() {
+			return
+		}
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+	}}
+	defer close(release)
+	cfg := h.offblocksConfig()
+	cfg["token_reuse"] = true
+	h.mustDo(logical.CreateOperation, "config/ob", cfg)
+	h.creds("ob")
+	tok, _ := h.b.memo.token("ob")
+	h.clock.Advance(tok.ExpiresAt.Sub(h.clock.Now()) - tok.lifetime()/2) // exactly need left
+	armed.Store(true)
+	first := make(chan error, 1)
+	go func() { // a read that needs more than the shared token has: it mints, and waits
+		_, err := h.do(logical.ReadOperation, "creds/ob", map[string]any{"min_ttl": "50m"})
+		first <- err
+	}()
+	select {
+	case <-entered:
+	case err := <-first:
+		t.Fatalf("the read with min_ttl=50m made no provider call: %v", err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		resp, _ := h.do(logical.ReadOperation, "creds/ob", nil)
+		v, _ := resp.Data["token"].(string)
+		got <- v
+	}()
+	select {
+	case v := <-got:
+		if v != tok.Value {
+			t.Fatal("the read did not take the shared token with exactly the life it needs")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read waited for another read's shared call instead of taking the shared token")
 	}
 }

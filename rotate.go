@@ -28,7 +28,8 @@ func (e *rotationRefused) Error() string { return e.why }
 // rotate replaces config name's root credential under its exclusive lock:
 //
 //  1. settle the config first (settle.go): a new rotation is refused while the provider may
-//     still adopt a fallback;
+//     still adopt a fallback; a scheduled one that is not due after it (a fallback adopted,
+//     its window closed) stops there;
 //  2. a provider that creates the new credential upstream (Bloq) lists the account's
 //     credentials and writes a WAL entry marking the create call, so that a key orphaned by a
 //     crash during it can be named;
@@ -83,10 +84,12 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	case cfg == nil:
 		return nil, nil, errConfigNotFound(name)
 	case trigger == triggerScheduled && !cfg.rotationDue(b.now()):
-		// The settle adopted a fallback: the credential is new, and the schedule counts from
-		// now. Rotating it again would kill the tokens other nodes mint from the adopted
-		// credential as soon as it is stored (it says the rotation is not due) inside leases
-		// that end at the schedule's next slot.
+		// Not due any more: the settle adopted a fallback (the credential is new, and the
+		// schedule counts from now), or the slot's rotation_window closed while it ran. Other
+		// nodes now hand out tokens of the stored credential in leases that end at the next
+		// slot; rotating it would kill them.
+		b.Logger().Info("scheduled rotation not needed any more: its settle adopted a new credential, or its "+
+			"rotation_window closed meanwhile", "config", name, "next_rotation", cfg.nextRotation(b.now()))
 		return cfg, nil, nil
 	}
 	ctx, prov, err := b.providerFor(ctx, name, cfg)

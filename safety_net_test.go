@@ -270,7 +270,10 @@ func TestSettlesOfOneConfigNeverOverlap(t *testing.T) {
 	h.holdFallback("ob", next)
 	entered, release := make(chan struct{}, 16), make(chan struct{})
 	h.b.transport = afterAnswer{hook: func(*http.Request) {
-		entered <- struct{}{}
+		select {
+		case entered <- struct{}{}:
+		default: // more calls than the buffer holds: only the first two matter
+		}
 		<-release
 	}}
 	done := make(chan error, 2)

@@ -262,7 +262,8 @@ const rotationRecordTimeout = 10 * time.Second
 // lock, through the same fallback-first rotation as rotate-root, under a deadline of its own
 // (rotationBudget; not ctx's cancellation). A failure of any kind is recorded on the config,
 // which retries it with backoff, under a context of its own (the rotation's may be done);
-// the rotation's own error is returned as well. It reports whether a rotation was due. Where
+// the rotation's own error is returned as well. It reports whether a rotation was due when it
+// took the lock (rotateLocked may then find it needed no more, and rotate nothing). Where
 // storage cannot be written it rotates nothing and returns logical.ErrReadOnly.
 func (b *backend) rotateScheduled(ctx context.Context, s logical.Storage, name string) (bool, error) {
 	lock := b.lock(name)
