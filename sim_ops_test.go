@@ -195,7 +195,9 @@ func (w *world) credentialWrite(name string, force bool) {
 		}
 	}
 	w.logf("  credential write %s (%s %s) force=%v: %v", name, w.label(written), w.label(secret), force, err)
-	if unsettled && !force && (w.alone() || err != nil) {
+	// A write whose store landed and then failed was not refused: it counts as made (below).
+	landed := err != nil && strings.Contains(err.Error(), errStorageLanded.Error())
+	if unsettled && !force && !landed && (w.alone() || err != nil) {
 		w.endExcuse(sp, false)
 		if !w.alone() {
 			return // a concurrent operation may have settled the config, or changed storage, meanwhile

@@ -78,9 +78,11 @@ var simProviders = map[string]simProvider{
 			return fields, givenUp, true
 		},
 		accountSecrets: func(w *world) []string { return w.sim.BloqLiveSecrets(w.bqUser) },
-		live:           func(w *world, cfg *accountConfig) bool { return w.sim.BloqKeyMints(cfg.bq().ClientSecret) },
-		secret:         func(cfg *accountConfig) string { return cfg.bq().ClientSecret },
-		id:             func(cfg *accountConfig) string { return cfg.bq().ClientID },
+		live: func(w *world, cfg *accountConfig) bool { // the pair: a secret of another key does not mint with this id
+			return w.sim.BloqKeySecret(cfg.bq().ClientID) == cfg.bq().ClientSecret && w.sim.BloqKeyMints(cfg.bq().ClientSecret)
+		},
+		secret: func(cfg *accountConfig) string { return cfg.bq().ClientSecret },
+		id:     func(cfg *accountConfig) string { return cfg.bq().ClientID },
 	},
 }
 
