@@ -82,8 +82,10 @@ func (c *accountConfig) nextSlot(now time.Time, window time.Duration) time.Time 
 			return time.Time{}
 		}
 		// A rotation may run up to rotationEarly before its slot (rotationStart): the slot it
-		// served must not come out as the next one.
-		next = sched.Next(from.Add(rotationEarly))
+		// served must not come out as the next one. Nor may a slot so close after a rotation
+		// that no lease fits between them (a missed slot served late, just before the next):
+		// that rotation serves it too, or every read in between would be refused.
+		next = sched.Next(from.Add(slotServedBy))
 		if window > 0 && !now.Before(next.Add(window)) {
 			next = sched.Next(now.Add(-window)) // the earliest slot whose window is open or to come
 		}
@@ -124,6 +126,11 @@ const rotationEarly = time.Second
 // every creds lease ends: Vault starts the lease a moment after the plugin's clock reads,
 // and a client needs a moment to read again.
 const rotationLeaseMargin = time.Second
+
+// slotServedBy is how long after a rotation a cron slot counts as served by it: one that
+// may run rotationEarly before its slot, and one that ends so soon before a slot that no
+// lease of minLease (and its margin) fits before the slot's own rotation may start.
+const slotServedBy = rotationEarly + rotationLeaseMargin + minLease
 
 // rotationStart returns W, the earliest moment config c's next scheduled rotation may run,
 // by now: nextRotation(now) - rotationEarly; the zero time when c has no schedule. It is the

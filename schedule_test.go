@@ -235,3 +235,22 @@ func TestScheduleValidation(t *testing.T) {
 		t.Fatal("a refused write stored a schedule")
 	}
 }
+
+// A read that serves a missed cron slot (still inside its rotation_window) just before the
+// next slot gets a token and a lease: the rotation serves that next slot too, instead of
+// leaving no room for any lease before it (seed 211798: a fault-free read answered 503).
+func TestScheduleMissedSlotServedJustBeforeTheNext(t *testing.T) {
+	h := newHarness(t) // the clock reads 12:00
+	h.scheduledOffBlocks(map[string]any{"rotation_schedule": "*/20 * * * *", "rotation_window": "1h"})
+	h.clock.Advance(59*time.Minute + 58*time.Second) // 12:20 and 12:40 missed; 13:00 is 2 s away
+	resp := h.creds("ob")
+	if !h.rotatedFrom(obKey) {
+		t.Fatal("the missed slot was not served")
+	}
+	if resp.Secret.TTL < minLease {
+		t.Fatalf("lease %s", resp.Secret.TTL)
+	}
+	if got, want := h.nextRotation("ob"), "2026-11-23T13:20:00Z"; got != want {
+		t.Fatalf("next_vault_rotation = %s, want %s (13:00 is served by the rotation 2 s before it)", got, want)
+	}
+}
