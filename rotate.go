@@ -123,6 +123,10 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	if markerID != "" {
 		b.deleteWAL(ctx, s, name, markerID)
 	}
+	if trigger == triggerScheduled && !cfg.rotationDue(b.now()) {
+		provider = "" // nothing rotated: no rotation to count
+		return b.withdraw(ctx, s, p, name, cfg, next)
+	}
 
 	stepErr := p.Activate(ctx, cur, next)
 	if errors.Is(stepErr, errUnchanged) || apiclient.IsRejected(stepErr) {
@@ -166,6 +170,27 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 		warnings = append(warnings, w...)
 	}
 	b.Logger().Info("rotated root credential", "config", name, "provider", cfg.Provider)
+	return cfg, warnings, nil
+}
+
+// withdraw ends a scheduled rotation that stopped being due while it prepared (its cron
+// rotation_window closed during the provider calls that created the new credential): from
+// then on other nodes hand out tokens of the stored credential in leases that end at the next
+// slot, so the new one, stored as a fallback but never sent, is dropped, and a key created
+// upstream for it (Bloq) is retired like any replaced key. Only a failed store keeps it a
+// fallback (the rotation's error says so), which the next settle may adopt.
+func (b *backend) withdraw(ctx context.Context, s logical.Storage, p rotator, name string, cfg *accountConfig, next credential) (*accountConfig, []string, error) {
+	cfg.Fallbacks = cfg.Fallbacks[:len(cfg.Fallbacks)-1]
+	if !p.Exclusive() {
+		cfg.Retiring = append(cfg.Retiring, next)
+	}
+	if err := b.storeRetrying(ctx, s, name, cfg); err != nil {
+		return nil, nil, fmt.Errorf("the scheduled rotation is no longer due (its rotation_window closed while it "+
+			"prepared), and its new credential could not be dropped; it stays a fallback: %w", err)
+	}
+	b.Logger().Info("scheduled rotation withdrawn: its rotation_window closed while it prepared; the stored "+
+		"credential is kept", "config", name, "withdrawn", registry.Identifier(next))
+	warnings, _ := b.retireAll(ctx, s, name, cfg, p)
 	return cfg, warnings, nil
 }
 

@@ -3,6 +3,7 @@ package apitokens
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -253,4 +254,38 @@ func TestScheduleMissedSlotServedJustBeforeTheNext(t *testing.T) {
 	if got, want := h.nextRotation("ob"), "2026-11-23T13:20:00Z"; got != want {
 		t.Fatalf("next_vault_rotation = %s, want %s (13:00 is served by the rotation 2 s before it)", got, want)
 	}
+}
+
+// slowCreates is a transport whose Bloq key creates take d on the harness clock.
+type slowCreates struct {
+	h *harness
+	d time.Duration
+}
+
+func (s slowCreates) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/client-keys") {
+		s.h.clock.Advance(s.d)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// A scheduled rotation whose cron rotation_window closes while it creates the new key is
+// withdrawn: from then on other nodes lease tokens of the stored key until the next slot, so
+// that key stays, and the new one is deleted upstream.
+func TestScheduleWindowClosingDuringCreateWithdrawsTheRotation(t *testing.T) {
+	h := newHarness(t) // the clock reads 12:00
+	h.b.transport = slowCreates{h: h, d: 30 * time.Second}
+	cfg := h.bloqConfig(map[string]any{"rotation_schedule": "0 13 * * *", "rotation_window": "1h"})
+	h.mustDo(logical.CreateOperation, "config/bq", cfg)
+	h.clock.Advance(time.Hour + 59*time.Minute + 50*time.Second) // 13:59:50: the 13:00 slot is due
+	h.periodic()
+	c := h.stored("bq")
+	if c.bq().ClientID != bqClient || c.unsettled() || len(c.Retiring) != 0 {
+		t.Fatalf("stored %s with %d fallbacks, %d retiring; want the old key alone", c.bq().ClientID,
+			len(c.Fallbacks), len(c.Retiring))
+	}
+	if ids := h.sim.BloqClientIDs(h.bqUserID); len(ids) != 1 || ids[0] != bqClient {
+		t.Fatalf("keys upstream %v, want the old key alone (the withdrawn one deleted)", ids)
+	}
+	h.creds("bq")
 }
