@@ -286,16 +286,20 @@ func TestMintDuringAnotherNodesFallbackOrDelete(t *testing.T) {
 	}
 }
 
-// failGetOnce is storage whose next read of key fails.
+// failGetOnce is storage whose next read of key fails, with err (errStorageDown if nil).
 type failGetOnce struct {
 	logical.Storage
 	key    string
 	failed bool
+	err    error
 }
 
 func (s *failGetOnce) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
 	if key == s.key && !s.failed {
 		s.failed = true
+		if s.err != nil {
+			return nil, s.err
+		}
 		return nil, errStorageDown
 	}
 	return s.Storage.Get(ctx, key)

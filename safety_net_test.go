@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -292,5 +293,51 @@ func TestSettlesOfOneConfigNeverOverlap(t *testing.T) {
 	close(release)
 	for i := 0; i < 2; i++ {
 		<-done
+	}
+}
+
+// A config write whose read of the stored config fails (a storage timeout) fails: it is never
+// taken for the create of a config that does not exist, which would store the written
+// credential over a fallback the provider may adopt (a whole-config write, provider included,
+// as Terraform sends).
+func TestConfigWriteWhoseReadTimesOutFails(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	next := h.stored("ob").cred.(offblocks.Credentials)
+	next.APISecret = strings.Repeat("f", 40)
+	h.holdFallback("ob", next)
+	s := &failGetOnce{Storage: h.storage, key: configKey("ob")}
+	s.err = fmt.Errorf("raft read: %w", context.DeadlineExceeded)
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "config/ob", Storage: s, MountPoint: "apitokens/",
+		Data: h.offblocksConfig()}
+	if resp, err := h.b.HandleRequest(context.Background(), req); err == nil && !resp.IsError() {
+		t.Fatal("the write succeeded though the stored config could not be read")
+	}
+	if n := h.fallbacks("ob"); n != 1 {
+		t.Fatalf("the config holds %d fallbacks, want 1", n)
+	}
+}
+
+// With a Bloq refresh token that the provider replaces on every use, concurrent reads all get
+// a token: the refresh grant runs under the config's exclusive lock, one at a time, each with
+// the refresh token the one before it received.
+func TestConcurrentRefreshGrantsEachUseTheNewestRefreshToken(t *testing.T) {
+	h := newHarness(t)
+	h.sim.SetBloqRotateRefresh(true)
+	h.bloqRefreshConfig(h.sim.BloqRefreshToken(h.bqKeyID))
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			resp, err := h.do(logical.ReadOperation, "creds/bq", nil)
+			if err == nil && resp.IsError() {
+				err = resp.Error()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

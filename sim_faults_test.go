@@ -124,6 +124,17 @@ func (w *world) toWindowClose(cfg *accountConfig, next, to time.Time) time.Time 
 	return next.Add(cfg.Rotation.RotationWindow - time.Duration(w.gr.Intn(30000))*time.Millisecond)
 }
 
+// wholeConfig is the operator's choice, one write in three (from the seed's own fault
+// generator), to repeat the whole config, provider included, as Terraform does, when writing
+// the credential of a config that exists.
+func (w *world) wholeConfig() bool {
+	if w.gr.Intn(3) != 0 {
+		return false
+	}
+	w.cover["operator.whole-config"]++
+	return true
+}
+
 // readFails is a storage read's error, when the swarm makes this read of key fail.
 func (w *world) readFails(key string) error {
 	if w.fs.readFail == 0 || w.gr.Intn(100) >= w.fs.readFail {

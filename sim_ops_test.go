@@ -175,7 +175,7 @@ func (w *world) credentialWrite(name string, force bool) {
 	for _, s := range gaveUp {
 		givenUp[s] = true
 	}
-	if w.configExists(name) {
+	if w.configExists(name) && !w.wholeConfig() {
 		delete(data, "provider")
 	}
 	unsettled := w.configExists(name) && w.storedUnsettled(name)
