@@ -289,3 +289,25 @@ func TestScheduleWindowClosingDuringCreateWithdrawsTheRotation(t *testing.T) {
 	}
 	h.creds("bq")
 }
+
+// A withdrawn rotation whose store fails keeps the new key as a fallback (the next settle
+// decides), and its error says so: nothing is lost, and nothing is deleted upstream.
+func TestScheduleWithdrawWhoseStoreFailsKeepsTheFallback(t *testing.T) {
+	h := newHarness(t)
+	h.b.transport = slowCreates{h: h, d: 30 * time.Second}
+	cfg := h.bloqConfig(map[string]any{"rotation_schedule": "0 13 * * *", "rotation_window": "1h"})
+	h.mustDo(logical.CreateOperation, "config/bq", cfg)
+	h.clock.Advance(time.Hour + 59*time.Minute + 50*time.Second)
+	h.failConfigPutsAfter(1) // the fallback's store lands; the withdrawal's does not
+	_, err := h.b.rotateScheduled(context.Background(), h.storage, "bq")
+	if err == nil || !strings.Contains(err.Error(), "it stays a fallback") {
+		t.Fatalf("want the withdrawal's failed store, got %v", err)
+	}
+	h.storage.setFailPut(nil)
+	if n := h.fallbacks("bq"); n != 1 {
+		t.Fatalf("%d fallbacks, want the new key kept as one", n)
+	}
+	if ids := h.sim.BloqClientIDs(h.bqUserID); len(ids) != 2 {
+		t.Fatalf("keys upstream %v, want both (nothing deleted)", ids)
+	}
+}
