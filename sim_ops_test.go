@@ -56,6 +56,9 @@ func (w *world) pickOp() simOp {
 // request runs one request on node n, as Vault would route it: a request a standby answers
 // with logical.ErrReadOnly is forwarded to the active node.
 func (w *world) request(n *node, op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	if n.dead {
+		return nil, errSimDead // a killed node answers nothing (another operation of its round killed it)
+	}
 	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: n.storage, MountPoint: "apitokens/"}
 	if op == logical.UpdateOperation {
 		if found, exists, err := n.b.HandleExistenceCheck(context.Background(), req); err == nil && found && !exists {
