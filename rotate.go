@@ -35,7 +35,8 @@ func (e *rotationRefused) Error() string { return e.why }
 //     crash during it can be named;
 //  3. Prepare the next credential (OffBlocks: generated here; Bloq: created upstream);
 //  4. store it in the config as a fallback: from here on nothing can be lost, and no token
-//     of the current credential is handed out;
+//     of the current credential is handed out; a scheduled rotation whose cron
+//     rotation_window closed meanwhile is withdrawn here (withdraw);
 //  5. Activate it upstream (OffBlocks PUT, after which the old pair dies). A definite refusal
 //     (400, 401, 403) of this, its only send, or nothing sent at all, drops the fallback;
 //  6. confirm it by minting, retried with backoff for up to request_timeout: a provider may
@@ -124,8 +125,11 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 		b.deleteWAL(ctx, s, name, markerID)
 	}
 	if trigger == triggerScheduled && !cfg.rotationDue(b.now()) {
-		provider = "" // nothing rotated: no rotation to count
-		return b.withdraw(ctx, s, p, name, cfg, next)
+		cfg, warnings, err = b.withdraw(ctx, s, p, name, cfg, next)
+		if err == nil {
+			provider = "" // nothing rotated: no rotation to count (a failed withdrawal counts as a failure)
+		}
+		return cfg, warnings, err
 	}
 
 	stepErr := p.Activate(ctx, cur, next)
@@ -174,11 +178,12 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 }
 
 // withdraw ends a scheduled rotation that stopped being due while it prepared (its cron
-// rotation_window closed during the provider calls that created the new credential): from
-// then on other nodes hand out tokens of the stored credential in leases that end at the next
-// slot, so the new one, stored as a fallback but never sent, is dropped, and a key created
-// upstream for it (Bloq) is retired like any replaced key. Only a failed store keeps it a
-// fallback (the rotation's error says so), which the next settle may adopt.
+// rotation_window closed during its provider calls or stores, such as a slow Bloq create):
+// from then on other nodes hand out tokens of the stored credential in leases that end at the
+// next slot, so the new one, stored as a fallback but never sent, is dropped, and a key
+// created upstream for it (Bloq) is retired like any replaced key. A failed store (or a crash
+// before it) keeps it a fallback, as the rotation's error says: nothing is lost, but the next
+// settle completes the rotation, and the tokens other nodes leased meanwhile die with it.
 func (b *backend) withdraw(ctx context.Context, s logical.Storage, p rotator, name string, cfg *accountConfig, next credential) (*accountConfig, []string, error) {
 	cfg.Fallbacks = cfg.Fallbacks[:len(cfg.Fallbacks)-1]
 	if !p.Exclusive() {
