@@ -25,17 +25,14 @@ func TestConfigReadMinTokenTTLInSeconds(t *testing.T) {
 // identifier (never its secret), until a settle removes it.
 func TestConfigReadNamesARetiringKey(t *testing.T) {
 	h := newHarness(t)
-	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	down := true
-	h.b.transport = refuseDeletes{on: &down}
-	h.mustDo(logical.UpdateOperation, "rotate-root/bq", nil)
+	down := h.rotateBloqWhileDeletesFail()
 	resp := h.mustDo(logical.ReadOperation, "config/bq", nil)
 	want := "replaced credential " + bqClient + " is still to be removed upstream"
 	if !strings.Contains(strings.Join(resp.Warnings, "\n"), want) {
 		t.Fatalf("config read warnings %q do not say %q", resp.Warnings, want)
 	}
 	assertNoSecrets(t, "config read warnings", strings.Join(resp.Warnings, "\n"), bqSecret, bqPass)
-	down = false
+	*down = false
 	h.periodic()
 	if w := h.mustDo(logical.ReadOperation, "config/bq", nil).Warnings; len(w) != 0 {
 		t.Fatalf("warnings after the key was removed: %q", w)

@@ -187,11 +187,11 @@ func (j *joinSignal) Do(key string, fn func() (any, error)) (any, error, bool) {
 	return j.flightGroup.Do(key, fn)
 }
 
-// A reader that waited for another reader's load and finds it ended by that reader's context
-// (its deadline passed) loads again under its own context and gets the config; the reader
-// whose deadline passed gets its context's error.
-func TestMemoCachedConfigWaiterLoadsAgainAfterLoadersDeadline(t *testing.T) {
-	h := newHarness(t)
+// sharedLoad writes config/ob and forgets it, and returns the load group (its second caller
+// signalled), a channel closed when the first storage read begins, and storage whose first
+// read of config/ob waits for a second reader to enter the load (and, most likely, to wait
+// for it), then answers end(ctx).
+func (h *harness) sharedLoad(end func(ctx context.Context) error) (*joinSignal, chan struct{}, *configGets) {
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
 	h.b.memo.forget("ob")
 	join := &joinSignal{flightGroup: h.b.memo.loads, second: make(chan struct{})}
@@ -201,9 +201,20 @@ func TestMemoCachedConfigWaiterLoadsAgainAfterLoadersDeadline(t *testing.T) {
 		close(entered)
 		<-join.second                     // reader 2 is entering the load
 		time.Sleep(20 * time.Millisecond) // and, most likely, waits for it by now
+		return end(ctx)
+	}}
+	return join, entered, s
+}
+
+// A reader that waited for another reader's load and finds it ended by that reader's context
+// (its deadline passed) loads again under its own context and gets the config; the reader
+// whose deadline passed gets its context's error.
+func TestMemoCachedConfigWaiterLoadsAgainAfterLoadersDeadline(t *testing.T) {
+	h := newHarness(t)
+	_, entered, s := h.sharedLoad(func(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
-	}}
+	})
 	read := func(ctx context.Context, cfg **accountConfig, err *error, wg *sync.WaitGroup) {
 		defer wg.Done()
 		lock := h.b.lock("ob")
@@ -271,17 +282,9 @@ func TestMemoPeekConfigRemembersOnlyWhenTheLockIsFree(t *testing.T) {
 // timing out under a burst of reads must not make every reader loop).
 func TestMemoCachedConfigSharedStorageTimeoutIsEveryonesAnswer(t *testing.T) {
 	h := newHarness(t)
-	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	h.b.memo.forget("ob")
-	join := &joinSignal{flightGroup: h.b.memo.loads, second: make(chan struct{})}
-	h.b.memo.loads = join
-	entered := make(chan struct{})
-	s := &configGets{Storage: h.storage, key: configKey("ob"), first: func(ctx context.Context) error {
-		close(entered)
-		<-join.second                     // reader 2 is entering the load
-		time.Sleep(20 * time.Millisecond) // and, most likely, waits for it by now
+	join, entered, s := h.sharedLoad(func(context.Context) error {
 		return fmt.Errorf("raft apply: %w", context.DeadlineExceeded)
-	}}
+	})
 	errs := make(chan error, 2)
 	read := func() {
 		lock := h.b.lock("ob")

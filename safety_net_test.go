@@ -239,22 +239,31 @@ func (r refuseDeletes) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
+// rotateBloqWhileDeletesFail writes config/bq and rotates it while the provider answers every
+// DELETE 503, so the replaced key is left retiring; setting the returned flag false lets
+// deletes through again.
+func (h *harness) rotateBloqWhileDeletesFail() *bool {
+	h.t.Helper()
+	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
+	down := true
+	h.b.transport = refuseDeletes{on: &down}
+	h.mustDo(logical.UpdateOperation, "rotate-root/bq", nil)
+	return &down
+}
+
 // A retiring Bloq key is deleted with the account login the config holds when it is deleted:
 // an operator who changed the password (and wrote the new one) does not leave the key upstream
 // because the delete logs in with the password of the key's own day.
 func TestRetiringKeyDeletedWithTheCurrentLogin(t *testing.T) {
 	h := newHarness(t)
-	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
-	down := true
-	h.b.transport = refuseDeletes{on: &down}
-	h.mustDo(logical.UpdateOperation, "rotate-root/bq", nil)
+	down := h.rotateBloqWhileDeletesFail()
 	if r := h.stored("bq").Retiring; len(r) != 1 {
 		t.Fatalf("%d retiring keys after a rotation whose delete failed, want 1", len(r))
 	}
 	h.clock.Advance(13 * time.Hour) // every account token of the old password has expired
 	h.sim.SetBloqPassword(h.bqUserID, "a-new-password")
 	h.mustDo(logical.UpdateOperation, "config/bq", map[string]any{"password": "a-new-password"})
-	down = false
+	*down = false
 	h.periodic()
 	if r := h.stored("bq").Retiring; len(r) != 0 || slices.Contains(h.sim.BloqClientIDs(h.bqUserID), bqClient) {
 		t.Fatalf("the retiring key is still upstream (%d retiring) after a settle with the new password", len(r))
