@@ -107,7 +107,7 @@ func newBackend() *backend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configPrefix, framework.WALPrefix},
+			SealWrapStorage: []string{configPrefix, statePrefix, framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
@@ -146,6 +146,9 @@ func (b *backend) lock(name string) configLock {
 // operator wrote one, which is done on this node (the active one) and drops it there.
 func (b *backend) invalidate(_ context.Context, key string) {
 	if name, ok := strings.CutPrefix(key, configPrefix); ok {
+		b.memo.forget(name)
+	}
+	if name, ok := strings.CutPrefix(key, statePrefix); ok {
 		b.memo.forget(name)
 	}
 	if key == settingsKey {

@@ -1,9 +1,11 @@
 package apitokens
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -22,6 +24,17 @@ type accountConfig struct {
 	// provider this build does not know).
 	cred credential
 	configTail
+	// stored is what storage held of the config when it was read or last stored (nil for a
+	// config not read from storage): putConfig orders its writes by it.
+	stored *storedSnapshot
+}
+
+// storedSnapshot is what storage holds of a config: its credential, and its state/<name>
+// entry as stored (nil if none) with the fallbacks it holds.
+type storedSnapshot struct {
+	cred      credential
+	fallbacks []fallback
+	state     []byte
 }
 
 // configHead is what a config holds before its credential, in the stored order.
@@ -43,16 +56,19 @@ type configTail struct {
 	Rotation rotationState `json:"rotation"`
 	// Fallbacks are credentials sent to the provider to replace the current one whose
 	// refusal was not conclusive: the provider may adopt any of them at any moment, so they
-	// are kept until the rule of settle.go drops them.
-	Fallbacks []fallback `json:"fallbacks,omitempty"`
+	// are kept until the rule of settle.go drops them. Stored in state/<name> (state.go).
+	Fallbacks []fallback `json:"-"`
 	// Retiring are credentials a rotation replaced that still live upstream (a Bloq key
-	// whose delete has not succeeded yet): settling deletes them.
-	Retiring []credential `json:"retiring,omitempty"`
+	// whose delete has not succeeded yet): settling deletes them. Stored in state/<name>.
+	Retiring []credential `json:"-"`
 }
 
 // fallback is a credential the provider may adopt in place of a config's current one.
 type fallback struct {
 	cred credential
+	// replaces is the credential it was sent to replace (nil until stored: the config's
+	// current one then).
+	replaces credential
 	fallbackMeta
 }
 
@@ -181,11 +197,11 @@ func getConfigAnyProvider(ctx context.Context, s logical.Storage, name string) (
 	return c, err
 }
 
-// getConfig loads config/<name>; a missing config is (nil, nil). A config of a provider this
-// version does not know (written by a newer version) is returned with an
-// *unknownProviderError: it fails closed, since every caller stops at the error, and so
-// nothing is sent for it, nor is it ever written back without the fields this version
-// cannot read.
+// getConfig loads config/<name> with state/<name> (state.go); a missing config is (nil,
+// nil). A config of a provider this version does not know (written by a newer version) is
+// returned with an *unknownProviderError: it fails closed, since every caller stops at the
+// error, and so nothing is sent for it, nor is it ever written back without the fields this
+// version cannot read.
 func getConfig(ctx context.Context, s logical.Storage, name string) (*accountConfig, error) {
 	entry, err := s.Get(ctx, configKey(name))
 	if err != nil {
@@ -201,20 +217,86 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	if !knownProvider(c.Provider) {
 		return &c, &unknownProviderError{name: name, provider: c.Provider}
 	}
+	st, raw, err := getState(ctx, s, name, c.Provider)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		c.attach(st)
+	}
+	c.stored = &storedSnapshot{cred: c.cred, fallbacks: stateOf(&c).Fallbacks, state: raw}
 	return &c, nil
 }
 
-// putConfig stores config/<name> and remembers it (the caller holds the config's exclusive
-// lock).
+// putConfig stores config/<name> and then state/<name>, and remembers the config (the caller
+// holds the config's exclusive lock). No crash or failure between its writes loses a
+// credential, nor stores a fallback the caller will not send:
+//
+//   - while the credential stays, config/<name> is written first: a fallback the caller adds
+//     is stored only once both writes succeed (a failure before the second leaves it
+//     unstored, and the caller sends nothing), and one the caller drops stays stored until
+//     the second does;
+//   - when the credential changes (a fallback adopted, an operator's write) and fallbacks
+//     were stored, state/<name> first holds them together with the new retiring
+//     credentials: stopped after that write, the old credential is current and its
+//     fallbacks attached (a retiring credential that is the current one is never deleted
+//     upstream: retireAll); after config/<name>'s, the new one is current and the old
+//     fallbacks no longer replace it (attach drops or retires them).
+//
+// An unchanged state/<name> is not written again, and an empty one is deleted.
 func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, c *accountConfig) error {
+	st := stateOf(c)
+	var raw []byte
+	if !st.empty() {
+		var err error
+		if raw, err = st.encode(); err != nil {
+			return fmt.Errorf("encode config %q: %w", name, err)
+		}
+	}
 	entry, err := logical.StorageEntryJSON(configKey(name), c)
 	if err != nil {
 		return fmt.Errorf("encode config %q: %w", name, err)
 	}
-	if err := s.Put(ctx, entry); err != nil {
+	prev := c.stored
+	err = nil
+	if prev != nil && len(prev.fallbacks) > 0 && !registry.SameRoot(prev.cred, c.cred) {
+		bridge := *st
+		bridge.Fallbacks = append(slices.Clone(prev.fallbacks), st.Fallbacks...)
+		err = putState(ctx, s, name, &bridge)
+		prev = nil // state/<name> holds the bridge now
+	}
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err == nil {
+		err = storeState(ctx, s, name, prev, raw)
+	}
+	if err != nil {
 		b.memo.forget(name) // storage may or may not hold it now: read it again
 		return fmt.Errorf("store config %q: %w", name, err)
 	}
+	c.stored = &storedSnapshot{cred: c.cred, fallbacks: st.Fallbacks, state: raw}
 	b.memo.setConfig(name, c)
 	return nil
+}
+
+// storeState writes state/<name> as raw (deletes it when raw is nil), unless prev shows that
+// storage holds exactly that already.
+func storeState(ctx context.Context, s logical.Storage, name string, prev *storedSnapshot, raw []byte) error {
+	switch {
+	case prev != nil && bytes.Equal(prev.state, raw):
+		return nil
+	case raw == nil:
+		return s.Delete(ctx, stateKey(name))
+	}
+	return s.Put(ctx, &logical.StorageEntry{Key: stateKey(name), Value: raw})
+}
+
+// putState writes st to state/<name>.
+func putState(ctx context.Context, s logical.Storage, name string, st *configState) error {
+	raw, err := st.encode()
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, &logical.StorageEntry{Key: stateKey(name), Value: raw})
 }

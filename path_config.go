@@ -286,6 +286,12 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 		b.memo.forget(name) // the delete may have landed (a commit whose answer was lost): read storage again
 		return errorResponse(err)
 	}
+	// After the config: a crash between the two leaves an entry that attaches to no other
+	// account (state.go), and that a new config of this name overwrites.
+	if err := req.Storage.Delete(ctx, stateKey(name)); err != nil {
+		b.Logger().Warn("deleted a config, but not its fallbacks and retiring credentials entry; a new config of "+
+			"the same name replaces it", "config", name, "error", err)
+	}
 	b.refreshTokens.drop(name)
 	b.memo.forget(name)
 	b.metrics.forget(name)

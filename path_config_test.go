@@ -221,7 +221,9 @@ func TestConfigLoopbackHTTPAllowed(t *testing.T) {
 func TestConfigStorageSealWrappedAndSchemaSensitive(t *testing.T) {
 	h := newHarness(t)
 	sw := h.b.SpecialPaths().SealWrapStorage
-	if !reflect.DeepEqual(sw, []string{"config/", "wal/"}) {
+	// config/ and state/ hold root credentials (state/ a config's fallbacks and retiring ones),
+	// wal/ a rotation's.
+	if !reflect.DeepEqual(sw, []string{"config/", "state/", "wal/"}) {
 		t.Errorf("SealWrapStorage = %v", sw)
 	}
 	fields := configFields()

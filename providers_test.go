@@ -97,7 +97,12 @@ func TestProviderFieldsTakeNoReservedName(t *testing.T) {
 	for name := range configFields() {
 		reserved[name] = true
 	}
-	for _, v := range []any{configHead{}, configTail{}, fallbackMeta{}} { // every key, omitempty ones too
+	// What config/<name> held inline before state/<name> existed, still decoded from it, and a
+	// stored fallback's replaces (state.go).
+	for _, k := range []string{"fallbacks", "retiring", "leases_end_by", "bound_since", "replaces"} {
+		reserved[k] = true
+	}
+	for _, v := range []any{configHead{}, configTail{}, fallbackMeta{}, stateWire{}} { // every key, omitempty ones too
 		typ := reflect.TypeOf(v)
 		for i := 0; i < typ.NumField(); i++ {
 			if k, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); k != "" {
@@ -115,7 +120,7 @@ func TestProviderFieldsTakeNoReservedName(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"provider", "max_ttl", "since", "rotation", "retiring", "force"} {
+	for _, k := range []string{"provider", "max_ttl", "since", "rotation", "retiring", "fallbacks", "replaces", "force"} {
 		if !reserved[k] {
 			t.Fatalf("the reserved names lack %s: %v", k, reserved)
 		}

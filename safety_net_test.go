@@ -93,6 +93,19 @@ func TestRetireNeverDeletesTheCurrentKey(t *testing.T) {
 	if n := len(h.stored("bq").Retiring); n != 0 {
 		t.Fatalf("the current key is still held as retiring (%d)", n)
 	}
+	// Stored, it is not even attached (state.go); held in memory, retireAll skips it too.
+	c = h.stored("bq")
+	c.Retiring = append(c.Retiring, c.cred.With("client_secret", bqSecret+"\n"))
+	ctx, prov, err := h.b.providerFor(context.Background(), "bq", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.b.retireAll(ctx, h.storage, "bq", c, prov.(rotator)); err != nil || len(c.Retiring) != 0 {
+		t.Fatalf("retireAll of the current key alone: %v, %d retiring", err, len(c.Retiring))
+	}
+	if !slices.Contains(h.sim.BloqClientIDs(h.bqUserID), bqClient) {
+		t.Fatal("retireAll deleted the config's current key upstream")
+	}
 	if !strings.Contains(h.logs.String(), "is the current one again") {
 		t.Fatal("no warning says why the retiring credential was dropped")
 	}

@@ -315,11 +315,33 @@ func (w *world) opProviderApplies(string) {
 	}
 }
 
-// opRestart kills a node between operations (SIGKILL) and starts it again.
-func (w *world) opRestart(string) {
+// opRestart kills a node between operations (SIGKILL) and starts it again. One time in
+// three, when no other operation runs, it is instead a rollback to v0.1.0 and an upgrade
+// back (the safety net's fifth generator draws it): every node restarts, and in between
+// v0.1.0 rewrites the config, dropping every member it does not know (v010Rewrite), as its
+// config writes, scheduled rotations and Bloq refresh-token stores do.
+func (w *world) opRestart(name string) {
+	if w.alone() && w.gr.Intn(3) == 0 {
+		w.olderVersionRewrites(name)
+		return
+	}
 	n := w.nodes[w.r.Intn(len(w.nodes))]
 	n.dead = true
 	w.logf("  node %d killed", n.id)
+}
+
+// olderVersionRewrites is a rollback to v0.1.0, its rewrite of config name, and an upgrade
+// back to this version: every node restarts on the storage v0.1.0 left.
+func (w *world) olderVersionRewrites(name string) {
+	for _, n := range w.nodes {
+		n.dead = true
+	}
+	unsettled := w.storedUnsettled(name)
+	ok, err := v010Rewrite(context.Background(), w.store, name)
+	if ok {
+		w.cover[map[bool]string{true: "older-version-rewrite-unsettled", false: "older-version-rewrite"}[unsettled]]++
+	}
+	w.logf("  rollback to v0.1.0, which rewrites config %s (%v, %v), and upgrade: every node restarts", name, ok, err)
 }
 
 func outcomeLabel(op string, err error) string {

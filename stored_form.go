@@ -30,7 +30,9 @@ func (c *accountConfig) UnmarshalJSON(data []byte) error {
 	var in struct {
 		configHead
 		configTail
-		// Decoded below by the provider's driver (shallower than configTail's, so these win).
+		// What config/<name> held before state/<name> existed (state.go), and no version
+		// writes there now: decoded below by the provider's driver (shallower than
+		// configTail's, so these win).
 		Fallbacks []json.RawMessage `json:"fallbacks,omitempty"`
 		Retiring  []json.RawMessage `json:"retiring,omitempty"`
 	}
@@ -58,6 +60,7 @@ func (c *accountConfig) UnmarshalJSON(data []byte) error {
 		if f.cred, err = decode(raw); err != nil {
 			return fmt.Errorf("fallback: %w", err)
 		}
+		f.replaces = c.cred // held in the config itself: sent to replace its credential
 		c.Fallbacks = append(c.Fallbacks, f)
 	}
 	for _, raw := range in.Retiring {

@@ -19,11 +19,13 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
-// The stored form of configs (with their fallbacks, retiring credentials and schedule
-// records) and rotation WAL entries, as golden files in testdata/stored/: each is the exact
-// value a version of the plugin wrote to storage. A rollback to that version must go on
-// reading what a later one writes, so the stored form changes only on purpose: every golden
-// file decodes, and encodes again, byte for byte.
+// The stored form of configs (config-<name>.json, with their schedule records), the entries
+// beside them (state-<name>.json: fallbacks, retiring credentials, the lease bound; state.go)
+// and rotation WAL entries, as golden files in testdata/stored/: each is the exact value this
+// version wrote to storage. A rollback must go on reading what a later version writes, so the
+// stored form changes only on purpose: every golden file decodes, and encodes again, byte for
+// byte. Earlier forms are decode-only: testdata/stored/v0.1.0 (the release) and
+// testdata/stored/earlier (development builds that kept fallbacks in config/<name>).
 //
 //	go test -run TestStoredForm -update-stored .   # write them again (only on purpose)
 var updateStored = flag.Bool("update-stored", false, "TestStoredForm: write testdata/stored/ from this version's own writes")
@@ -38,7 +40,7 @@ func TestStoredFormRoundTrips(t *testing.T) {
 		writeStoredForm(t)
 	}
 	files, _ := filepath.Glob(filepath.Join(storedDir, "*.json"))
-	if len(files) < 11 {
+	if len(files) < 15 {
 		t.Fatalf("%d golden files in %s", len(files), storedDir)
 	}
 	ctx := context.Background()
@@ -50,9 +52,20 @@ func TestStoredFormRoundTrips(t *testing.T) {
 		base := strings.TrimSuffix(filepath.Base(f), ".json")
 		s := &logical.InmemStorage{}
 		switch {
+		case strings.HasPrefix(base, "state-"):
+			// Checked with its config, below.
 		case strings.HasPrefix(base, "config-"):
 			name := strings.TrimPrefix(base, "config-")
 			if err := s.Put(ctx, &logical.StorageEntry{Key: configKey(name), Value: raw}); err != nil {
+				t.Fatal(err)
+			}
+			stateRaw, err := os.ReadFile(filepath.Join(storedDir, "state-"+name+".json"))
+			if err == nil {
+				err = s.Put(ctx, &logical.StorageEntry{Key: stateKey(name), Value: stateRaw})
+			} else if os.IsNotExist(err) {
+				err = nil
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			c, err := getConfig(ctx, s, name)
@@ -65,6 +78,15 @@ func TestStoredFormRoundTrips(t *testing.T) {
 			}
 			if !bytes.Equal(e.Value, raw) {
 				t.Errorf("%s does not encode again byte for byte:\n got %s\nwant %s", f, e.Value, raw)
+			}
+			var again []byte
+			if st := stateOf(c); !st.empty() {
+				if again, err = st.encode(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(again, stateRaw) {
+				t.Errorf("state-%s.json does not encode again byte for byte:\n got %s\nwant %s", name, again, stateRaw)
 			}
 		case strings.HasPrefix(base, "wal-"):
 			if err := s.Put(ctx, &logical.StorageEntry{Key: framework.WALPrefix + base, Value: raw}); err != nil {
@@ -170,6 +192,9 @@ func writeStoredForm(t *testing.T) {
 	for _, name := range names {
 		e, _ := h.storage.Get(ctx, configKey(name))
 		writeGolden(t, "config-"+name, e.Value)
+		if e, _ := h.storage.Get(ctx, stateKey(name)); e != nil {
+			writeGolden(t, "state-"+name, e.Value)
+		}
 	}
 	ids, _ := framework.ListWAL(ctx, h.storage)
 	sort.Strings(ids)
