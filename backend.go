@@ -59,6 +59,8 @@ type backend struct {
 	refreshTokens heldRefreshTokens
 	// memo holds each config and its shared token in memory.
 	memo memo
+	// earlier knows which configs have an earlier version's rotation WAL entry (legacy.go).
+	earlier earlierWAL
 	// settleFlight makes creds reads that must settle a config wait for one settle
 	// (settleForRead).
 	settleFlight flightGroup
@@ -150,6 +152,9 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 	if name, ok := strings.CutPrefix(key, statePrefix); ok {
 		b.memo.forget(name)
+	}
+	if strings.HasPrefix(key, framework.WALPrefix) {
+		b.earlier.invalidate()
 	}
 	if key == settingsKey {
 		go b.reloadSettings() // not within Vault's invalidation call, which must not wait on storage

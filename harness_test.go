@@ -166,6 +166,15 @@ func newHarness(t testing.TB) *harness {
 	h.bqKeyID = sim.AddBloqKey(h.bqUserID, bqClient, bqSecret)
 	sim.AddOpsNowKey(opsAPIKey)
 
+	h.startBackend()
+	return h
+}
+
+// startBackend starts a backend on the harness's storage, clock and simulator: a mount's
+// first start, or its restart (an upgrade, a reload) on the storage an earlier one left.
+func (h *harness) startBackend() {
+	t, clock := h.t, h.clock
+	t.Helper()
 	conf := logical.TestBackendConfig()
 	conf.StorageView = h.storage
 	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
@@ -185,7 +194,6 @@ func newHarness(t testing.TB) *harness {
 	}
 	t.Cleanup(func() { b.clean(context.Background()) })
 	h.b = b
-	return h
 }
 
 // do runs one request against the backend.

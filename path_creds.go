@@ -203,6 +203,12 @@ func (b *backend) mintOnce(ctx context.Context, s logical.Storage, name string) 
 	if err == nil && cfg.unsettled() {
 		err = cfg.unsettledErr(name)
 	}
+	if err == nil {
+		var earlier bool
+		if earlier, err = b.earlier.pending(ctx, s, name); err == nil && earlier {
+			err = cfg.earlierWALErr(name)
+		}
+	}
 	if err != nil || !cfg.rolls() {
 		defer lock.RUnlock()
 		if err != nil {

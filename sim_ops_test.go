@@ -6,8 +6,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
@@ -342,6 +344,36 @@ func (w *world) olderVersionRewrites(name string) {
 		w.cover[map[bool]string{true: "older-version-rewrite-unsettled", false: "older-version-rewrite"}[unsettled]]++
 	}
 	w.logf("  rollback to v0.1.0, which rewrites config %s (%v, %v), and upgrade: every node restarts", name, ok, err)
+	if provider, _ := simProviderOf(name); provider == "offblocks" && w.gr.Intn(2) == 0 {
+		w.v010RotationDies(name)
+	}
+}
+
+// v010RotationDies is v0.1.0, before the upgrade, beginning a rotation of OffBlocks config
+// name and dying once its PUT is sent: its WAL entry holds the stored pair and the new one,
+// and the provider has the change when the stored pair is its live one, applied at once or
+// late. Tokens of the old pair handed out before die when it applies: v0.1.0 ignores this
+// version's lease bounds, so they are excused (the issue counts them apart); this version's
+// tokens handed out after the upgrade must not die.
+func (w *world) v010RotationDies(name string) {
+	ctx := context.Background()
+	cfg, err := getConfig(ctx, w.store, name)
+	if err != nil || cfg == nil {
+		return
+	}
+	cur := cfg.cred.(offblocks.Credentials)
+	next, _ := offblocks.GenerateCredentials()
+	if _, err := framework.PutWAL(ctx, w.store, walKindRotation, newRotationWAL(name, "offblocks", cur, next, w.clock.Now())); err != nil {
+		return
+	}
+	sent := false
+	if key, secret := w.sim.OffBlocksPair(w.obID); key == cur.APIKey && secret == cur.APISecret {
+		lag := []time.Duration{0, 30 * time.Second, 10 * time.Minute}[w.gr.Intn(3)]
+		sent = w.sim.QueueOffBlocksUpdate(w.obID, next.APIKey, next.APISecret, lag)
+		w.excusedAt[name] = w.conc.tick()
+	}
+	w.cover["older-version-rotation-dies"]++
+	w.logf("  v0.1.0 began a rotation of %s to %s and died (sent: %v)", name, w.label(next.APISecret), sent)
 }
 
 func outcomeLabel(op string, err error) string {

@@ -112,8 +112,12 @@ func (b *backend) deleteWAL(ctx context.Context, s logical.Storage, name, id str
 // it changed anything.
 func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string) (bool, error) {
 	pending, err := pendingRotations(ctx, s, name)
-	if err != nil || len(pending) == 0 {
+	if err != nil {
 		return false, err
+	}
+	if len(pending) == 0 {
+		b.earlier.settled(name)
+		return false, nil
 	}
 	if !b.WriteSafeReplicationState() {
 		return false, logical.ErrReadOnly
@@ -162,6 +166,10 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, name string)
 		b.deleteWAL(ctx, s, name, pr.id)
 		changed = true
 	}
+	// What is left, if anything, is a create marker or an entry this version cannot read,
+	// or one whose delete failed after its credential was stored: none is an earlier
+	// version's credential that the config does not hold.
+	b.earlier.settled(name)
 	return changed, nil
 }
 

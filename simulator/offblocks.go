@@ -74,6 +74,27 @@ func (s *Server) OffBlocksPendingPairs(id string) [][2]string {
 	return pairs
 }
 
+// QueueOffBlocksUpdate is a change of the account's pair to apiKey/apiSecret that the
+// account accepted, authorised by its current pair, as a client that sent the PUT and died
+// before its answer would leave it: it applies after lag (at once when 0), if that pair is
+// still current then. It reports whether the account exists.
+func (s *Server) QueueOffBlocksUpdate(id, apiKey, apiSecret string, lag time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyDueOffBlocks()
+	a := s.offblocks[id]
+	if a == nil {
+		return false
+	}
+	u := offblocksUpdate{apiKey: apiKey, apiSecret: apiSecret, at: s.now().Add(lag), base: a.gen}
+	if lag > 0 {
+		a.pending = append(a.pending, u)
+	} else {
+		a.apply(u)
+	}
+	return true
+}
+
 // ApplyOffBlocksPending makes the account's i-th pending update (as OffBlocksPendingPairs
 // orders them) take effect now, as a provider catching up at an unforeseen moment would.
 // It reports whether there was one.
