@@ -14,6 +14,9 @@ type offblocksAccount struct {
 	deleted           bool
 	// pending are accepted credential updates not applied yet (lag mode).
 	pending []offblocksUpdate
+	// lag, when lagSet, is this account's own lag (SetOffBlocksAccountLag).
+	lag    time.Duration
+	lagSet bool
 }
 
 // offblocksUpdate is a credential update the provider has accepted but not yet applied. It
@@ -46,6 +49,18 @@ func (s *Server) SetOffBlocksLagFunc(lag func() time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.offblocksLagFunc = lag
+}
+
+// SetOffBlocksAccountLag gives one account a lag of its own, overriding SetOffBlocksLag and
+// SetOffBlocksLagFunc for its later credential updates (zero: they take effect at once), so
+// that one integration can lag while the others apply their updates at once. Updates
+// accepted earlier keep the time they were given.
+func (s *Server) SetOffBlocksAccountLag(id string, lag time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.offblocks[id]; a != nil {
+		a.lag, a.lagSet = lag, true
+	}
 }
 
 // OffBlocksPending reports whether the account has an accepted credential update that has
@@ -255,6 +270,9 @@ func (s *Server) offblocksUpdate(w http.ResponseWriter, r *http.Request) {
 	lag := s.offblocksLag
 	if s.offblocksLagFunc != nil {
 		lag = s.offblocksLagFunc()
+	}
+	if a.lagSet {
+		lag = a.lag
 	}
 	u := offblocksUpdate{apiKey: p.APIKey, apiSecret: p.APISecret, at: s.now().Add(lag), base: a.gen}
 	if lag > 0 {

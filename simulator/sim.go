@@ -69,6 +69,10 @@ type Fault struct {
 	// Match, when set, picks the requests the fault applies to by their body (say, one
 	// credential of two); the others are answered normally and do not use the fault up.
 	Match func(body []byte) bool
+	// Caller, when set, picks the requests the fault applies to by whom their Bearer token
+	// was issued for: an OffBlocks account id, a Bloq user id (account tokens) or key id
+	// (client tokens). The others are answered normally and do not use the fault up.
+	Caller string
 	// Times is how many requests the fault applies to (default 1; negative: forever).
 	Times int
 }
@@ -174,13 +178,14 @@ func (s *Server) Calls(route string) int {
 	return s.calls[route]
 }
 
-// takeFault counts a call and pops the route's next fault that matches body, if any.
-func (s *Server) takeFault(route string, body []byte) (Fault, bool) {
+// takeFault counts a call and pops the route's next fault that matches body and the
+// caller's Bearer token, if any.
+func (s *Server) takeFault(route string, body []byte, token string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[route]++
 	q := s.faults[route]
-	if len(q) == 0 || (q[0].Match != nil && !q[0].Match(body)) {
+	if len(q) == 0 || (q[0].Match != nil && !q[0].Match(body)) || (q[0].Caller != "" && q[0].Caller != s.subject(token)) {
 		return Fault{}, false
 	}
 	f := q[0]
@@ -228,7 +233,7 @@ func (s *Server) route(name string, apply http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		f, ok := s.takeFault(name, body)
+		f, ok := s.takeFault(name, body, bearer(r))
 		if !ok {
 			apply(w, r)
 			return

@@ -142,3 +142,15 @@ func (s *Server) access(token, provider string, types ...string) (*claims, error
 	}
 	return nil, fmt.Errorf("a %s token cannot be used here", c.Type)
 }
+
+// subject is whom token was issued for (its sub claim), or "" when it is not one of the
+// simulator's tokens; expired or invalidated tokens still name theirs. The caller holds s.mu.
+func (s *Server) subject(token string) string {
+	var c claims
+	_, err := jwt.ParseWithClaims(s.resolve(token), &c, func(*jwt.Token) (any, error) { return s.key, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation())
+	if err != nil {
+		return ""
+	}
+	return c.Subject
+}
