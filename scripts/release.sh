@@ -42,10 +42,13 @@ if [ "$(git rev-parse --show-toplevel 2>/dev/null)" = "$root" ]; then
   commit=$(git rev-parse --short=12 HEAD)
   # A release is made from the commit its annotated tag names, so anyone can rebuild it from
   # the tag: git tag -a vX.Y.Z -m "..." <commit>, check it out, then make release on it.
-  if [ "$(git cat-file -t "refs/tags/$VERSION" 2>/dev/null)" != tag ]; then
-    echo "release: there is no annotated tag $VERSION: tag the commit first (git tag -a $VERSION -m \"...\"; README, \"Releasing\")" >&2
-    exit 2
-  fi
+  case $(git cat-file -t "refs/tags/$VERSION" 2>/dev/null || true) in
+    tag) ;;
+    "") echo "release: there is no tag $VERSION: tag the commit first (git tag -a $VERSION -m \"...\"; README, \"Releasing\")" >&2
+      exit 2 ;;
+    *) echo "release: the tag $VERSION is not annotated (git tag -a): it records no tagger, date or message" >&2
+      exit 2 ;;
+  esac
   if [ "$(git rev-parse "refs/tags/$VERSION^{commit}")" != "$(git rev-parse HEAD)" ]; then
     echo "release: the tag $VERSION names commit $(git rev-parse --short=12 "refs/tags/$VERSION^{commit}"), not HEAD ($commit): check it out (git checkout $VERSION) and run make release there" >&2
     exit 2
