@@ -1,5 +1,10 @@
 # vault-plugin-secrets-apitokens. `make dev` and `make test` are the two commands that matter.
-VERSION ?= v0.1.0
+# The version stamped into the plugin: by default the development version of this checkout,
+# backend.go's Version plus the commit (v0.2.0-dev+8fdcfb9; scripts/version.sh), never a
+# released one. Only `make release VERSION=vX.Y.Z` on the commit tagged vX.Y.Z makes a release.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell scripts/version.sh)
+endif
 PLUGIN  := vault-plugin-secrets-apitokens
 PKG     := github.com/apitokens/vault-plugin-secrets-apitokens
 LDFLAGS := -X $(PKG).Version=$(VERSION)
@@ -7,12 +12,17 @@ GO      ?= go
 SHELL   := /bin/bash
 FUZZTIME ?= 10m
 
-.PHONY: all build dev test unit race simulate simulate-ci testacc compat vet lint prom-rules fmt fuzz fuzz-ci crash bench vault clean release mutate
+.PHONY: all version build dev test unit race simulate simulate-ci testacc compat vet lint prom-rules fmt fuzz fuzz-ci crash bench vault clean release mutate
 
 all: build
 
+## version: print the version a checkout builds as (make build, make dev)
+version:
+	@echo $(VERSION)
+
 ## build: the plugin (version from VERSION into the binary) and the simulator, into bin/
 build:
+	@[ -n "$(VERSION)" ] || { echo "make build: no VERSION (scripts/version.sh failed above)" >&2; exit 2; }
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
 	$(GO) build -o bin/apitokens-simulator ./cmd/apitokens-simulator
 	@echo "sha256: $$(sha256sum bin/$(PLUGIN) | cut -d' ' -f1)  version: $(VERSION)"
@@ -96,8 +106,10 @@ bench:
 	VAULT_BIN="$$(scripts/vault.sh)" $(GO) run ./bench
 	$(GO) test -run '^$$' -bench . -benchmem .
 
-## release: VERSION=vX.Y.Z (required, not the default): a zip per platform, SHA256SUMS, and
-## each plugin binary's sha256 for `vault plugin register`, in dist/ (scripts/release.sh)
+## release: VERSION=vX.Y.Z (required, not the default), on the commit tagged vX.Y.Z (an
+## annotated tag; README, "Releasing"): a zip per platform, SHA256SUMS, and each plugin
+## binary's sha256 for `vault plugin register`, in dist/ (scripts/release.sh). A development
+## version (-dev) is refused
 release:
 	@if [ "$(origin VERSION)" = "file" ]; then echo "make release needs VERSION=vX.Y.Z" >&2; exit 2; fi
 	VERSION=$(VERSION) GO=$(GO) scripts/release.sh

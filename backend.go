@@ -20,7 +20,7 @@ import (
 // Version is the plugin's semantic version, set at build time with
 // -ldflags "-X github.com/apitokens/vault-plugin-secrets-apitokens.Version=v1.2.3". Vault
 // compares it with the version the plugin was registered under.
-var Version = "v0.1.0-dev"
+var Version = "v0.2.0-dev" // the next release, as -dev: make and scripts/version.sh add +<commit>; never a released version
 
 // walRollbackMinAge is how old an interrupted rotation's WAL entry must be before Vault's
 // rollback manager settles it. A running rotation holds the config's lock, so an early

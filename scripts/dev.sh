@@ -3,11 +3,13 @@
 # apitokens/, and one config per provider and grant pointing at a local provider simulator.
 # Prints a real `vault read` of each, then the lines to use it yourself. Stays up until
 # Ctrl-C, then stops everything it started. Needs only Go (Vault is built once if missing).
+# The plugin is registered as this checkout's development version (scripts/version.sh), or
+# VERSION if set.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-VERSION=${VERSION:-v0.1.0}
+VERSION=${VERSION:-$(scripts/version.sh)} # this checkout's development version: v0.2.0-dev+<commit>
 PORT=${VAULT_PORT:-8200}
 PLUGIN=vault-plugin-secrets-apitokens
 work="$root/.dev"

@@ -15,8 +15,8 @@
 # tags match what it uses.
 #   - v1.21.0 builds with what it declares; v1.19.5 with sdk v0.17.0 (its declared v0.15.2
 #     lacks plugin tiers); v1.18.1 with api v1.16.0.
-#   - v1.14.10 and v1.18.5 build against no published sdk tag (their go.mod says why, and
-#     which neighbouring releases were tried).
+#   - v1.14.10, v1.18.5 and v1.20.4 build against no published sdk tag (their go.mod says
+#     why, and which neighbouring releases were tried or read).
 #   - GONOSUMDB covers one snowflake plugin whose checksum is not in the public database.
 #   - A first build takes 10-20 minutes; later ones reuse Go's build cache (1-5 minutes).
 set -euo pipefail
