@@ -12,8 +12,8 @@ import (
 
 // legacyRotationWhy is why a config with an earlier plugin version's interrupted rotation is
 // unsettled before Vault's rollback has turned the entry into a fallback.
-const legacyRotationWhy = "a rotation by an earlier plugin version was interrupted; Vault's rollback turns " +
-	"its new credential into a fallback within a minute or two"
+const legacyRotationWhy = "a rotation by an earlier plugin version was interrupted; the next creds read, Vault's " +
+	"periodic function or its rollback turns its new credential into a fallback and settles it"
 
 // credentialOverUnsettled applies the rule for a config write that names a root credential
 // field while a rotation of the config is unsettled: it holds a fallback, or a WAL entry of
