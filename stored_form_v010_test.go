@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -175,11 +176,7 @@ func TestStoredFormV010Configs(t *testing.T) {
 		"opsnow": {provider: "opsnow", baseURL: v010URL + simulator.OpsNowPrefix,
 			cred: opsnow.Credentials{APIKey: opsAPIKey}, timeout: 30 * time.Second},
 	}
-	var names []string
-	for name := range cases {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(cases))
 	if files := v010Files(t, "config-"); !slices.Equal(files, names) {
 		t.Fatalf("0.1.0 configs in %s: %v, expectations for %v", v010Dir, files, names)
 	}
@@ -244,11 +241,7 @@ func TestStoredFormV010WALEntries(t *testing.T) {
 				Password: "pw-orphan", GrantType: "client_credentials"},
 			New: bloq.Credentials{}, Started: v010At(t, "13h2m57.25s"), Creating: true, Known: []string{strings.Repeat("0a", 20)}},
 	}
-	var kinds []string
-	for k := range cases {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
+	kinds := slices.Sorted(maps.Keys(cases))
 	if files := v010Files(t, "wal-"); !slices.Equal(files, kinds) {
 		t.Fatalf("0.1.0 WAL entries in %s: %v, expectations for %v", v010Dir, files, kinds)
 	}

@@ -101,13 +101,19 @@ func (s *Server) QueueOffBlocksUpdate(id, apiKey, apiSecret string, lag time.Dur
 	if a == nil {
 		return false
 	}
-	u := offblocksUpdate{apiKey: apiKey, apiSecret: apiSecret, at: s.now().Add(lag), base: a.gen}
+	a.accept(apiKey, apiSecret, s.now(), lag)
+	return true
+}
+
+// accept takes a change to apiKey/apiSecret, authorised by the current pair at now: applied
+// at once without lag, else pending until now+lag.
+func (a *offblocksAccount) accept(apiKey, apiSecret string, now time.Time, lag time.Duration) {
+	u := offblocksUpdate{apiKey: apiKey, apiSecret: apiSecret, at: now.Add(lag), base: a.gen}
 	if lag > 0 {
 		a.pending = append(a.pending, u)
 	} else {
 		a.apply(u)
 	}
-	return true
 }
 
 // ApplyOffBlocksPending makes the account's i-th pending update (as OffBlocksPendingPairs
@@ -274,12 +280,7 @@ func (s *Server) offblocksUpdate(w http.ResponseWriter, r *http.Request) {
 	if a.lagSet {
 		lag = a.lag
 	}
-	u := offblocksUpdate{apiKey: p.APIKey, apiSecret: p.APISecret, at: s.now().Add(lag), base: a.gen}
-	if lag > 0 {
-		a.pending = append(a.pending, u)
-	} else {
-		a.apply(u)
-	}
+	a.accept(p.APIKey, p.APISecret, s.now(), lag)
 	w.WriteHeader(http.StatusNoContent)
 }
 
