@@ -2,6 +2,7 @@ package apitokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -122,36 +123,43 @@ func TestScrapeDoesNotWaitForLocks(t *testing.T) {
 }
 
 // Readers waiting for a cold load that the first reader's request abandoned load again
-// under their own context instead of failing with the first reader's cancellation.
+// under their own context instead of failing with the first reader's cancellation. The first
+// read's storage read lasts until its request is cancelled, which happens once the second
+// reader has entered the load: no timing decides the outcome (it once did, with a fixed
+// storage delay that a busy machine outlasted).
 func TestColdLoadOutlivesTheFirstReader(t *testing.T) {
 	h := newHarness(t)
-	h.reuseConfig(nil)
-	h.storage.getDelay.Store(int64(100 * time.Millisecond))
-	gets := h.storage.configGets.Load() // the write read the config too
+	join, entered, s := h.sharedLoad(func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("the first read was never cancelled")
+		}
+	})
+	read := func(ctx context.Context) (*logical.Response, error) {
+		req := &logical.Request{Operation: logical.ReadOperation, Path: "creds/ob", Storage: s, MountPoint: "apitokens/"}
+		return h.b.HandleRequest(ctx, req)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() {
-		req := &logical.Request{Operation: logical.ReadOperation, Path: "creds/ob", Storage: h.storage, MountPoint: "apitokens/"}
-		_, err := h.b.HandleRequest(ctx, req)
+		_, err := read(ctx)
 		first <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); h.storage.configGets.Load() == gets; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first read never reached storage")
-		}
-	}
+	<-entered
 	other := make(chan *logical.Response, 1)
 	go func() {
-		resp, err := h.do(logical.ReadOperation, "creds/ob", nil)
+		resp, err := read(context.Background())
 		if err != nil {
 			resp = logical.ErrorResponse(err.Error())
 		}
 		other <- resp
 	}()
-	time.Sleep(20 * time.Millisecond) // the second reader waits for the first one's load
+	<-join.second
 	cancel()
-	if err := <-first; err == nil {
-		t.Fatal("the first read was not cancelled: the test would prove nothing")
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the first read ended with %v, want its cancellation", err)
 	}
 	if resp := <-other; resp == nil || resp.IsError() {
 		t.Fatalf("a reader waiting for an abandoned load failed: %v", respErr(resp))
