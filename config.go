@@ -35,6 +35,9 @@ type storedSnapshot struct {
 	cred      credential
 	fallbacks []fallback
 	state     []byte
+	// inConfig: config/<name> itself holds fallbacks or retiring credentials (the form of
+	// development builds before state/<name>), which its next write drops.
+	inConfig bool
 }
 
 // configHead is what a config holds before its credential, in the stored order.
@@ -217,6 +220,7 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	if !knownProvider(c.Provider) {
 		return &c, &unknownProviderError{name: name, provider: c.Provider}
 	}
+	inConfig := len(c.Fallbacks) > 0 || len(c.Retiring) > 0
 	st, raw, err := getState(ctx, s, name, c.Provider)
 	if err != nil {
 		return nil, err
@@ -224,7 +228,7 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	if st != nil {
 		c.attach(st)
 	}
-	c.stored = &storedSnapshot{cred: c.cred, fallbacks: stateOf(&c).Fallbacks, state: raw}
+	c.stored = &storedSnapshot{cred: c.cred, fallbacks: stateOf(&c).Fallbacks, state: raw, inConfig: inConfig}
 	return &c, nil
 }
 
@@ -239,9 +243,12 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 //   - when the credential changes (a fallback adopted, an operator's write) and fallbacks
 //     were stored, state/<name> first holds them together with the new retiring
 //     credentials: stopped after that write, the old credential is current and its
-//     fallbacks attached (a retiring credential that is the current one is never deleted
-//     upstream: retireAll); after config/<name>'s, the new one is current and the old
-//     fallbacks no longer replace it (attach drops or retires them).
+//     fallbacks attached (a retiring credential that is the current one is not attached);
+//     after config/<name>'s, the new one is current and the old fallbacks no longer replace
+//     it (attach drops or retires them);
+//   - while config/<name> itself holds fallbacks or retiring credentials (the form before
+//     state/<name>), state/<name> is written first, since the config's write drops them
+//     there; stopped in between, both hold them, and attach counts each once.
 //
 // An unchanged state/<name> is not written again, and an empty one is deleted.
 func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, c *accountConfig) error {
@@ -259,16 +266,21 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 	}
 	prev := c.stored
 	err = nil
-	if prev != nil && len(prev.fallbacks) > 0 && !registry.SameRoot(prev.cred, c.cred) {
+	stateDone := false
+	switch {
+	case prev != nil && len(prev.fallbacks) > 0 && !registry.SameRoot(prev.cred, c.cred):
 		bridge := *st
 		bridge.Fallbacks = append(slices.Clone(prev.fallbacks), st.Fallbacks...)
 		err = putState(ctx, s, name, &bridge)
 		prev = nil // state/<name> holds the bridge now
+	case prev != nil && prev.inConfig:
+		err = storeState(ctx, s, name, nil, raw)
+		stateDone = true
 	}
 	if err == nil {
 		err = s.Put(ctx, entry)
 	}
-	if err == nil {
+	if err == nil && !stateDone {
 		err = storeState(ctx, s, name, prev, raw)
 	}
 	if err != nil {

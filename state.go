@@ -69,7 +69,8 @@ func stateOf(c *accountConfig) *configState {
 //     (an operator replaced the config, as with a forced write);
 //   - a fallback sent to replace c's current credential is attached as a fallback;
 //   - a fallback that is c's current credential is settled already (a crash came between
-//     putConfig's writes): it is dropped;
+//     putConfig's writes): it is dropped; one c holds already (config/<name> of an earlier
+//     form holds it too) is counted once;
 //   - a fallback sent to replace another credential is dead or given up: c's credential
 //     changed since, either by a rotation that saw its new credential working (v0.1.0's, or
 //     this version's adoption), after which the provider can no longer apply a change the
@@ -85,18 +86,24 @@ func (c *accountConfig) attach(st *configState) {
 	if st.Provider != c.Provider || st.BaseURL != c.BaseURL {
 		return
 	}
-	for _, r := range st.Retiring {
-		if !sameKey(r, c.cred) { // putConfig's first write names it before the config changes
+	retire := func(r credential) {
+		// The current one: putConfig's first write names it before the config changes.
+		// One held already: config/<name> of an earlier form holds it too.
+		if !sameKey(r, c.cred) && !slices.ContainsFunc(c.Retiring, func(o credential) bool { return sameKey(o, r) }) {
 			c.Retiring = append(c.Retiring, r)
 		}
+	}
+	for _, r := range st.Retiring {
+		retire(r)
 	}
 	for _, f := range st.Fallbacks {
 		switch {
 		case registry.SameRoot(f.cred, c.cred):
+		case slices.ContainsFunc(c.Fallbacks, func(o fallback) bool { return registry.SameRoot(o.cred, f.cred) }):
 		case registry.SameRoot(f.replaces, c.cred):
 			c.Fallbacks = append(c.Fallbacks, f)
 		default:
-			c.Retiring = append(c.Retiring, f.cred)
+			retire(f.cred)
 		}
 	}
 	// config/<name> holds the bound too, written with the schedule it bounds in one write;

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -74,6 +75,41 @@ func TestStoredFormEarlierDecodes(t *testing.T) {
 		if err != nil || len(again.Fallbacks) != w.fallbacks || len(again.Retiring) != w.retiring ||
 			!again.Rotation.LeasesEndBy.Equal(c.Rotation.LeasesEndBy) {
 			t.Errorf("%s stored again and read back: %+v, %v", f, again, err)
+		}
+	}
+}
+
+// A write of a config in that earlier form that stops between its two writes (either one
+// failing) loses none of the fallbacks and retiring credentials config/<name> held, and
+// counts none twice: state/<name> is written first for that form.
+func TestStoredFormEarlierWriteStoppedBetweenWrites(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"offblocks-unsettled", "bloq-unsettled", "bloq-retiring"} {
+		for _, failing := range []string{configKey(name), stateKey(name)} {
+			raw, err := os.ReadFile(filepath.Join(storedDir, "earlier", "config-"+name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &flakyStorage{}
+			if err := s.Put(ctx, &logical.StorageEntry{Key: configKey(name), Value: raw}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := getConfig(ctx, s, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held := len(c.Fallbacks) + len(c.Retiring)
+			c.MaxTTL = 10 * time.Minute
+			s.setFailPut(func(k string) bool { return k == failing })
+			if err := (&backend{}).putConfig(ctx, s, name, c); err == nil {
+				t.Fatalf("%s: the write of %s did not fail", name, failing)
+			}
+			s.setFailPut(nil)
+			again, err := getConfig(ctx, s, name)
+			if err != nil || len(again.Fallbacks)+len(again.Retiring) != held {
+				t.Errorf("%s, %s failing: %d fallbacks and retiring after the stopped write, want %d (%v)", name, failing,
+					len(again.Fallbacks)+len(again.Retiring), held, err)
+			}
 		}
 	}
 }
