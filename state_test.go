@@ -55,8 +55,8 @@ func TestStateFallbackSurvivesV010Rewrite(t *testing.T) {
 }
 
 // v0.1.0 deletes a config holding a fallback and creates it again: with another credential,
-// or another base URL, the entry it left is not attached (no fallback, nothing sent); this
-// version's next write of the config replaces it.
+// another base URL or another provider, the entry it left is not attached (no fallback,
+// nothing sent); this version's next write of the config replaces it.
 func TestStateNotAttachedToAnotherAccount(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -69,6 +69,12 @@ func TestStateNotAttachedToAnotherAccount(t *testing.T) {
 		}},
 		{"another base URL", func(h *harness, c map[string]any) {
 			c["base_url"] = strings.Replace(c["base_url"].(string), "127.0.0.1", "localhost", 1)
+		}},
+		{"another provider", func(h *harness, c map[string]any) {
+			delete(c, "api_key")
+			delete(c, "api_secret")
+			c["provider"], c["base_url"] = "bloq", h.url+simulator.BloqPrefix
+			c["client_id"], c["client_secret"], c["grant_type"] = bqClient, bqSecret, "client_credentials"
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,6 +92,9 @@ func TestStateNotAttachedToAnotherAccount(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.startBackend()
+			if e, _ := h.storage.Get(ctx, stateKey("ob")); e == nil {
+				t.Fatal("the test proves nothing: the deleted config's entry is gone already")
+			}
 			if got := h.stored("ob"); len(got.Fallbacks) != 0 {
 				t.Fatalf("the deleted config's fallback is attached to the new one: %d", len(got.Fallbacks))
 			}
@@ -181,10 +190,15 @@ func TestStateAdoptionStoppedBetweenWrites(t *testing.T) {
 	}
 }
 
-// A delete removes state/<name> with the config.
+// A forced delete of a config that stays unsettled (the provider applies the change an hour
+// late) removes state/<name> with the config.
 func TestStateDeletedWithConfig(t *testing.T) {
 	h := newHarness(t)
 	h.pendingOffBlocks()
+	h.sim.SetOffBlocksLag(time.Hour)
+	if e, _ := h.storage.Get(context.Background(), stateKey("ob")); e == nil {
+		t.Fatal("the test proves nothing: state/ob is gone before the delete")
+	}
 	h.mustDo(logical.DeleteOperation, "config/ob", map[string]any{"force": true})
 	if e, _ := h.storage.Get(context.Background(), stateKey("ob")); e != nil {
 		t.Fatalf("state/ob outlives its config: %s", e.Value)

@@ -200,7 +200,7 @@ func TestUpgradeFromReleasedAndBack(t *testing.T) {
 	step("g. upgraded to %s again", version2)
 	settled := settleAll(t, v, sim, k, accts, map[string]string{"ob-lost": fallback})
 	if !kept {
-		t.Logf("g. 0.1.0's config write of ob-lost dropped %s's fallback %s: the mount's storage no longer held it "+
+		t.Errorf("g. 0.1.0's config write of ob-lost dropped %s's fallback %s: the mount's storage no longer held it "+
 			"(issue 27, item 1)", version2, fallback)
 	}
 	step("g. settled: %v", settled)
