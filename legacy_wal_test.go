@@ -1,8 +1,13 @@
 package apitokens
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/offblocks"
@@ -47,5 +52,86 @@ func TestEarlierVersionCreateMarkerBlocksNothing(t *testing.T) {
 	h.creds("bq")
 	if h.walCount() != 1 {
 		t.Fatal("the marker was settled without its orphan search")
+	}
+}
+
+// walListFails is storage whose WAL cannot be listed.
+type walListFails struct{ logical.Storage }
+
+func (s walListFails) List(ctx context.Context, prefix string) ([]string, error) {
+	if strings.HasPrefix(prefix, framework.WALPrefix) {
+		return nil, errors.New("storage unavailable")
+	}
+	return s.Storage.List(ctx, prefix)
+}
+
+// A read that cannot learn whether an earlier version's entry is pending hands out nothing
+// (fails closed), and the next one, once storage answers, does.
+func TestEarlierVersionWALUnlistableFailsClosed(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.startBackend()
+	req := &logical.Request{Operation: logical.ReadOperation, Path: "creds/ob", Storage: walListFails{h.storage}, MountPoint: "apitokens/"}
+	if resp, err := h.b.HandleRequest(context.Background(), req); err == nil && !resp.IsError() {
+		t.Fatalf("a read handed out a token without knowing the WAL: %v", resp.Data)
+	}
+	h.creds("ob")
+}
+
+// Another node's write of an earlier version's entry (a mixed-version cluster while a reload
+// runs), seen through Vault's invalidation of its WAL key, makes this node list the WAL
+// again: its next read settles the entry instead of handing out the old pair's token.
+func TestEarlierVersionWALSeenAfterInvalidation(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.creds("ob") // the WAL is listed: nothing pending
+	next, _ := offblocks.GenerateCredentials()
+	h.putWALAt("earlier", walKindRotation, newRotationWAL("ob", "offblocks", h.stored("ob").ob(), next, h.clock.Now()))
+	h.b.invalidate(context.Background(), framework.WALPrefix+"earlier")
+	h.creds("ob")
+	if h.walCount() != 0 || !registry.SameRoot(h.stored("ob").cred, next) {
+		t.Fatalf("the read did not settle the entry (WAL %d)", h.walCount())
+	}
+}
+
+// Another node's change of state/<name> (a fallback stored), seen through Vault's
+// invalidation, drops this node's copy of the config: its next read hands out no token of
+// the current credential.
+func TestStateInvalidationForgetsTheConfig(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.creds("ob")
+	next, _ := offblocks.GenerateCredentials()
+	c := h.stored("ob")
+	c.Fallbacks = append(c.Fallbacks, fallback{cred: next, fallbackMeta: fallbackMeta{Since: h.clock.Now(), Why: "another node"}})
+	other := &backend{}
+	if err := other.putConfig(context.Background(), h.storage, "ob", c); err != nil {
+		t.Fatal(err)
+	}
+	h.sim.SetOffBlocksLag(time.Hour) // the change stays pending: the config stays unsettled
+	h.b.invalidate(context.Background(), stateKey("ob"))
+	if resp, err := h.do(logical.ReadOperation, "creds/ob", nil); err == nil && !resp.IsError() {
+		t.Fatal("a read handed out a token of a config another node left unsettled")
+	}
+}
+
+// A forced credential write gives an earlier version's entry up with the fallbacks: reads of
+// the config then hand out tokens of the written credential at once, on the node that had
+// listed the entry.
+func TestEarlierVersionWALGivenUpByForcedWrite(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	next, _ := offblocks.GenerateCredentials()
+	h.legacyRotationWAL("ob", "offblocks", h.stored("ob").ob(), next)
+	h.startBackend()
+	h.creds("ops") // this node lists the WAL: ob's entry is pending
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"api_key": obKey, "api_secret": obSecret, "force": true})
+	if h.walCount() != 0 {
+		t.Fatal("the forced write kept the entry")
+	}
+	h.creds("ob")
+	if key, _ := h.sim.OffBlocksPair(h.obID); key != obKey {
+		t.Fatal("the given-up entry's pair was sent")
 	}
 }
