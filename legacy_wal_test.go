@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -91,27 +90,6 @@ func TestEarlierVersionWALSeenAfterInvalidation(t *testing.T) {
 	h.creds("ob")
 	if h.walCount() != 0 || !registry.SameRoot(h.stored("ob").cred, next) {
 		t.Fatalf("the read did not settle the entry (WAL %d)", h.walCount())
-	}
-}
-
-// Another node's change of state/<name> (a fallback stored), seen through Vault's
-// invalidation, drops this node's copy of the config: its next read hands out no token of
-// the current credential.
-func TestStateInvalidationForgetsTheConfig(t *testing.T) {
-	h := newHarness(t)
-	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
-	h.creds("ob")
-	next, _ := offblocks.GenerateCredentials()
-	c := h.stored("ob")
-	c.Fallbacks = append(c.Fallbacks, fallback{cred: next, fallbackMeta: fallbackMeta{Since: h.clock.Now(), Why: "another node"}})
-	other := &backend{}
-	if err := other.putConfig(context.Background(), h.storage, "ob", c); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.SetOffBlocksLag(time.Hour) // the change stays pending: the config stays unsettled
-	h.b.invalidate(context.Background(), stateKey("ob"))
-	if resp, err := h.do(logical.ReadOperation, "creds/ob", nil); err == nil && !resp.IsError() {
-		t.Fatal("a read handed out a token of a config another node left unsettled")
 	}
 }
 

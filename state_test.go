@@ -204,3 +204,53 @@ func TestStateDeletedWithConfig(t *testing.T) {
 		t.Fatalf("state/ob outlives its config: %s", e.Value)
 	}
 }
+
+// A schedule paused and resumed after a rotation keeps its lease bound (the leases handed
+// out while it was paused end before its first rotation) across v0.1.0's rewrite, which
+// drops bound_since and leases_end_by from config/<name>: state/<name> holds them.
+func TestStateLeaseBoundSurvivesV010Rewrite(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.mustDo(logical.UpdateOperation, "rotate-root/ob", nil)
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": true})
+	h.clock.Advance(2 * time.Hour)
+	h.creds("ob") // a lease of the paused schedule's credential
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": false})
+	want := h.stored("ob").Rotation
+	if want.BoundSince.IsZero() || !want.LeasesEndBy.After(h.clock.Now()) {
+		t.Fatalf("the test proves nothing: no lease bound after the resume: %+v", want)
+	}
+	if ok, err := v010Rewrite(context.Background(), h.storage, "ob"); !ok || err != nil {
+		t.Fatalf("v0.1.0's rewrite: %v %v", ok, err)
+	}
+	h.startBackend()
+	c := h.stored("ob")
+	if !c.Rotation.BoundSince.Equal(want.BoundSince) || !c.Rotation.LeasesEndBy.Equal(want.LeasesEndBy) {
+		t.Fatalf("lease bound after the rewrite: %v, %v; want %v, %v", c.Rotation.BoundSince, c.Rotation.LeasesEndBy,
+			want.BoundSince, want.LeasesEndBy)
+	}
+	if c.rotationDue(h.clock.Now()) {
+		t.Fatal("the resumed schedule is due before the leases it bounds have ended")
+	}
+}
+
+// Another node's change of state/<name> (a fallback stored), seen through Vault's
+// invalidation, drops this node's copy of the config: its next read hands out no token of
+// the current credential.
+func TestStateInvalidationForgetsTheConfig(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.creds("ob")
+	next, _ := offblocks.GenerateCredentials()
+	c := h.stored("ob")
+	c.Fallbacks = append(c.Fallbacks, fallback{cred: next, fallbackMeta: fallbackMeta{Since: h.clock.Now(), Why: "another node"}})
+	other := &backend{}
+	if err := other.putConfig(context.Background(), h.storage, "ob", c); err != nil {
+		t.Fatal(err)
+	}
+	h.sim.SetOffBlocksLag(time.Hour) // the change stays pending: the config stays unsettled
+	h.b.invalidate(context.Background(), stateKey("ob"))
+	if resp, err := h.do(logical.ReadOperation, "creds/ob", nil); err == nil && !resp.IsError() {
+		t.Fatal("a read handed out a token of a config another node left unsettled")
+	}
+}
