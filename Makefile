@@ -119,7 +119,7 @@ release:
 ## directories), each against the tests that run its line, MUTATE_SEEDS seeds of the
 ## simulation (default 300), MUTATE_WORKERS at once (default 2); a table per file, every
 ## survivor, and .tools/mutate/results.tsv (scripts/mutate.sh, tools/mutate/)
-FILES ?= settle.go rotate.go wal.go lease.go reuse.go memo.go schedule.go config.go path_config.go path_creds.go \
+FILES ?= settle.go rotate.go wal.go lease.go reuse.go memo.go schedule.go config.go state.go legacy.go path_config.go path_creds.go \
 	backend/bloq backend/offblocks
 MUTATE_SEEDS ?= 300
 MUTATE_WORKERS ?= 2

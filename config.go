@@ -38,6 +38,8 @@ type storedSnapshot struct {
 	// inConfig: config/<name> itself holds fallbacks or retiring credentials (the form of
 	// development builds before state/<name>), which its next write drops.
 	inConfig bool
+	// leasesEndBy and boundSince are state/<name>'s copy of the lease bound.
+	leasesEndBy, boundSince time.Time
 }
 
 // configHead is what a config holds before its credential, in the stored order.
@@ -229,6 +231,9 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 		c.attach(st)
 	}
 	c.stored = &storedSnapshot{cred: c.cred, fallbacks: stateOf(&c).Fallbacks, state: raw, inConfig: inConfig}
+	if st != nil {
+		c.stored.leasesEndBy, c.stored.boundSince = st.LeasesEndBy, st.BoundSince
+	}
 	return &c, nil
 }
 
@@ -248,7 +253,11 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 //     it (attach drops or retires them);
 //   - while config/<name> itself holds fallbacks or retiring credentials (the form before
 //     state/<name>), state/<name> is written first, since the config's write drops them
-//     there; stopped in between, both hold them, and attach counts each once.
+//     there; stopped in between, both hold them, and attach counts each once;
+//   - a new lease bound (a schedule set on a config whose leases it must outlast) is
+//     written to state/<name> first, unless that write also adds a fallback: stopped after
+//     config/<name>'s write, only config/<name> would hold the bound, and a rollback's write
+//     drops it there; stopped before, state/<name>'s bound only delays a rotation.
 //
 // An unchanged state/<name> is not written again, and an empty one is deleted.
 func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, c *accountConfig) error {
@@ -273,7 +282,7 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 		bridge.Fallbacks = append(slices.Clone(prev.fallbacks), st.Fallbacks...)
 		err = putState(ctx, s, name, &bridge)
 		prev = nil // state/<name> holds the bridge now
-	case prev != nil && prev.inConfig:
+	case prev != nil && (prev.inConfig || (newBound(prev, st) && !addsFallback(prev, st))):
 		err = storeState(ctx, s, name, nil, raw)
 		stateDone = true
 	}
@@ -287,9 +296,25 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 		b.memo.forget(name) // storage may or may not hold it now: read it again
 		return fmt.Errorf("store config %q: %w", name, err)
 	}
-	c.stored = &storedSnapshot{cred: c.cred, fallbacks: st.Fallbacks, state: raw}
+	c.stored = &storedSnapshot{cred: c.cred, fallbacks: st.Fallbacks, state: raw,
+		leasesEndBy: st.LeasesEndBy, boundSince: st.BoundSince}
 	b.memo.setConfig(name, c)
 	return nil
+}
+
+// newBound reports whether st's lease bound is not the one state/<name> holds.
+func newBound(prev *storedSnapshot, st *configState) bool {
+	return !st.LeasesEndBy.Equal(prev.leasesEndBy) || !st.BoundSince.Equal(prev.boundSince)
+}
+
+// addsFallback reports whether st holds a fallback that storage does not.
+func addsFallback(prev *storedSnapshot, st *configState) bool {
+	for _, f := range st.Fallbacks {
+		if !slices.ContainsFunc(prev.fallbacks, func(p fallback) bool { return registry.SameRoot(p.cred, f.cred) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // storeState writes state/<name> as raw (deletes it when raw is nil), unless prev shows that
