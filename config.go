@@ -34,6 +34,7 @@ type accountConfig struct {
 type storedSnapshot struct {
 	cred      credential
 	fallbacks []fallback
+	retiring  []credential
 	state     []byte
 	// inConfig: config/<name> itself holds fallbacks or retiring credentials (the form of
 	// development builds before state/<name>), which its next write drops.
@@ -230,7 +231,8 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	if st != nil {
 		c.attach(st)
 	}
-	c.stored = &storedSnapshot{cred: c.cred, fallbacks: stateOf(&c).Fallbacks, state: raw, inConfig: inConfig}
+	c.stored = &storedSnapshot{cred: c.cred, fallbacks: stateOf(&c).Fallbacks, retiring: slices.Clone(c.Retiring), state: raw,
+		inConfig: inConfig}
 	if st != nil {
 		c.stored.leasesEndBy, c.stored.boundSince = st.LeasesEndBy, st.BoundSince
 	}
@@ -241,23 +243,22 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 // holds the config's exclusive lock). No crash or failure between its writes loses a
 // credential, nor stores a fallback the caller will not send:
 //
-//   - while the credential stays, config/<name> is written first: a fallback the caller adds
-//     is stored only once both writes succeed (a failure before the second leaves it
-//     unstored, and the caller sends nothing), and one the caller drops stays stored until
-//     the second does;
-//   - when the credential changes (a fallback adopted, an operator's write) and fallbacks
-//     were stored, state/<name> first holds them together with the new retiring
-//     credentials: stopped after that write, the old credential is current and its
-//     fallbacks attached (a retiring credential that is the current one is not attached);
-//     after config/<name>'s, the new one is current and the old fallbacks no longer replace
-//     it (attach drops or retires them);
-//   - while config/<name> itself holds fallbacks or retiring credentials (the form before
-//     state/<name>), state/<name> is written first, since the config's write drops them
-//     there; stopped in between, both hold them, and attach counts each once;
-//   - a new lease bound (a schedule set on a config whose leases it must outlast) is
-//     written to state/<name> first, unless that write also adds a fallback: stopped after
-//     config/<name>'s write, only config/<name> would hold the bound, and a rollback's write
-//     drops it there; stopped before, state/<name>'s bound only delays a rotation.
+//   - config/<name> is written first, then state/<name>: a fallback the caller adds is
+//     stored only once both writes succeed (a failure before the second leaves it unstored,
+//     and the caller sends nothing), and one the caller drops stays stored until the second
+//     does;
+//   - but first of all, when config/<name>'s write could leave storage without something
+//     that only the new state/<name> would hold, state/<name> is written to hold the union
+//     of what storage holds and what the caller keeps (its new fallbacks aside), with the
+//     new lease bound. That is when the credential changes while fallbacks are stored (an
+//     adoption, an operator's write: stopped after the union, the old credential is current
+//     with its fallbacks attached and a retiring key that is the current one is not; after
+//     config/<name>'s write, the new one is current, and the old fallbacks no longer replace
+//     it: attach drops or retires them); when config/<name> itself holds fallbacks or
+//     retiring keys (the form before state/<name>), which its write drops there; and when
+//     the lease bound is new (a schedule set on a config whose leases it must outlast),
+//     which only config/<name> would hold, and a rollback's write drops there. Holding
+//     more only keeps a credential longer, and a bound only delays a rotation.
 //
 // An unchanged state/<name> is not written again, and an empty one is deleted.
 func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string, c *accountConfig) error {
@@ -275,46 +276,43 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 	}
 	prev := c.stored
 	err = nil
-	stateDone := false
-	switch {
-	case prev != nil && len(prev.fallbacks) > 0 && !registry.SameRoot(prev.cred, c.cred):
-		bridge := *st
-		bridge.Fallbacks = append(slices.Clone(prev.fallbacks), st.Fallbacks...)
-		err = putState(ctx, s, name, &bridge)
-		prev = nil // state/<name> holds the bridge now
-	case prev != nil && (prev.inConfig || (newBound(prev, st) && !addsFallback(prev, st))):
-		err = storeState(ctx, s, name, nil, raw)
-		stateDone = true
+	if prev != nil && ((len(prev.fallbacks) > 0 && !registry.SameRoot(prev.cred, c.cred)) || prev.inConfig || newBound(prev, st)) {
+		err = putState(ctx, s, name, union(prev, st))
+		prev = nil // state/<name> holds the union now
 	}
 	if err == nil {
 		err = s.Put(ctx, entry)
 	}
-	if err == nil && !stateDone {
+	if err == nil {
 		err = storeState(ctx, s, name, prev, raw)
 	}
 	if err != nil {
 		b.memo.forget(name) // storage may or may not hold it now: read it again
 		return fmt.Errorf("store config %q: %w", name, err)
 	}
-	c.stored = &storedSnapshot{cred: c.cred, fallbacks: st.Fallbacks, state: raw,
+	c.stored = &storedSnapshot{cred: c.cred, fallbacks: st.Fallbacks, retiring: st.Retiring, state: raw,
 		leasesEndBy: st.LeasesEndBy, boundSince: st.BoundSince}
 	b.memo.setConfig(name, c)
 	return nil
 }
 
+// union is what storage holds (prev) together with what st keeps, but for st's new
+// fallbacks (stored only once config/<name> is), with st's lease bound.
+func union(prev *storedSnapshot, st *configState) *configState {
+	u := *st
+	u.Fallbacks = slices.Clone(prev.fallbacks)
+	u.Retiring = slices.Clone(prev.retiring)
+	for _, r := range st.Retiring {
+		if !slices.ContainsFunc(u.Retiring, func(o credential) bool { return sameKey(o, r) }) {
+			u.Retiring = append(u.Retiring, r)
+		}
+	}
+	return &u
+}
+
 // newBound reports whether st's lease bound is not the one state/<name> holds.
 func newBound(prev *storedSnapshot, st *configState) bool {
 	return !st.LeasesEndBy.Equal(prev.leasesEndBy) || !st.BoundSince.Equal(prev.boundSince)
-}
-
-// addsFallback reports whether st holds a fallback that storage does not.
-func addsFallback(prev *storedSnapshot, st *configState) bool {
-	for _, f := range st.Fallbacks {
-		if !slices.ContainsFunc(prev.fallbacks, func(p fallback) bool { return registry.SameRoot(p.cred, f.cred) }) {
-			return true
-		}
-	}
-	return false
 }
 
 // storeState writes state/<name> as raw (deletes it when raw is nil), unless prev shows that
