@@ -6,11 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +23,14 @@ import (
 
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
+
+// raftPerformanceMultiplier scales Raft's timing: heartbeat and election timeouts of 1s times
+// it, a leader lease of 0.5s times it. 5 is Vault's default, what a production cluster runs.
+// The most aggressive, 1, made leadership flap on a loaded machine (a node stalled by the CPU
+// for a second loses it), so that the active node changed under the test; 5 rides out such
+// stalls, and still detects the dead leader within about 10s to 20s, well inside the test's
+// 90s bound on reads resuming, so the bound still means something.
+const raftPerformanceMultiplier = 5
 
 // startRaftNode starts one node of a three-node integrated-storage cluster; every node
 // retry-joins the first. The listener's cluster_address must match cluster_addr, or the
@@ -44,23 +57,40 @@ func startRaftNode(t *testing.T, id int, dir string, port, cport, leaderPort int
 	storage := fmt.Sprintf(`storage "raft" {
   path    = %q
   node_id = "node%d"
-  performance_multiplier = 1
+  performance_multiplier = %d
   retry_join {
     leader_api_addr = "http://127.0.0.1:%d"
   }
 }
-`, data, id, leaderPort)
+`, data, id, raftPerformanceMultiplier, leaderPort)
 	return startServer(t, dir, storage, port, cport, plugins)
 }
 
-// Under a steady creds-read load through all three nodes, the leader dies (SIGKILL) in the
-// middle of an OffBlocks rotation, after the provider applied the new pair. Reads resume
-// through the new leader within a bound the test prints, configs are intact, and the
+// Under a steady creds-read load through all three nodes, the active node dies (SIGKILL) in
+// the middle of an OffBlocks rotation, after the provider applied the new pair. Reads resume
+// through the survivors within a bound the test prints, configs are intact, and the
 // interrupted rotation is settled on the new leader from the replicated WAL.
+//
+// Leadership may move at any time on a loaded machine, so the test never assumes which node
+// is active: it writes through whichever is, and the fault kills the node whose plugin sent
+// the rotation's PUT, found from the connection the PUT came on. Every wait is bounded.
 func TestHALeaderDiesMidRotation(t *testing.T) {
 	sim := simulator.New()
-	srv := httptest.NewServer(sim.Handler())
+	// The peer of the latest OffBlocks PUT: the fault's callback runs in that request's
+	// handler, and the rotation is the only PUT, so this is the connection it came on.
+	var putPeer atomic.Value // string, host:port
+	handler := sim.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Path == simulator.OffBlocksPrefix+"/auth/credentials" {
+			putPeer.Store(r.RemoteAddr)
+		}
+		handler.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
+	// Deferred after srv.Close, so it runs first: a held PUT whose sender was not killed (the
+	// test failed before) is let go, or Close would wait for it.
+	release := make(chan struct{})
+	defer close(release)
 	accts, _, ids := seedAccounts(sim, srv.URL, "ha")
 
 	root := t.TempDir()
@@ -72,60 +102,83 @@ func TestHALeaderDiesMidRotation(t *testing.T) {
 	for i := range nodes {
 		nodes[i] = startRaftNode(t, i+1, filepath.Join(root, fmt.Sprint(i+1)), ports[i][0], ports[i][1], ports[0][0])
 	}
+	logs := func() string { return tailsOf(nodes, nodes...) }
 	nodes[0].initAndUnseal()
 	init := readInit(t, nodes[0])
 	for _, n := range nodes[1:] {
 		n.client.SetToken(init.RootToken)
 		// Once its retry_join has reached the leader the node is initialised; one unseal
 		// key then answers the join's challenge and unseals it.
-		waitFor(t, 60*time.Second, "a standby to join", func() bool {
-			s, err := n.client.Sys().SealStatus()
+		waitForOr(t, 60*time.Second, "a standby to join", logs, func() bool {
+			s, err := sealStatus(n)
 			return err == nil && s.Initialized
 		})
-		if _, err := n.client.Sys().Unseal(init.Keys[0]); err != nil {
-			t.Fatalf("unseal a joined node: %v\n%s", err, n.logTail())
-		}
+		waitForOr(t, 60*time.Second, "a joined node to unseal", logs, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := n.client.Sys().UnsealWithContext(ctx, init.Keys[0])
+			if err != nil {
+				t.Logf("unseal %s: %v", nodeName(nodes, n), err)
+			}
+			return err == nil && !s.Sealed
+		})
 	}
-	waitFor(t, 120*time.Second, "three raft voters, all unsealed", func() bool {
+	waitForOr(t, 120*time.Second, "three raft voters, all unsealed", logs, func() bool {
 		for _, n := range nodes {
-			if s, err := n.client.Sys().SealStatus(); err != nil || s.Sealed {
+			if s, err := sealStatus(n); err != nil || s.Sealed {
 				return false
 			}
 		}
-		s, err := nodes[0].client.Logical().Read("sys/storage/raft/configuration")
-		if err != nil || s == nil {
-			return false
-		}
-		servers, _ := s.Data["config"].(map[string]any)["servers"].([]any)
-		voters := 0
-		for _, srv := range servers {
-			if m, ok := srv.(map[string]any); ok && m["voter"] == true {
-				voters++
+		for _, n := range nodes { // any node answers (a standby forwards)
+			if raftVoters(n) == 3 {
+				return true
 			}
 		}
-		return voters == 3
+		return false
 	})
-	leader := nodes[0]
-	if l, err := leader.client.Sys().Leader(); err != nil || !l.IsSelf {
-		t.Fatalf("node1 is not the leader: %v %v", l, err)
-	}
-	leader.registerAndEnable("apitokens", version1)
-	for _, a := range accts {
-		if _, err := leader.client.Logical().Write("apitokens/config/"+a.name, a.config); err != nil {
-			t.Fatal(err)
+	t.Logf("%s is active", nodeName(nodes, awaitActive(t, nodes, logs)))
+
+	// Setup writes go to whichever node is active at the time, again if leadership moved.
+	onActive(t, nodes, "register and mount the plugin", logs, func(c *api.Client) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
+			Name: pluginName, Type: api.PluginTypeSecrets, Command: pluginName + "-" + version1,
+			SHA256: shas[version1], Version: version1,
+		}); err != nil {
+			return err
 		}
+		mounts, err := c.Sys().ListMountsWithContext(ctx)
+		if err != nil {
+			return err
+		}
+		if _, ok := mounts["apitokens/"]; ok { // an earlier try mounted it, but its answer was lost
+			return nil
+		}
+		return c.Sys().MountWithContext(ctx, "apitokens", &api.MountInput{Type: pluginName,
+			Config: api.MountConfigInput{PluginVersion: version1}})
+	})
+	for _, a := range accts {
+		onActive(t, nodes, "write config "+a.name, logs, func(c *api.Client) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := c.Logical().WriteWithContext(ctx, "apitokens/config/"+a.name, a.config)
+			return err
+		})
 	}
 
-	// Steady load: readers on every node (standbys forward to the active node).
-	var ok, failed atomic.Int64
-	var lastFail atomic.Int64 // unix nanos of the latest failed read on a surviving node
+	// Steady load: readers on every node (standbys forward to the active node). Failures
+	// are kept per node: which node dies is known only when it does.
+	var ok atomic.Int64
+	var failed, lastFail [3]atomic.Int64 // per node; lastFail in unix nanos
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopReaders()
 	for i, n := range nodes {
-		survivor := i != 0 // nodes[0] is the leader that will be killed
 		for _, a := range accts {
 			wg.Add(1)
-			go func(c *api.Client, name string, survivor bool) {
+			go func(c *api.Client, name string, i int) {
 				defer wg.Done()
 				for {
 					select {
@@ -137,72 +190,154 @@ func TestHALeaderDiesMidRotation(t *testing.T) {
 					s, err := c.Logical().ReadWithContext(ctx, "apitokens/creds/"+name)
 					cancel()
 					if err == nil && s != nil {
-						if _, verr := sim.Validate(s.Data["token"].(string)); verr == nil {
-							ok.Add(1)
-							time.Sleep(50 * time.Millisecond)
-							continue
+						if tok, _ := s.Data["token"].(string); tok != "" {
+							if _, verr := sim.Validate(tok); verr == nil {
+								ok.Add(1)
+								time.Sleep(50 * time.Millisecond)
+								continue
+							}
 						}
 					}
-					if survivor { // the killed node's readers fail until the end, by design
-						failed.Add(1)
-						lastFail.Store(time.Now().UnixNano())
-					}
+					failed[i].Add(1)
+					lastFail[i].Store(time.Now().UnixNano())
 					time.Sleep(100 * time.Millisecond)
 				}
-			}(cloneClient(t, n), a.name, survivor)
+			}(cloneClient(t, n), a.name, i)
 		}
 	}
+	waitForOr(t, 60*time.Second, "a first successful read", logs, func() bool { return ok.Load() > 0 })
 	time.Sleep(2 * time.Second)
-	if ok.Load() == 0 {
-		t.Fatal("no read succeeded before the failover")
-	}
 
-	// The leader dies while the provider holds the rotation's PUT, already applied.
-	var killedAt atomic.Int64
-	kids := make(chan []int, 1)
-	sim.Inject(simulator.RouteOffBlocksCredentials, killOn(simulator.Fault{AfterApply: true}, func() {
-		killedAt.Store(time.Now().UnixNano())
-		kids <- killVaultAlone(leader) // the leader alone: its plugins must exit by themselves
+	// The node running the rotation dies while the provider holds its PUT, already applied.
+	// It is the one whose plugin process holds the PUT's connection (the node active then).
+	pids := make([]int, len(nodes))
+	for i, n := range nodes {
+		pids[i] = n.cmd.Process.Pid
+	}
+	type killing struct {
+		node    int // index into nodes; -1 when the sender was not found
+		how     string
+		at      time.Time
+		plugins []int // the killed node's plugin processes at the kill
+	}
+	hit := make(chan struct{})
+	killed := make(chan killing, 1)
+	sim.Inject(simulator.RouteOffBlocksCredentials, killOn(simulator.Fault{AfterApply: true, Release: release}, func() {
+		close(hit)
+		peer, _ := putPeer.Load().(string)
+		k := killing{node: -1}
+		k.node, k.how = putSender(peer, srv.Listener.Addr().String(), nodes, pids)
+		if k.node >= 0 {
+			k.at = time.Now()
+			// The node alone: its plugins must exit by themselves.
+			k.plugins = killNodeAlone(pids[k.node], filepath.Join(nodes[k.node].dir, "plugins"))
+		}
+		killed <- k
 	}))
-	_, _ = leader.client.Logical().Write("apitokens/rotate-root/"+accts[0].name, nil)
-	<-leader.done
-	t.Logf("the dead leader's plugin processes exited within %s", checkPluginsExit(t, <-kids).Round(time.Millisecond))
+	rotate := "apitokens/rotate-root/" + accts[0].name
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		n := awaitActive(t, nodes, logs)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		_, err := n.client.Logical().WriteWithContext(ctx, rotate, nil)
+		cancel()
+		if err == nil {
+			select {
+			case <-hit:
+			default:
+				t.Fatalf("rotate-root through %s returned without the provider holding its PUT%s", nodeName(nodes, n), logs())
+			}
+		}
+		// Before the PUT a write can fail (forwarded while leadership moves): give a rotation
+		// that still runs a moment to reach the PUT, then send it again.
+		select {
+		case <-hit:
+		case <-time.After(10 * time.Second):
+		}
+		select {
+		case <-hit:
+			t.Logf("rotate-root sent through %s (attempt %d) ended with the kill: %v", nodeName(nodes, n), attempt, err)
+		default:
+			if attempt == attempts {
+				t.Fatalf("rotate-root never reached the provider's PUT in %d attempts; last through %s: %v%s",
+					attempts, nodeName(nodes, n), err, logs())
+			}
+			t.Logf("rotate-root through %s failed before the PUT (attempt %d): %v; sending it again", nodeName(nodes, n), attempt, err)
+			continue
+		}
+		break
+	}
+	var k killing
+	select {
+	case k = <-killed:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the fault fired, but the kill did not happen within 60s%s", logs())
+	}
+	if k.node < 0 {
+		t.Fatalf("could not tell which node sent the rotation's PUT (%s)%s", k.how, logs())
+	}
+	dead := nodes[k.node]
+	t.Logf("killed %s mid-rotation: %s", nodeName(nodes, dead), k.how)
+	select {
+	case <-dead.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still runs 30s after SIGKILL%s", nodeName(nodes, dead), tailsOf(nodes, dead))
+	}
+	if len(k.plugins) == 0 {
+		t.Errorf("%s ran no plugin process when its plugin sent the PUT", nodeName(nodes, dead))
+	}
+	t.Logf("the dead node's %d plugin process(es) exited within %s", len(k.plugins), checkPluginsExit(t, k.plugins).Round(time.Millisecond))
 	sim.ClearFaults()
 	okAtKill := ok.Load()
 
-	survivors := []*vaultServer{nodes[1], nodes[2]}
-	var active *vaultServer
-	waitFor(t, 90*time.Second, "a new active node", func() bool {
-		for _, n := range survivors {
-			if l, err := n.client.Sys().Leader(); err == nil && l.IsSelf {
-				active = n
-				return true
-			}
+	var survivors []*vaultServer
+	for i, n := range nodes {
+		if i != k.node {
+			survivors = append(survivors, n)
 		}
-		return false
-	})
-	waitFor(t, 90*time.Second, "reads to resume", func() bool { return ok.Load() > okAtKill+10 })
+	}
+	active := awaitActive(t, survivors, logs)
+	t.Logf("%s is active after the kill", nodeName(nodes, active))
+	waitForOr(t, 90*time.Second, "reads to resume", logs, func() bool { return ok.Load() > okAtKill+10 })
 	time.Sleep(2 * time.Second) // a window of steady reads after the failover
-	close(stop)
-	wg.Wait()
-	bound := max(0, time.Unix(0, lastFail.Load()).Sub(time.Unix(0, killedAt.Load())))
-	t.Logf("leader killed mid-rotation; on the surviving nodes the last failed read came %s after the kill "+
-		"(%d reads succeeded in all; %d failed on the survivors)", bound.Round(time.Millisecond), ok.Load(), failed.Load())
+	stopReaders()
+	var last int64
+	var perNode []string
+	for i, n := range nodes {
+		note := ""
+		if i == k.node {
+			note = " (killed; its readers fail from the kill on, by design)"
+		} else {
+			last = max(last, lastFail[i].Load())
+		}
+		perNode = append(perNode, fmt.Sprintf("%s %d%s", nodeName(nodes, n), failed[i].Load(), note))
+	}
+	bound := max(0, time.Unix(0, last).Sub(k.at))
+	t.Logf("on the surviving nodes the last failed read came %s after the kill "+
+		"(%d reads succeeded in all; failed reads: %s)", bound.Round(time.Millisecond), ok.Load(), strings.Join(perNode, ", "))
 	if bound > 90*time.Second {
 		t.Errorf("reads took %s to resume", bound)
 	}
 
 	// The interrupted rotation was settled on the new leader: the stored pair is the
-	// provider's, which took the new one before the old leader died.
-	cfg, err := active.client.Logical().Read("apitokens/config/" + accts[0].name)
-	if err != nil || cfg == nil {
-		t.Fatalf("config on the new leader: %v", err)
+	// provider's, which took the new one before the old leader died. Reads through the
+	// survivors are retried a while: leadership may still move.
+	key, _ := sim.OffBlocksPair(ids["offblocks"])
+	if key == accts[0].config["api_key"] {
+		t.Errorf("the provider still holds the pair from before the rotation")
 	}
-	if key, _ := sim.OffBlocksPair(ids["offblocks"]); cfg.Data["api_key"] != key || key == accts[0].config["api_key"] {
-		t.Errorf("stored api_key %v, provider holds %s (rotated from %v)", cfg.Data["api_key"], key, accts[0].config["api_key"])
-	}
+	var stored any
+	waitForOr(t, 30*time.Second, "the stored api_key to be the provider's new one", func() string {
+		return fmt.Sprintf(" (stored %v, provider holds %s)%s", stored, key, tailsOf(nodes, survivors...))
+	}, func() bool {
+		cfg, err := readAny(survivors, "apitokens/config/"+accts[0].name)
+		if err == nil && cfg != nil {
+			stored = cfg.Data["api_key"]
+		}
+		return stored == key
+	})
 	for _, a := range accts {
-		if s, err := active.client.Logical().Read("apitokens/config/" + a.name); err != nil || s == nil {
+		if s, err := readAny(survivors, "apitokens/config/"+a.name); err != nil || s == nil {
 			t.Errorf("config %s lost in the failover: %v", a.name, err)
 		}
 	}
@@ -241,4 +376,216 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s waiting for %s", limit, what)
+}
+
+func nodeName(nodes []*vaultServer, n *vaultServer) string {
+	for i, m := range nodes {
+		if m == n {
+			return fmt.Sprintf("node%d", i+1)
+		}
+	}
+	return n.addr
+}
+
+// tailsOf is the log tail of each of ns, for a failure message.
+func tailsOf(nodes []*vaultServer, ns ...*vaultServer) string {
+	var b strings.Builder
+	for _, n := range ns {
+		fmt.Fprintf(&b, "\n--- %s log tail ---\n%s", nodeName(nodes, n), n.logTail())
+	}
+	return b.String()
+}
+
+// waitForOr is waitFor whose failure also says more() (the nodes' log tails).
+func waitForOr(t *testing.T, limit time.Duration, what string, more func() string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s%s", limit, what, more())
+}
+
+// haCall bounds every request the HA test makes outside its readers: a node stalled by a
+// loaded machine must not hold a wait past its limit.
+const haCall = 5 * time.Second
+
+func sealStatus(n *vaultServer) (*api.SealStatusResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), haCall)
+	defer cancel()
+	return n.client.Sys().SealStatusWithContext(ctx)
+}
+
+// isActive reports whether n says it is the active node.
+func isActive(n *vaultServer) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), haCall)
+	defer cancel()
+	l, err := n.client.Sys().LeaderWithContext(ctx)
+	return err == nil && l.IsSelf
+}
+
+// awaitActive polls every one of ns and returns the first that says it is active.
+func awaitActive(t *testing.T, ns []*vaultServer, logs func() string) *vaultServer {
+	t.Helper()
+	var active *vaultServer
+	waitForOr(t, 90*time.Second, "an active node", logs, func() bool {
+		for _, n := range ns {
+			if isActive(n) {
+				active = n
+				return true
+			}
+		}
+		return false
+	})
+	return active
+}
+
+// onActive runs f against the active node until it succeeds, for up to two minutes: f must
+// be safe to repeat (a write whose answer was lost in a leadership change).
+func onActive(t *testing.T, nodes []*vaultServer, what string, logs func() string, f func(*api.Client) error) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n := awaitActive(t, nodes, logs)
+		err := f(n.client)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v (last through %s)%s", what, err, nodeName(nodes, n), logs())
+		}
+		t.Logf("%s through %s: %v; again", what, nodeName(nodes, n), err)
+		time.Sleep(time.Second)
+	}
+}
+
+// raftVoters is how many voters n reports in the raft configuration (0 on any error).
+func raftVoters(n *vaultServer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), haCall)
+	defer cancel()
+	s, err := n.client.Logical().ReadWithContext(ctx, "sys/storage/raft/configuration")
+	if err != nil || s == nil {
+		return 0
+	}
+	cfg, _ := s.Data["config"].(map[string]any)
+	servers, _ := cfg["servers"].([]any)
+	voters := 0
+	for _, srv := range servers {
+		if m, ok := srv.(map[string]any); ok && m["voter"] == true {
+			voters++
+		}
+	}
+	return voters
+}
+
+// readAny reads path through the first of ns that answers (standbys forward).
+func readAny(ns []*vaultServer, path string) (*api.Secret, error) {
+	var err error
+	for _, n := range ns {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var s *api.Secret
+		s, err = n.client.Logical().ReadWithContext(ctx, path)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
+}
+
+// putSender finds the node whose process, or plugin process, holds the client end of the
+// connection from peer to the simulator at simAddr; failing that, the node active now. It
+// returns the node's index in nodes (whose Vault processes are pids), or -1, and how it was
+// found.
+func putSender(peer, simAddr string, nodes []*vaultServer, pids []int) (int, string) {
+	var why string
+	if inode, err := clientSocket(peer, simAddr); err != nil {
+		why = err.Error()
+	} else {
+		owner := map[int]int{} // pid → node index: each Vault and its children
+		for _, p := range liveProcs() {
+			for i, pid := range pids {
+				if p.pid == pid || p.ppid == pid {
+					owner[p.pid] = i
+				}
+			}
+		}
+		link := fmt.Sprintf("socket:[%d]", inode)
+		for pid, i := range owner {
+			fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+			for _, fd := range fds {
+				if l, _ := os.Readlink(fd); l == link {
+					return i, fmt.Sprintf("its process %d (%s) sent the PUT from %s; active now: %v",
+						pid, filepath.Base(exeOf(pid)), peer, isActive(nodes[i]))
+				}
+			}
+		}
+		why = fmt.Sprintf("no node's process holds %s", link)
+	}
+	for i, n := range nodes {
+		if isActive(n) {
+			return i, fmt.Sprintf("active when the PUT arrived (the PUT's sender was not found: %s)", why)
+		}
+	}
+	return -1, why
+}
+
+func exeOf(pid int) string {
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return exe
+}
+
+// clientSocket is the inode of the TCP socket whose local end is peer and remote end is
+// server: the client's end of a connection the server accepted from peer.
+func clientSocket(peer, server string) (uint64, error) {
+	hexPort := func(hostport string) (string, error) {
+		_, p, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return "", err
+		}
+		n, err := strconv.Atoi(p)
+		return fmt.Sprintf("%04X", n), err
+	}
+	lp, err := hexPort(peer)
+	if err != nil {
+		return 0, fmt.Errorf("peer %q: %v", peer, err)
+	}
+	rp, err := hexPort(server)
+	if err != nil {
+		return 0, fmt.Errorf("server %q: %v", server, err)
+	}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || !strings.HasSuffix(f[1], ":"+lp) || !strings.HasSuffix(f[2], ":"+rp) {
+				continue
+			}
+			if inode, err := strconv.ParseUint(f[9], 10, 64); err == nil && inode != 0 {
+				return inode, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no socket from %s to %s", peer, server)
+}
+
+// killNodeAlone SIGKILLs Vault process pid only (not its process group), and returns its
+// plugin processes (children run from plugins, the node's own plugin directory) at that
+// moment, which must then exit by themselves.
+func killNodeAlone(pid int, plugins string) []int {
+	var kids []int
+	for _, p := range liveProcs() {
+		if p.ppid == pid && strings.HasPrefix(p.exe, plugins+string(os.PathSeparator)) {
+			kids = append(kids, p.pid)
+		}
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	return kids
 }
