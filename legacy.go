@@ -7,8 +7,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
 // earlierWAL is what a node knows of the WAL entries that an earlier plugin version (v0.1.0)
@@ -67,8 +65,8 @@ func (l *earlierWAL) invalidate() {
 	l.gen++
 }
 
-// earlierWALNames are the configs with a rotation WAL entry that holds a new credential of a
-// provider this version knows.
+// earlierWALNames are the configs with a rotation WAL entry that holds a new credential (an
+// earlier version's whole rotation) of a provider this version knows.
 func earlierWALNames(ctx context.Context, s logical.Storage) (map[string]bool, error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
@@ -83,8 +81,9 @@ func earlierWALNames(ctx context.Context, s logical.Storage) (map[string]bool, e
 		if w == nil || w.Kind != walKindRotation {
 			continue
 		}
-		if e, err := decodeRotationWAL(w.Data); err == nil && !e.Creating && knownProvider(e.Provider) && e.New != nil &&
-			registry.Identifier(e.New) != "" {
+		// A create marker holds no credential; an entry of a provider this version does not
+		// know is kept and never settled (wal.go): neither makes its config unsettled.
+		if e, err := decodeRotationWAL(w.Data); err == nil && !e.Creating && knownProvider(e.Provider) {
 			names[e.Name] = true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -111,5 +112,63 @@ func TestEarlierVersionWALGivenUpByForcedWrite(t *testing.T) {
 	h.creds("ob")
 	if key, _ := h.sim.OffBlocksPair(h.obID); key != obKey {
 		t.Fatal("the given-up entry's pair was sent")
+	}
+}
+
+// walCounting is storage that counts the lists of the WAL and can fail its reads.
+type walCounting struct {
+	logical.Storage
+	lists   atomic.Int32
+	getFail atomic.Bool
+}
+
+func (s *walCounting) List(ctx context.Context, prefix string) ([]string, error) {
+	if strings.HasPrefix(prefix, framework.WALPrefix) {
+		s.lists.Add(1)
+	}
+	return s.Storage.List(ctx, prefix)
+}
+
+func (s *walCounting) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, framework.WALPrefix) && s.getFail.Load() {
+		return nil, errors.New("storage unavailable")
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// The WAL is listed once per process (reads cost no storage call for it after the first); an
+// entry that cannot be read fails the read closed; an entry of another kind listed first
+// hides no earlier version's entry after it.
+func TestEarlierVersionWALListedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.putWALAt("a-other", "another-kind", map[string]any{"x": 1})
+	next, _ := offblocks.GenerateCredentials()
+	h.putWALAt("b-earlier", walKindRotation, newRotationWAL("ob", "offblocks", h.stored("ob").ob(), next, h.clock.Now()))
+	h.startBackend()
+	s := &walCounting{Storage: h.storage}
+	read := func(name string) (*logical.Response, error) {
+		return h.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation,
+			Path: "creds/" + name, Storage: s, MountPoint: "apitokens/"})
+	}
+	s.getFail.Store(true)
+	if resp, err := read("ops"); err == nil && !resp.IsError() {
+		t.Fatal("a read handed out a token while the WAL's entries could not be read")
+	}
+	s.getFail.Store(false)
+	for range 3 {
+		if resp, err := read("ops"); err != nil || resp.IsError() {
+			t.Fatalf("read ops: %v %v", err, respErr(resp))
+		}
+	}
+	if n := s.lists.Load(); n != 2 { // the failed scan, and the one that succeeded
+		t.Fatalf("the WAL was listed %d times for four reads", n)
+	}
+	if _, err := read("ob"); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.stored("ob"); !registry.SameRoot(c.cred, next) {
+		t.Fatal("the earlier version's entry behind another kind's was not settled by the read")
 	}
 }

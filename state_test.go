@@ -254,3 +254,26 @@ func TestStateInvalidationForgetsTheConfig(t *testing.T) {
 		t.Fatal("a read handed out a token of a config another node left unsettled")
 	}
 }
+
+// A state/<name> this version cannot decode fails the config closed: no token is handed out,
+// whatever part of it is malformed (it may hold the credential the provider adopts).
+func TestStateUndecodableFailsClosed(t *testing.T) {
+	for _, bad := range []string{
+		`{"provider":"offblocks"`,
+		`{"provider":"offblocks","base_url":"x","fallbacks":[1]}`,
+		`{"provider":"offblocks","base_url":"x","fallbacks":[{"api_key":1}]}`,
+		`{"provider":"offblocks","base_url":"x","fallbacks":[{"api_key":"k","replaces":{"api_key":1}}]}`,
+		`{"provider":"offblocks","base_url":"x","fallbacks":[{"since":1}]}`,
+		`{"provider":"offblocks","base_url":"x","retiring":[{"api_key":1}]}`,
+	} {
+		h := newHarness(t)
+		h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+		if err := h.storage.Put(context.Background(), &logical.StorageEntry{Key: stateKey("ob"), Value: []byte(bad)}); err != nil {
+			t.Fatal(err)
+		}
+		h.startBackend()
+		if resp, err := h.do(logical.ReadOperation, "creds/ob", nil); err == nil && !resp.IsError() {
+			t.Errorf("state/ob %s: a token was handed out", bad)
+		}
+	}
+}
