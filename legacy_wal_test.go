@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -170,5 +171,53 @@ func TestEarlierVersionWALListedOnce(t *testing.T) {
 	}
 	if c := h.stored("ob"); !registry.SameRoot(c.cred, next) {
 		t.Fatal("the earlier version's entry behind another kind's was not settled by the read")
+	}
+}
+
+// staleWALList is storage whose first list of the WAL answers what the WAL held when the list
+// began, but only once release is closed: a list that another node's write overtakes.
+type staleWALList struct {
+	logical.Storage
+	began, release chan struct{}
+	once           sync.Once
+}
+
+func (s *staleWALList) List(ctx context.Context, prefix string) ([]string, error) {
+	ids, err := s.Storage.List(ctx, prefix)
+	if strings.HasPrefix(prefix, framework.WALPrefix) {
+		s.once.Do(func() {
+			close(s.began)
+			<-s.release
+		})
+	}
+	return ids, err
+}
+
+// A list of the WAL that began before another node wrote an earlier version's entry (and
+// Vault invalidated its key) is not taken as the WAL: the next read lists it again and
+// settles the entry, instead of handing out the old pair's token.
+func TestEarlierVersionWALListOvertakenByInvalidation(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.mustDo(logical.CreateOperation, "config/ops", h.opsnowConfig())
+	h.startBackend()
+	s := &staleWALList{Storage: h.storage, began: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation,
+			Path: "creds/ops", Storage: s, MountPoint: "apitokens/"})
+		done <- err
+	}()
+	<-s.began
+	next, _ := offblocks.GenerateCredentials()
+	h.putWALAt("earlier", walKindRotation, newRotationWAL("ob", "offblocks", h.stored("ob").ob(), next, h.clock.Now()))
+	h.b.invalidate(context.Background(), framework.WALPrefix+"earlier")
+	close(s.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h.creds("ob")
+	if h.walCount() != 0 || !registry.SameRoot(h.stored("ob").cred, next) {
+		t.Fatalf("the read after the overtaken list did not settle the entry (WAL %d)", h.walCount())
 	}
 }

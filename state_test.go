@@ -265,6 +265,8 @@ func TestStateUndecodableFailsClosed(t *testing.T) {
 		`{"provider":"offblocks","base_url":"x","fallbacks":[{"api_key":"k","replaces":{"api_key":1}}]}`,
 		`{"provider":"offblocks","base_url":"x","fallbacks":[{"since":1}]}`,
 		`{"provider":"offblocks","base_url":"x","retiring":[{"api_key":1}]}`,
+		`{"provider":"offblocks","base_url":"x","fallbacks":[{"api_key":"k","replaces":{"api_key":"k"},"since":1}]}`,
+		`{"provider":"offblocks","base_url":"x","fallbacks":[{"api_key":1,"replaces":{"api_key":"k"}}]}`,
 	} {
 		h := newHarness(t)
 		h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -272,6 +274,9 @@ func TestStateUndecodableFailsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.startBackend()
+		if _, err := getConfig(context.Background(), h.storage, "ob"); err == nil {
+			t.Errorf("state/ob %s: the config reads without an error", bad)
+		}
 		if resp, err := h.do(logical.ReadOperation, "creds/ob", nil); err == nil && !resp.IsError() {
 			t.Errorf("state/ob %s: a token was handed out", bad)
 		}
