@@ -102,10 +102,16 @@ func TestUpgradeFromReleasedAndBack(t *testing.T) {
 	if _, alive := awaitExit(pids, pluginExitLimit); len(pids) == 0 || len(alive) > 0 || err == nil {
 		t.Fatalf("b. SIGKILL of the plugin processes %v: still alive %v; rotate-root answered %v", pids, alive, err)
 	}
+	// One change, or the same change more than once: a read that 0.1.0 serves after the
+	// restart settles the entry by sending its change again (and marks it acknowledged).
 	pending := sim.OffBlocksPendingPairs(obA)
-	if len(pending) != 1 || !walHolds(t, v, "ob-sched", pending[0][0]) {
-		t.Fatalf("b. after the kill the provider holds %d lagging changes, and 0.1.0's WAL entries are %v: want one "+
-			"change, to the pair a WAL entry holds", len(pending), walEntries(t, v))
+	same := len(pending) > 0
+	for _, p := range pending {
+		same = same && p == pending[0]
+	}
+	if !same || !walHolds(t, v, "ob-sched", pending[0][0]) {
+		t.Fatalf("b. after the kill the provider holds the lagging changes %v, and 0.1.0's WAL entries are %v: want "+
+			"changes to one pair, which a WAL entry holds", pending, walEntries(t, v))
 	}
 	afterKill := time.Now()
 	waitUntil(t, 30*time.Second, "0.1.0 serves again after the kill", func() error {
