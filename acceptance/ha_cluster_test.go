@@ -46,14 +46,7 @@ func cloneClient(t *testing.T, v *vaultServer) *api.Client {
 
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", limit, what)
+	waitForOr(t, limit, what, func() string { return "" }, cond)
 }
 
 func nodeName(nodes []*vaultServer, n *vaultServer) string {
