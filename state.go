@@ -12,9 +12,10 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/backend/registry"
 )
 
-// The one rule for what a version stores (README, "Upgrades and rollbacks"): config/<name>
-// holds exactly the members the released v0.1.0 knows, and everything a later version adds
-// lives in entries of its own that v0.1.0 never reads or writes. v0.1.0 rewrites a config
+// The one rule for what a version stores (README, "Crash safety: Upgrades and rollbacks"):
+// config/<name> holds the members the released v0.1.0 knows (and a copy of the lease bound,
+// below), and everything a later version adds that must survive a rollback lives in entries
+// of its own that v0.1.0 never reads or writes. v0.1.0 rewrites a config
 // from its own struct (a config write, a scheduled rotation, a Bloq refresh-token store), so
 // a member it does not know, kept in config/<name>, would be dropped by its next write; an
 // entry it does not know survives it.
@@ -22,8 +23,8 @@ import (
 // state/<name> is such an entry: the config's fallbacks (each with the credential it was sent
 // to replace), its retiring credentials, and a copy of its schedule's lease bound (which
 // config/<name> holds too, so that a schedule and its bound are stored in one write; a
-// rollback's write drops it there, never here). It is seal-wrapped
-// like config/ (backend.go), since it holds credentials. getConfig reads it with the config
+// rollback's write drops it there, never here). It is seal-wrapped like config/
+// (backend.go), since it holds credentials. getConfig reads it with the config
 // and attaches it (attach, below); putConfig writes both, in an order that no crash can turn
 // into a lost credential (putConfig).
 
