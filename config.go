@@ -277,7 +277,10 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 	prev := c.stored
 	err = nil
 	if prev != nil && ((len(prev.fallbacks) > 0 && !registry.SameRoot(prev.cred, c.cred)) || prev.inConfig || newBound(prev, st)) {
-		err = putState(ctx, s, name, union(prev, st))
+		var u []byte
+		if u, err = union(prev, st).encode(); err == nil {
+			err = storeState(ctx, s, name, nil, u)
+		}
 		prev = nil // state/<name> holds the union now
 	}
 	if err == nil {
@@ -323,15 +326,6 @@ func storeState(ctx context.Context, s logical.Storage, name string, prev *store
 		return nil
 	case raw == nil:
 		return s.Delete(ctx, stateKey(name))
-	}
-	return s.Put(ctx, &logical.StorageEntry{Key: stateKey(name), Value: raw})
-}
-
-// putState writes st to state/<name>.
-func putState(ctx context.Context, s logical.Storage, name string, st *configState) error {
-	raw, err := st.encode()
-	if err != nil {
-		return err
 	}
 	return s.Put(ctx, &logical.StorageEntry{Key: stateKey(name), Value: raw})
 }

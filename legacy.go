@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -68,23 +67,16 @@ func (l *earlierWAL) invalidate() {
 // earlierWALNames are the configs with a rotation WAL entry that holds a new credential (an
 // earlier version's whole rotation) of a provider this version knows.
 func earlierWALNames(ctx context.Context, s logical.Storage) (map[string]bool, error) {
-	ids, err := framework.ListWAL(ctx, s)
+	all, err := rotationEntries(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	names := map[string]bool{}
-	for _, id := range ids {
-		w, err := framework.GetWAL(ctx, s, id)
-		if err != nil {
-			return nil, err
-		}
-		if w == nil || w.Kind != walKindRotation {
-			continue
-		}
+	for _, pr := range all {
 		// A create marker holds no credential; an entry of a provider this version does not
 		// know is kept and never settled (wal.go): neither makes its config unsettled.
-		if e, err := decodeRotationWAL(w.Data); err == nil && !e.Creating && knownProvider(e.Provider) {
-			names[e.Name] = true
+		if !pr.entry.Creating && !pr.unreadable() {
+			names[pr.entry.Name] = true
 		}
 	}
 	return names, nil

@@ -72,6 +72,16 @@ func (pr pendingRotation) unreadable() bool { return !knownProvider(pr.entry.Pro
 
 // pendingRotations lists the WAL entries of interrupted rotations of config name.
 func pendingRotations(ctx context.Context, s logical.Storage, name string) ([]pendingRotation, error) {
+	all, err := rotationEntries(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(pr pendingRotation) bool { return pr.entry.Name != name }), nil
+}
+
+// rotationEntries lists every rotation WAL entry that decodes; an entry storage cannot read
+// is an error (it may hold a credential), one of another kind is left out.
+func rotationEntries(ctx context.Context, s logical.Storage) ([]pendingRotation, error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("list WAL: %w", err)
@@ -85,11 +95,9 @@ func pendingRotations(ctx context.Context, s logical.Storage, name string) ([]pe
 		if w == nil || w.Kind != walKindRotation {
 			continue
 		}
-		e, err := decodeRotationWAL(w.Data)
-		if err != nil || e.Name != name {
-			continue
+		if e, err := decodeRotationWAL(w.Data); err == nil {
+			out = append(out, pendingRotation{id: id, entry: e})
 		}
-		out = append(out, pendingRotation{id: id, entry: e})
 	}
 	return out, nil
 }
