@@ -66,6 +66,12 @@ type backend struct {
 	settleFlight flightGroup
 	// metrics are the mount's figures (metrics.go).
 	metrics *metrics
+	// marks are the latest ends of the creds leases this backend handed out (plan.go);
+	// marksComplete says whether they are every lease the mount handed out since started,
+	// when this backend was set up, by its clock.
+	marks         leaseMarks
+	marksComplete bool
+	started       time.Time
 	// passes counts the periodic function's passes (periodic.go).
 	passes atomic.Uint64
 	// settingsMu serialises loading and writing the mount's settings (path_settings.go).
@@ -127,9 +133,14 @@ func newBackend() *backend {
 	return b
 }
 
-// Setup keeps the mount's storage view, then sets up the framework backend.
+// Setup keeps the mount's storage view, notes when it started and whether it sees every
+// creds lease (marksComplete), then sets up the framework backend.
 func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
 	b.view = conf.StorageView
+	b.started = b.now()
+	if conf.System != nil {
+		b.marksComplete = marksComplete(conf.System.PluginEnv(ctx))
+	}
 	return b.Backend.Setup(ctx, conf)
 }
 

@@ -27,6 +27,9 @@ type accountConfig struct {
 	// stored is what storage held of the config when it was read or last stored (nil for a
 	// config not read from storage): putConfig orders its writes by it.
 	stored *storedSnapshot
+	// leasesBound, when set, is the backend's bound on when every lease handed out so far
+	// ends (backend.leasesEndBy), for a schedule set by a config write (leasesEndBy).
+	leasesBound time.Time
 }
 
 // storedSnapshot is what storage holds of a config: its credential, and its state/<name>
@@ -67,6 +70,8 @@ type configTail struct {
 	// Retiring are credentials a rotation replaced that still live upstream (a Bloq key
 	// whose delete has not succeeded yet): settling deletes them. Stored in state/<name>.
 	Retiring []credential `json:"-"`
+	// Plan is the planned rotation, if any (plan.go). Stored in state/<name>.
+	Plan plannedRotation `json:"-"`
 }
 
 // fallback is a credential the provider may adopt in place of a config's current one.

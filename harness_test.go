@@ -177,7 +177,9 @@ func (h *harness) startBackend() {
 	t.Helper()
 	conf := logical.TestBackendConfig()
 	conf.StorageView = h.storage
-	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	// Vault Community Edition: the active node serves every creds read (marksComplete).
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour,
+		PluginEnvironment: &logical.PluginEnvironment{VaultVersion: "1.19.5"}}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Trace})
 	conf.EventsSender = h.events
 	b := newBackend()

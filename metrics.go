@@ -16,6 +16,7 @@ import (
 const (
 	triggerManual    = "manual"
 	triggerScheduled = "scheduled"
+	triggerPlanned   = "planned"
 	triggerRecovered = "recovered"
 
 	outcomeSuccess   = "success"

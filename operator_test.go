@@ -109,14 +109,23 @@ func TestSchedulePauseKeepsIt(t *testing.T) {
 	if got := h.nextRotation("ob"); got != want {
 		t.Fatalf("next_vault_rotation after a pause = %s, want %s (as before the pause)", got, want)
 	}
-	// Paused past its slot: the missed rotation runs, once a token handed out during the
-	// pause (1 h, uncapped) has ended.
+	// Paused past its slot: the missed rotation runs, once the last token handed out during
+	// the pause (uncapped: 59 minutes) has ended.
 	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": true})
 	h.clock.Advance(3 * time.Hour)
-	resumed := h.clock.Now()
+	read := h.clock.Now()
+	lease := h.creds("ob").Secret.TTL
+	h.clock.Advance(10 * time.Minute)
 	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": false})
-	if got, bound := h.nextRotation("ob"), resumed.Add(time.Hour+rotationLeaseMargin+rotationEarly).UTC().Format(time.RFC3339); got != bound {
-		t.Fatalf("next_vault_rotation after a long pause = %s, want %s (the pause's leases end)", got, bound)
+	if got, bound := h.nextRotation("ob"), read.Add(lease+rotationLeaseMargin+rotationEarly).UTC().Format(time.RFC3339); got != bound {
+		t.Fatalf("next_vault_rotation after a long pause = %s, want %s (the pause's last lease ends)", got, bound)
+	}
+	// With no lease handed out during a pause, a missed rotation runs at once.
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": true})
+	h.clock.Advance(5 * time.Hour)
+	h.mustDo(logical.UpdateOperation, "config/ob", map[string]any{"disable_automated_rotation": false})
+	if next := h.nextRotation("ob"); next > h.clock.Now().UTC().Format(time.RFC3339) {
+		t.Fatalf("next_vault_rotation after a pause with no lease = %s, want now (%s) or before", next, h.clock.Now().UTC())
 	}
 }
 

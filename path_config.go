@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/automatedrotationutil"
@@ -115,9 +116,19 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
-	c, warnings, err := applyFields(existing, d, b.now())
+	now := b.now()
+	if existing != nil {
+		existing.leasesBound = b.leasesEndBy(name, existing, now) // a new schedule's first rotation waits for it
+	}
+	c, warnings, err := applyFields(existing, d, now)
 	if err != nil {
 		return errorResponse(err)
+	}
+	if p := c.plan(); !p.At.IsZero() && rootCredentialGiven(d) {
+		// The operator's credential replaces the one the plan was to rotate.
+		c.Plan = plannedRotation{}
+		warnings = append(warnings, fmt.Sprintf("the rotation planned for %s is dropped: this write replaces the "+
+			"credential it was to rotate", p.At.UTC().Format(time.RFC3339)))
 	}
 	legacy, fw, err := b.credentialOverUnsettled(ctx, req, d, existing, c)
 	if err != nil {
@@ -294,6 +305,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	}
 	b.refreshTokens.drop(name)
 	b.memo.forget(name)
+	b.marks.forgetEnded(name, b.now()) // leases still running count for a new config of the same credential
 	b.metrics.forget(name)
 	b.event(ctx, eventConfigDelete, name, cfg.Provider)
 	return warningsResponse(warnings, d), nil

@@ -82,7 +82,7 @@ func secretToken(b *backend) *framework.Secret {
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	minTTL := time.Duration(d.Get("min_ttl").(int)) * time.Second // never negative: the framework refuses it
-	t, err := b.token(ctx, req.Storage, name, minTTL)
+	t, ttl, err := b.leasedToken(ctx, req.Storage, name, minTTL)
 	if err != nil {
 		if failedOnProvider(err) {
 			// The reader's answer names no identifier (readerText): the log keeps the detail,
@@ -96,24 +96,6 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return b.credsErrorResponse(ctx, req.Storage, name, err)
 	}
 	now := b.now()
-	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
-	if err != nil {
-		b.metrics.reads.failed(name, now)
-		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
-	}
-	// A scheduled rotation kills the tokens of the credential it replaces (OffBlocks' PUT,
-	// Bloq's key delete): the lease ends a margin before the rotation may run (rotationStart),
-	// so that clients fetch a token of the new credential before the old ones die. A read
-	// that finds no lease fits rotates first (token); one whose mint outlasted the room left
-	// is refused, never leased past the rotation.
-	if limit, ok := t.cfg.rotationLeaseCap(now); ok && capLeasesAtRotation() {
-		if limit < minLease {
-			return nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates on its "+
-				"schedule at %s, too soon for a lease of this token: read again", name,
-				t.cfg.rotationStart(now).Format(time.RFC3339)))
-		}
-		ttl = min(ttl, limit)
-	}
 	b.metrics.tokenIssued(t.cfg.Provider, name, t.shared)
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
 	internal := map[string]any{"config": name} // Vault stores it with the lease, for its revocation
@@ -140,6 +122,50 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 			"documented_lifetime", formatDuration(documentedLifetime(t.cfg)))
 	}
 	return resp, nil
+}
+
+// leaseTries bounds how many tokens a creds read mints while rotations keep replacing the
+// credential under it.
+const leaseTries = 5
+
+// leasedToken returns a token for a creds read of config name and its lease (issueLease). A
+// scheduled or planned rotation kills the tokens of the credential it replaces (OffBlocks'
+// PUT, Bloq's key delete): the lease ends a margin before the rotation may run
+// (rotationStart), so that clients fetch a token of the new credential before the old ones
+// die, and its end is recorded for the plans to come. A read that finds no lease fits
+// rotates first (token); one whose mint outlasted the room left is refused, never leased
+// past the rotation. A token whose credential was replaced, or began a rotation, while it
+// was minted may be dead: it is dropped and another minted, leaseTries times in all (a
+// rotation waiting for the config's lock takes it before the read can lease its token, so
+// each rotation queued during the read costs a round).
+func (b *backend) leasedToken(ctx context.Context, s logical.Storage, name string, minTTL time.Duration) (issuedToken, time.Duration, error) {
+	for try := 1; ; try++ {
+		t, err := b.token(ctx, s, name, minTTL)
+		if err != nil {
+			return t, 0, err
+		}
+		now := b.now()
+		ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
+		if err != nil {
+			b.metrics.reads.failed(name, now)
+			return t, 0, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
+		}
+		ttl, err = b.issueLease(ctx, s, name, t.cfg, now, ttl)
+		var noRoom *errNoRoom
+		switch {
+		case err == nil:
+			return t, ttl, nil
+		case errors.As(err, &noRoom):
+			return t, 0, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates at %s, "+
+				"too soon for a lease of this token: read again", name, noRoom.rotatesAt.UTC().Format(time.RFC3339)))
+		case !errors.Is(err, errCredentialReplaced):
+			return t, 0, err
+		case try == leaseTries:
+			return t, 0, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q changed while each of "+
+				"%d tokens was minted (a rotation began, or a write on another node): read again", name, leaseTries))
+		}
+		b.Logger().Debug("a rotation began while the token was minted; minting again", "config", name)
+	}
 }
 
 // reuseReadWarnings say when a creds read's min_ttl, or the config's min_token_ttl, cannot do

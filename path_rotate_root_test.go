@@ -75,7 +75,7 @@ func TestRotateOffBlocks(t *testing.T) {
 	if resp.Data["last_rotated"] != h.clock.Now().Format("2006-01-02T15:04:05Z") {
 		t.Errorf("last_rotated = %v", resp.Data["last_rotated"])
 	}
-	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "vault lease revoke -prefix apitokens/creds/ob") {
+	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "apitokens/rotate-root/ob planned=true") {
 		t.Errorf("warnings = %v", resp.Warnings)
 	}
 	c := h.stored("ob")
@@ -262,8 +262,8 @@ func TestRotateBloqLegacyLoginAndIDOnlyList(t *testing.T) {
 	if keys := h.sim.BloqClientIDs(h.bqUserID); len(keys) != 1 || keys[0] != newID {
 		t.Fatalf("provider keys after rotation = %v, want only %s", keys, newID)
 	}
-	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "vault lease revoke -prefix apitokens/creds/bq") {
-		t.Errorf("warnings = %v, want only the one to revoke the old leases", resp.Warnings)
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "apitokens/rotate-root/bq planned=true") {
+		t.Errorf("warnings = %v, want only the one about the old tokens", resp.Warnings)
 	}
 	h.creds("bq")
 }

@@ -84,7 +84,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 		return nil, nil, err
 	case cfg == nil:
 		return nil, nil, errConfigNotFound(name)
-	case trigger == triggerScheduled && !cfg.rotationDue(b.now()):
+	case byClock(trigger) && !cfg.rotationDue(b.now()):
 		// Not due any more: the settle adopted a fallback (the credential is new, and the
 		// schedule counts from now), or the slot's rotation_window closed while it ran. Other
 		// nodes now hand out tokens of the stored credential in leases that end at the next
@@ -124,7 +124,7 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	if markerID != "" {
 		b.deleteWAL(ctx, s, name, markerID)
 	}
-	if trigger == triggerScheduled && !cfg.rotationDue(b.now()) {
+	if byClock(trigger) && !cfg.rotationDue(b.now()) {
 		cfg, warnings, err = b.withdraw(ctx, s, p, name, cfg, next)
 		if err == nil {
 			provider = "" // nothing rotated: no rotation to count (a failed withdrawal counts as a failure)
@@ -176,6 +176,10 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name, tri
 	b.Logger().Info("rotated root credential", "config", name, "provider", cfg.Provider)
 	return cfg, warnings, nil
 }
+
+// byClock reports whether a rotation of trigger runs because its time came (scheduled or
+// planned), and so only while it is due.
+func byClock(trigger string) bool { return trigger == triggerScheduled || trigger == triggerPlanned }
 
 // withdraw ends a scheduled rotation that stopped being due while it prepared (its cron
 // rotation_window closed during its provider calls or stores, such as a slow Bloq create):

@@ -53,17 +53,42 @@ func (c *accountConfig) scheduled() bool {
 	return !r.DisableAutomatedRotation && (r.RotationPeriod > 0 || r.RotationSchedule != "")
 }
 
-// nextRotation returns when config c is next due to rotate, by now, or the zero time when it
-// has no schedule. It counts from the later of the last rotation (by any trigger) and the
-// time the schedule was set. A cron slot whose rotation_window has passed is skipped for the
-// next one; without a window a missed slot is due at once. After a failure, the next try is
-// not before its backoff.
+// nextRotation returns when config c is next due to rotate, by now, by its schedule or its
+// planned rotation (plan.go), whichever comes first, or the zero time when it has neither.
+// A schedule counts from the later of the last rotation (by any trigger) and the time the
+// schedule was set. A cron slot whose rotation_window has passed is skipped for the next
+// one; without a window a missed slot is due at once. After a failure, the next try is not
+// before its backoff.
 func (c *accountConfig) nextRotation(now time.Time) time.Time {
-	return c.nextSlot(now, c.Rotation.RotationWindow)
+	return earliest(c.nextSlot(now, c.Rotation.RotationWindow), c.planDue())
 }
 
-// nextSlot is nextRotation with window as the cron rotation_window (0: a missed slot stays
-// due).
+// planDue returns when c's planned rotation may run: its rotates_at, or after a failure its
+// backoff, if later; the zero time when c has no plan.
+func (c *accountConfig) planDue() time.Time {
+	at := c.plan().At
+	if r := c.Rotation; !at.IsZero() && r.Failures > 0 && r.RetryAt.After(at) {
+		at = r.RetryAt
+	}
+	return at
+}
+
+// planDueAt reports whether the rotation due at now is c's planned one (its trigger).
+func (c *accountConfig) planDueAt(now time.Time) bool {
+	at := c.planDue()
+	return !at.IsZero() && !now.Before(at)
+}
+
+// earliest returns the earlier of a and b, ignoring a zero time.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// nextSlot is the schedule's part of nextRotation, with window as the cron rotation_window
+// (0: a missed slot stays due).
 func (c *accountConfig) nextSlot(now time.Time, window time.Duration) time.Time {
 	if !c.scheduled() {
 		return time.Time{}
@@ -111,11 +136,11 @@ func (c *accountConfig) nextSlot(now time.Time, window time.Duration) time.Time 
 	return next.UTC()
 }
 
-// rotationOwed returns when config c's rotation became, or becomes, due by its schedule
-// alone: nextRotation with no rotation_window, so that a cron slot missed and skipped for
+// rotationOwed returns when config c's rotation became, or becomes, due by its schedule or
+// its plan: nextRotation with no rotation_window, so that a cron slot missed and skipped for
 // the next one still counts from the slot that was missed (overdue, in the metrics).
 func (c *accountConfig) rotationOwed(now time.Time) time.Time {
-	return c.nextSlot(now, 0)
+	return earliest(c.nextSlot(now, 0), c.planDue())
 }
 
 // rotationEarly is how long before its next_vault_rotation a scheduled rotation may run,
@@ -132,25 +157,26 @@ const rotationLeaseMargin = time.Second
 // lease of minLease (and its margin) fits before the slot's own rotation may start.
 const slotServedBy = rotationEarly + rotationLeaseMargin + minLease
 
-// rotationStart returns W, the earliest moment config c's next scheduled rotation may run,
-// by now: nextRotation(now) - rotationEarly; the zero time when c has no schedule. It is the
-// one rule that the schedule and the leases share:
+// rotationStart returns W, the earliest moment config c's next scheduled or planned rotation
+// may run, by now: its schedule's next rotation - rotationEarly, or its plan's rotates_at,
+// whichever is earlier; the zero time when c has neither. It is the one rule that the
+// rotations and the leases share:
 //
 //   - the rotation runs at W or later, never before: rotationDue(now) is exactly now >= W;
 //   - every creds lease issued at now ends no later than W - rotationLeaseMargin: its TTL is
 //     at most that bound minus now, truncated to whole seconds, and never lengthened to
-//     minLease (rotationLeaseCap);
+//     minLease (rotationLeaseCap; issueLease applies it);
 //   - a read at a time when no lease of minLease fits before that bound performs the
 //     rotation before it mints (rotateFirst): at once if it is due, else it waits until W
-//     (rotationImminent, rotateIfDue).
+//     (rotationImminent, rotateIfDue); so does one whose mint outlasted the room left.
 //
 // So no token is leased past the rotation that kills it (OffBlocks' PUT, Bloq's key delete).
 func (c *accountConfig) rotationStart(now time.Time) time.Time {
-	next := c.nextRotation(now)
-	if next.IsZero() {
-		return time.Time{}
+	w := c.nextSlot(now, c.Rotation.RotationWindow)
+	if !w.IsZero() {
+		w = w.Add(-rotationEarly)
 	}
-	return next.Add(-rotationEarly)
+	return earliest(w, c.planDue())
 }
 
 // rotationDue reports whether config c's scheduled rotation may run at now: now is at or
@@ -187,11 +213,15 @@ func (c *accountConfig) rotationImminent(now time.Time) bool {
 	return c.rotateFirst(now) && !c.rotationDue(now)
 }
 
-// leasesEndBy bounds when every creds lease of config c handed out before now ends: a lease
-// lasts at most its token's life, which the providers' documentation states (tokenLifeBound), and ends
-// before c's scheduled rotation, if any, may run.
+// leasesEndBy bounds when every creds lease of config c handed out before now ends: the
+// backend's bound (backend.leasesEndBy), set in c.leasesBound by the caller, or else one
+// documented token lifetime from now (tokenLifeBound); and no later than c's next scheduled
+// or planned rotation may run, which caps them.
 func (c *accountConfig) leasesEndBy(now time.Time) time.Time {
-	bound := now.Add(c.tokenLifeBound())
+	bound := c.leasesBound
+	if bound.IsZero() {
+		bound = now.Add(c.tokenLifeBound())
+	}
 	if w := c.rotationStart(now); !w.IsZero() && w.Before(bound) {
 		bound = w
 	}
@@ -209,7 +239,8 @@ func (c *accountConfig) tokenLifeBound() time.Duration {
 }
 
 // rotationData adds the schedule's fields to a config read, in Vault's engines' shape, with
-// next_vault_rotation and last_vault_rotation (RFC 3339) and the last failure, if any.
+// next_vault_rotation and last_vault_rotation (RFC 3339), planned_rotation (RFC 3339) when a
+// rotation is planned, and the last failure, if any.
 func (c *accountConfig) rotationData(d map[string]any, now time.Time) {
 	r := c.Rotation
 	r.PopulateAutomatedRotationData(d)
@@ -218,6 +249,9 @@ func (c *accountConfig) rotationData(d map[string]any, now time.Time) {
 	d["rotation_period"], d["rotation_window"] = int64(r.RotationPeriod/time.Second), int64(r.RotationWindow/time.Second)
 	if next := c.nextRotation(now); !next.IsZero() {
 		d["next_vault_rotation"] = next.Format(time.RFC3339)
+	}
+	if p := c.plan(); !p.At.IsZero() {
+		d["planned_rotation"] = p.At.UTC().Format(time.RFC3339)
 	}
 	if !c.LastRotated.IsZero() {
 		d["last_vault_rotation"] = c.LastRotated.UTC().Format(time.RFC3339)
@@ -285,9 +319,13 @@ func (b *backend) rotateScheduled(ctx context.Context, s logical.Storage, name s
 	}
 	// The rotation is not the caller's to cancel (a reader that gives up, say): once begun it
 	// runs to its end, or to its own deadline, and its outcome is recorded.
+	trigger := triggerScheduled
+	if cfg.planDueAt(b.now()) {
+		trigger = triggerPlanned
+	}
 	rotCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rotationBudget(cfg))
 	defer cancel()
-	_, _, rerr := b.rotateLocked(rotCtx, s, name, triggerScheduled)
+	_, _, rerr := b.rotateLocked(rotCtx, s, name, trigger)
 	if rerr == nil {
 		return true, nil
 	}

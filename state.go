@@ -21,7 +21,8 @@ import (
 // entry it does not know survives it.
 //
 // state/<name> is such an entry: the config's fallbacks (each with the credential it was sent
-// to replace), its retiring credentials, and a copy of its schedule's lease bound (which
+// to replace), its retiring credentials, its planned rotation (plan.go), and a copy of its
+// schedule's lease bound (which
 // config/<name> holds too, so that a schedule and its bound are stored in one write; a
 // rollback's write drops it there, never here). It is seal-wrapped like config/
 // (backend.go), since it holds credentials. getConfig reads it with the config
@@ -44,17 +45,24 @@ type configState struct {
 	Retiring  []credential
 	// LeasesEndBy and BoundSince are the schedule's lease bound (rotationState).
 	LeasesEndBy, BoundSince time.Time
+	// Plan is the config's planned rotation (plan.go), with replaces set.
+	Plan plannedRotation
 }
 
 // empty reports whether the entry holds nothing: then it is not stored.
 func (st *configState) empty() bool {
-	return len(st.Fallbacks) == 0 && len(st.Retiring) == 0 && st.LeasesEndBy.IsZero() && st.BoundSince.IsZero()
+	return len(st.Fallbacks) == 0 && len(st.Retiring) == 0 && st.LeasesEndBy.IsZero() && st.BoundSince.IsZero() &&
+		st.Plan.At.IsZero()
 }
 
 // stateOf is what c stores in state/<name>.
 func stateOf(c *accountConfig) *configState {
 	st := &configState{Provider: c.Provider, BaseURL: c.BaseURL, Fallbacks: slices.Clone(c.Fallbacks),
-		Retiring: slices.Clone(c.Retiring), LeasesEndBy: c.Rotation.LeasesEndBy, BoundSince: c.Rotation.BoundSince}
+		Retiring: slices.Clone(c.Retiring), LeasesEndBy: c.Rotation.LeasesEndBy, BoundSince: c.Rotation.BoundSince,
+		Plan: c.plan()}
+	if !st.Plan.At.IsZero() && st.Plan.replaces == nil {
+		st.Plan.replaces = c.cred // planned to replace the current credential
+	}
 	for i, f := range st.Fallbacks {
 		if f.replaces == nil {
 			st.Fallbacks[i].replaces = c.cred // sent to replace the current credential
@@ -82,7 +90,10 @@ func stateOf(c *accountConfig) *configState {
 //     names it before config/<name> changes, and it retires only once it has (an operator's
 //     forced write in between must not make it retire: an operator's key is deleted upstream
 //     only after a rotation replaced it);
-//   - the later lease bound of config/<name>'s and the entry's is kept.
+//   - the later lease bound of config/<name>'s and the entry's is kept;
+//   - a planned rotation is attached only while c holds the credential it replaces: c's
+//     credential changed since (a rotation, an operator's write, a crash between putConfig's
+//     writes), and the plan went with the credential it planned to replace.
 func (c *accountConfig) attach(st *configState) {
 	if st.Provider != c.Provider || st.BaseURL != c.BaseURL {
 		return
@@ -111,6 +122,9 @@ func (c *accountConfig) attach(st *configState) {
 	// v0.1.0's writes drop it there. The later of the two only delays a rotation.
 	c.Rotation.LeasesEndBy = later(c.Rotation.LeasesEndBy, st.LeasesEndBy)
 	c.Rotation.BoundSince = later(c.Rotation.BoundSince, st.BoundSince)
+	if !st.Plan.At.IsZero() && registry.SameRoot(st.Plan.replaces, c.cred) {
+		c.Plan = st.Plan
+	}
 }
 
 func later(a, b time.Time) time.Time {
@@ -145,6 +159,15 @@ type stateWire struct {
 	Retiring    []json.RawMessage `json:"retiring,omitempty"`
 	LeasesEndBy time.Time         `json:"leases_end_by,omitzero"`
 	BoundSince  time.Time         `json:"bound_since,omitzero"`
+	Plan        *planWire         `json:"planned_rotation,omitempty"`
+}
+
+// planWire is a planned rotation as stored: replaces, the credential it rotates, as an
+// object.
+type planWire struct {
+	RotatesAt time.Time       `json:"rotates_at"`
+	Made      time.Time       `json:"made"`
+	Replaces  json.RawMessage `json:"replaces"`
 }
 
 // encode is the entry's stored form: a fallback as config/<name> held it before this entry
@@ -152,6 +175,13 @@ type stateWire struct {
 // credential it was sent to replace, as an object.
 func (st *configState) encode() ([]byte, error) {
 	w := stateWire{Provider: st.Provider, BaseURL: st.BaseURL, LeasesEndBy: st.LeasesEndBy, BoundSince: st.BoundSince}
+	if p := st.Plan; !p.At.IsZero() {
+		replaces, err := joinObjects(p.replaces)
+		if err != nil {
+			return nil, err
+		}
+		w.Plan = &planWire{RotatesAt: p.At, Made: p.Made, Replaces: replaces}
+	}
 	for _, f := range st.Fallbacks {
 		replaces, err := joinObjects(f.replaces)
 		if err != nil {
@@ -213,6 +243,13 @@ func (st *configState) decode(data []byte, provider string) error {
 			return fmt.Errorf("retiring credential: %w", err)
 		}
 		st.Retiring = append(st.Retiring, r)
+	}
+	if p := w.Plan; p != nil {
+		replaces, err := d.DecodeCredential(p.Replaces)
+		if err != nil {
+			return fmt.Errorf("planned rotation: %w", err)
+		}
+		st.Plan = plannedRotation{At: p.RotatesAt, Made: p.Made, replaces: replaces}
 	}
 	return nil
 }

@@ -20,7 +20,8 @@ import (
 )
 
 // The stored form of configs (config-<name>.json, with their schedule records), the entries
-// beside them (state-<name>.json: fallbacks, retiring credentials, the lease bound; state.go)
+// beside them (state-<name>.json: fallbacks, retiring credentials, the lease bound, a planned
+// rotation; state.go)
 // and rotation WAL entries, as golden files in testdata/stored/: each is the exact value this
 // version wrote to storage. A rollback must go on reading what a later version writes, so the
 // stored form changes only on purpose: every golden file decodes, and encodes again, byte for
@@ -142,6 +143,10 @@ func writeStoredForm(t *testing.T) {
 	h.clock.Advance(150 * time.Minute) // past the resumed schedule's bound (an hour of leases) and its 16:00 slot
 	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Status: 400, Body: "invalid request"})
 	h.periodic()
+	// OffBlocks with a planned rotation, which waits for the lease of a creds read.
+	ob("offblocks-planned", "55555555-5555-4555-8555-555555555555", strings.Repeat("e5", 20), nil)
+	h.creds("offblocks-planned")
+	h.mustDo(logical.UpdateOperation, "rotate-root/offblocks-planned", map[string]any{"planned": true})
 
 	// Bloq: client keys with a login, rotated; then rotated again with the old key's delete
 	// failing (kept as retiring); a login alone; a refresh token; OpsNow.
@@ -214,6 +219,7 @@ func writeStoredForm(t *testing.T) {
 		{"offblocks", func(c *accountConfig) bool { return !c.LastRotated.IsZero() && c.TokenReuse }},
 		{"offblocks-unsettled", func(c *accountConfig) bool { return len(c.Fallbacks) == 1 }},
 		{"offblocks-failing", func(c *accountConfig) bool { return c.Rotation.Failures == 1 && !c.Rotation.BoundSince.IsZero() }},
+		{"offblocks-planned", func(c *accountConfig) bool { return !c.plan().At.IsZero() }},
 		{"bloq-retiring", func(c *accountConfig) bool { return len(c.Retiring) == 1 }},
 		{"bloq-unsettled", func(c *accountConfig) bool { return len(c.Fallbacks) == 1 }},
 	} {
