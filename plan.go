@@ -40,6 +40,15 @@ func (c *accountConfig) plan() plannedRotation {
 	return p
 }
 
+// keepPlanBackoff moves c's planned rotation to its failure backoff (planDue), for a config
+// write that clears the failures: leases handed out meanwhile were capped at the backoff, and
+// the plan must not come before them.
+func (c *accountConfig) keepPlanBackoff() {
+	if !c.Plan.At.IsZero() {
+		c.Plan.At = c.planDue()
+	}
+}
+
 // leaseMarks is, per config, the latest end of a creds lease this backend has handed out
 // (by its clock, plus Vault's moment to start the lease: rotationLeaseMargin covers it). It
 // lives in memory only: a storage write per read would cost every read, and a performance

@@ -178,12 +178,14 @@ func applyRotationFields(c, existing *accountConfig, d *framework.FieldData, now
 	switch {
 	case p != before: // a new schedule: it counts from now
 		c.Rotation.Since = now
+		c.keepPlanBackoff()
 		c.Rotation.clearFailures()
 		c.Rotation.LeasesEndBy, c.Rotation.BoundSince = time.Time{}, time.Time{}
 		if existing != nil {
 			c.Rotation.LeasesEndBy = existing.leasesEndBy(now)
 		}
 	case resumed && existing != nil: // the same schedule, resumed: it counts as before
+		c.keepPlanBackoff()
 		c.Rotation.clearFailures()
 		c.Rotation.LeasesEndBy, c.Rotation.BoundSince = existing.leasesEndBy(now), now
 	}

@@ -233,6 +233,13 @@ func (w *world) newNode(standby bool) *node {
 	if standby {
 		sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
 	}
+	// A world with a performance standby, which serves creds reads itself, is Vault
+	// Enterprise: no node sees every lease (marksComplete), and plans wait one documented
+	// lifetime. A single node is Community Edition: plans wait for its latest lease.
+	sys.PluginEnvironment = &logical.PluginEnvironment{VaultVersion: "1.19.5"}
+	if w.sw.multiNode {
+		sys.PluginEnvironment = &logical.PluginEnvironment{VaultVersion: "1.19.5+ent", VaultVersionMetadata: "ent"}
+	}
 	conf.System = sys
 	conf.Logger = w.simLogger()
 	conf.EventsSender = simEvents{w}
