@@ -21,6 +21,11 @@ const secretTokenType = "apitokens_token"
 // its cap to be logged as a warning: less is clock skew, logged at debug level.
 const capNoticeAfter = time.Minute
 
+// leaseRounds bounds the tokens a creds read obtains while each one's mint outlasts the
+// room left for its lease before the config's scheduled rotation (pathCredsRead): after the
+// first, each round performs the rotation before it mints.
+const leaseRounds = 3
+
 const pathCredsHelpDesc = `
 Reading creds/<name> mints a fresh Bearer token from the provider with the account's stored
 root credential. The lease ends a little before the provider's expiry (a tenth of the token's
@@ -82,37 +87,58 @@ func secretToken(b *backend) *framework.Secret {
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	minTTL := time.Duration(d.Get("min_ttl").(int)) * time.Second // never negative: the framework refuses it
-	t, err := b.token(ctx, req.Storage, name, minTTL)
-	if err != nil {
-		if failedOnProvider(err) {
-			// The reader's answer names no identifier (readerText): the log keeps the detail,
-			// once per run of failing reads, so that a provider that is down floods nothing.
-			level := hclog.Debug
-			if b.metrics.reads.failed(name, b.now()) {
-				level = hclog.Warn
-			}
-			b.Logger().Log(level, "creds read failed on the provider", "config", name, "error", err)
-		}
-		return b.credsErrorResponse(ctx, req.Storage, name, err)
-	}
-	now := b.now()
-	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
-	if err != nil {
-		b.metrics.reads.failed(name, now)
-		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
-	}
+	var (
+		t   issuedToken
+		now time.Time
+		ttl time.Duration
+	)
 	// A scheduled rotation kills the tokens of the credential it replaces (OffBlocks' PUT,
 	// Bloq's key delete): the lease ends a margin before the rotation may run (rotationStart),
 	// so that clients fetch a token of the new credential before the old ones die. A read
-	// that finds no lease fits rotates first (token); one whose mint outlasted the room left
-	// is refused, never leased past the rotation.
-	if limit, ok := t.cfg.rotationLeaseCap(now); ok && capLeasesAtRotation() {
-		if limit < minLease {
+	// that finds no lease fits rotates first (token). One whose mint outlasted the room left
+	// drops its token (never leased past the rotation, nor counted as issued) and starts
+	// again: token now finds no room either, waits for the rotation, performs it and mints
+	// with the new credential (where storage cannot be written it returns
+	// logical.ErrReadOnly, and Vault forwards the read to the active node). After
+	// leaseRounds tokens without room the read is refused with a 503 that says to read again.
+	for round := 1; ; round++ {
+		var err error
+		if t, err = b.token(ctx, req.Storage, name, minTTL); err != nil {
+			if failedOnProvider(err) {
+				// The reader's answer names no identifier (readerText): the log keeps the detail,
+				// once per run of failing reads, so that a provider that is down floods nothing.
+				level := hclog.Debug
+				if b.metrics.reads.failed(name, b.now()) {
+					level = hclog.Warn
+				}
+				b.Logger().Log(level, "creds read failed on the provider", "config", name, "error", err)
+			}
+			return b.credsErrorResponse(ctx, req.Storage, name, err)
+		}
+		now = b.now()
+		if ttl, err = leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL); err != nil {
+			b.metrics.reads.failed(name, now)
+			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
+		}
+		limit, ok := t.cfg.rotationLeaseCap(now)
+		if !ok || !capLeasesAtRotation() {
+			break
+		}
+		if limit >= minLease {
+			ttl = min(ttl, limit)
+			break
+		}
+		if round == leaseRounds {
 			return nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates on its "+
 				"schedule at %s, too soon for a lease of this token: read again", name,
 				t.cfg.rotationStart(now).Format(time.RFC3339)))
 		}
-		ttl = min(ttl, limit)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b.Logger().Debug("the token's mint outlasted the room before the scheduled rotation: "+
+			"waiting for the rotation, then minting again", "config", name, "round", round,
+			"rotation_start", t.cfg.rotationStart(now).Format(time.RFC3339))
 	}
 	b.metrics.tokenIssued(t.cfg.Provider, name, t.shared)
 	expires := t.ExpiresAt.UTC().Format(time.RFC3339)
