@@ -2,13 +2,8 @@ package apitokens
 
 import (
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
 // No lease outlives the scheduled rotation that kills its token. For reads every 100 ms
@@ -51,26 +46,6 @@ func TestLeaseCapBeforeScheduledRotation(t *testing.T) {
 				t.Fatalf("read at T-%s: lease %s of the new credential", before, resp.Secret.TTL)
 			}
 		})
-	}
-}
-
-// A read whose mint outlasts the room left before the rotation is refused with a 503 (read
-// again), never given a lease past the rotation nor one lengthened to a second.
-func TestLeaseCapRefusesSlowMintPastRotation(t *testing.T) {
-	h := newHarness(t)
-	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
-	h.clock.Advance(time.Hour - 4*time.Second) // a lease of 2 s fits before T-2s
-	h.sim.Inject(simulator.RouteOffBlocksToken, simulator.Fault{OnHit: func() { h.clock.Advance(2500 * time.Millisecond) }})
-	resp, err := h.do(logical.ReadOperation, "creds/ob", nil)
-	if code, ok := err.(logical.HTTPCodedError); !ok || code.Code() != http.StatusServiceUnavailable {
-		t.Fatalf("a mint that ended at T-1.5s: err=%v resp=%v, want a 503", err, resp)
-	}
-	if h.rotatedFrom(obKey) {
-		t.Fatal("the refused read rotated")
-	}
-	h.creds("ob") // read again: it waits for the rotation
-	if !h.rotatedFrom(obKey) {
-		t.Fatal("the read after it did not rotate first")
 	}
 }
 

@@ -125,21 +125,29 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 }
 
 // leaseTries bounds how many tokens a creds read mints while rotations keep replacing the
-// credential under it.
-const leaseTries = 5
+// credential under it; leaseRounds how many of them may come back with no room for a lease
+// before the config's scheduled or planned rotation: after the first, each round performs
+// the rotation before it mints.
+const (
+	leaseTries  = 5
+	leaseRounds = 3
+)
 
 // leasedToken returns a token for a creds read of config name and its lease (issueLease). A
 // scheduled or planned rotation kills the tokens of the credential it replaces (OffBlocks'
 // PUT, Bloq's key delete): the lease ends a margin before the rotation may run
 // (rotationStart), so that clients fetch a token of the new credential before the old ones
 // die, and its end is recorded for the plans to come. A read that finds no lease fits
-// rotates first (token); one whose mint outlasted the room left is refused, never leased
-// past the rotation. A token whose credential was replaced, or began a rotation, while it
-// was minted may be dead: it is dropped and another minted, leaseTries times in all (a
-// rotation waiting for the config's lock takes it before the read can lease its token, so
-// each rotation queued during the read costs a round).
+// rotates first (token). One whose mint outlasted the room left drops its token (never
+// leased past the rotation, nor counted as issued) and starts again: token then finds no room
+// either, waits for the rotation, performs it and mints with the new credential; after
+// leaseRounds tokens without room the read is refused with a 503. A token whose credential
+// was replaced, or began a rotation, while it was minted may be dead: it is dropped and
+// another minted, leaseTries times in all (a rotation waiting for the config's lock takes it
+// before the read can lease its token, so each rotation queued during the read costs a
+// round).
 func (b *backend) leasedToken(ctx context.Context, s logical.Storage, name string, minTTL time.Duration) (issuedToken, time.Duration, error) {
-	for try := 1; ; try++ {
+	for try, rounds := 1, 0; ; try++ {
 		t, err := b.token(ctx, s, name, minTTL)
 		if err != nil {
 			return t, 0, err
@@ -155,16 +163,27 @@ func (b *backend) leasedToken(ctx context.Context, s logical.Storage, name strin
 		switch {
 		case err == nil:
 			return t, ttl, nil
-		case errors.As(err, &noRoom):
+		case errors.As(err, &noRoom) && rounds+1 >= leaseRounds:
 			return t, 0, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates at %s, "+
 				"too soon for a lease of this token: read again", name, noRoom.rotatesAt.UTC().Format(time.RFC3339)))
+		case errors.As(err, &noRoom):
+			rounds++
+			// The next round's token finds no room either: it waits for the rotation, performs
+			// it and mints with the new credential (or returns logical.ErrReadOnly where
+			// storage cannot be written, and Vault forwards the read to the active node).
+			b.Logger().Debug("the token's mint outlasted the room before the rotation: waiting for the rotation, "+
+				"then minting again", "config", name, "round", rounds, "rotation_start", noRoom.rotatesAt)
 		case !errors.Is(err, errCredentialReplaced):
 			return t, 0, err
-		case try == leaseTries:
+		case try >= leaseTries:
 			return t, 0, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q changed while each of "+
 				"%d tokens was minted (a rotation began, or a write on another node): read again", name, leaseTries))
+		default:
+			b.Logger().Debug("a rotation began while the token was minted; minting again", "config", name)
 		}
-		b.Logger().Debug("a rotation began while the token was minted; minting again", "config", name)
+		if err := ctx.Err(); err != nil {
+			return t, 0, err
+		}
 	}
 }
 

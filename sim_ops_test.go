@@ -90,11 +90,12 @@ func (w *world) opRead(name string) {
 	}
 	exists := w.configExists(name)
 	live := w.storedCredentialLive(name)
-	pendingBefore := len(w.sim.OffBlocksPendingPairs(w.obID))
+	pendingBefore, faultsBefore := len(w.sim.OffBlocksPendingPairs(w.obID)), w.rotationFaults()
 	resp, err := w.request(n, logical.ReadOperation, "creds/"+name, data)
 	if err != nil {
 		w.logf("  read %s on node %d: error: %v", name, n.id, err)
 		w.cover["read.error"]++
+		w.checkNoRoomRefusal(name, err, faultsBefore)
 		if exists && live && pendingBefore == 0 && !w.faulted && w.configExists(name) && w.alone() {
 			w.violate("I5", "a fault-free read of %s, whose stored credential works and with no change pending, failed: %v", name, err)
 		}
