@@ -106,12 +106,12 @@ func newMetrics() *metrics {
 			"Tokens handed out by creds reads: fresh (minted for the read) or shared (token_reuse).",
 			"provider", "kind"),
 		rotations: counter("apitokens_rotations_total",
-			"Root credential rotations by trigger (manual, scheduled, recovered) and outcome.",
+			"Root credential rotations by trigger (manual, planned, scheduled, recovered) and outcome.",
 			"provider", "trigger", "outcome"),
 		configs: gauge("apitokens_configs", "Configs of the mount.", "provider"),
 		attention: gauge("apitokens_configs_needing_attention",
-			fmt.Sprintf("Configs holding a fallback credential (reason unsettled), whose last scheduled rotation failed (rotation_failing), "+
-				"past their next scheduled rotation by more than %s (rotation_overdue), or whose creds reads fail on the provider (mint_failing).",
+			fmt.Sprintf("Configs holding a fallback credential (reason unsettled), whose last scheduled or planned rotation failed (rotation_failing), "+
+				"past their next scheduled or planned rotation by more than %s (rotation_overdue), or whose creds reads fail on the provider (mint_failing).",
 				words(rotationOverdueAfter)),
 			"provider", "reason"),
 		periodicTook: prometheus.NewGauge(prometheus.GaugeOpts{Name: "apitokens_periodic_pass_seconds",
@@ -125,7 +125,7 @@ func newMetrics() *metrics {
 			"Scheduled rotations of a config failed in a row; only configs whose last one failed.",
 			"provider", "config"),
 		overdue: gauge("apitokens_rotation_overdue_seconds",
-			fmt.Sprintf("How long a config is past its next scheduled rotation; only configs overdue by more than %s and "+
+			fmt.Sprintf("How long a config is past its next scheduled or planned rotation; only configs overdue by more than %s and "+
 				"not unsettled (a failed rotation moves the next one to its retry, so overdue means no rotation ran).",
 				words(rotationOverdueAfter)),
 			"provider", "config"),
@@ -143,7 +143,7 @@ func newMetrics() *metrics {
 			"Root credential rotations per config (metrics_per_config), by trigger and outcome.",
 			"provider", "config", "trigger", "outcome"),
 		nextRotation: gauge("apitokens_next_rotation_timestamp_seconds",
-			"When a config's next scheduled rotation is due (unix seconds; metrics_per_config).",
+			"When a config's next scheduled or planned rotation is due (unix seconds; metrics_per_config).",
 			"provider", "config"),
 	}
 	m.registry.MustRegister(m.calls, m.callDuration, m.tokens, m.rotations, m.configs, m.attention,

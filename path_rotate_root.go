@@ -73,6 +73,8 @@ func pathRotateRoot(b *backend) *framework.Path {
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback: b.pathRotateRootCancel,
 				Summary:  "Cancel the account's planned rotation.",
+				DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apitokens", OperationVerb: "cancel",
+					OperationSuffix: "planned-rotation"},
 			},
 		},
 		HelpSynopsis:    "Rotate a provider account's root credential, now or once its leases have ended.",

@@ -21,7 +21,7 @@ var wantOperations = map[string][]string{
 	"/config/{name}":      {"DELETE", "GET", "POST"},
 	"/config/":            {"GET"},
 	"/creds/{name}":       {"GET"},
-	"/rotate-root/{name}": {"POST"},
+	"/rotate-root/{name}": {"DELETE", "POST"},
 	"/metrics":            {"GET"},
 	"/settings":           {"GET", "POST"},
 }

@@ -95,9 +95,9 @@ func TestExamplePolicyReader(t *testing.T) {
 	}
 }
 
-// examples/policy-operator.hcl: an operator manages configs, rotates, reads metrics and
-// creds, revokes the creds leases after a rotation, and is refused outside the mount's
-// business (tuning it, policies, other leases).
+// examples/policy-operator.hcl: an operator manages configs, rotates now, plans a rotation
+// and cancels it, reads metrics and creds, revokes the creds leases, and is refused outside
+// the mount's business (tuning it, policies, other leases).
 func TestExamplePolicyOperator(t *testing.T) {
 	v, sim, url := shared(t)
 	accts, _, ids := seedAccounts(sim, url, "operator")
@@ -122,6 +122,17 @@ func TestExamplePolicyOperator(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read creds: %v", err)
 	}
+	// A planned rotation, and its cancel (delete on rotate-root/*).
+	plan, err := l.Write("apitokens/rotate-root/"+a.name, map[string]any{"planned": true})
+	if err != nil || plan == nil || plan.Data["rotates_at"] == nil {
+		t.Fatalf("plan a rotation: %v (%v)", plan, err)
+	}
+	if _, err := l.Delete("apitokens/rotate-root/" + a.name); err != nil {
+		t.Fatalf("cancel the planned rotation: %v", err)
+	}
+	if cfg, _ := v.client.Logical().Read("apitokens/config/" + a.name); cfg == nil || cfg.Data["planned_rotation"] != nil {
+		t.Errorf("after the operator's cancel the config reads %v", cfg)
+	}
 	rot, err := l.Write("apitokens/rotate-root/"+a.name, nil)
 	if err != nil {
 		t.Fatalf("rotate-root: %v", err)
@@ -132,7 +143,7 @@ func TestExamplePolicyOperator(t *testing.T) {
 	if m, err := l.Read("apitokens/metrics"); err != nil || m == nil {
 		t.Errorf("read metrics: %v", err)
 	}
-	// The README's step after an OffBlocks rotation, with the operator's token.
+	// Ending the mount's creds leases, with the operator's token.
 	op.cli(false, "lease", "revoke", "-prefix", "apitokens/creds/"+a.name)
 	waitFor(t, 10*time.Second, "the pre-rotation lease to be revoked", func() bool {
 		_, err := v.client.Logical().Write("sys/leases/lookup", map[string]any{"lease_id": before.LeaseID})

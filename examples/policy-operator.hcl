@@ -11,9 +11,12 @@ path "apitokens/config/*" {
   capabilities = ["create", "read", "update", "delete", "list"]
 }
 
-# vault write -f apitokens/rotate-root/<name>
+# vault write apitokens/rotate-root/<name> planned=true   (routine: no consumer holds a dead token)
+# vault delete apitokens/rotate-root/<name>                (cancel the plan)
+# vault write -f apitokens/rotate-root/<name>              (now: consumers may hold a dead token
+#                                                           until the answer's leases_end_by)
 path "apitokens/rotate-root/*" {
-  capabilities = ["update"]
+  capabilities = ["update", "delete"]
 }
 
 # vault read apitokens/metrics
@@ -26,10 +29,12 @@ path "apitokens/creds/*" {
   capabilities = ["read"]
 }
 
-# After an OffBlocks rotation every token issued before is dead at the provider, and the
-# README says to revoke their leases: `vault lease revoke -prefix apitokens/creds/<name>`.
-# Vault requires sudo on this path. It is scoped to this mount's creds: an operator cannot
-# revoke other engines' leases.
+# `vault lease revoke -prefix apitokens/creds/<name>` ends the mount's creds leases in Vault's
+# books (after a config is retired, say). It does not make Vault Agent or Vault Secrets
+# Operator fetch a new token, nor kill a token at the provider: after a rotation now, they
+# hold a dead token until their lease ends; use planned=true for routine rotations. Vault
+# requires sudo on this path. It is scoped to this mount's creds: an operator cannot revoke
+# other engines' leases.
 path "sys/leases/revoke-prefix/apitokens/creds/*" {
   capabilities = ["update", "sudo"]
 }
