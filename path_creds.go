@@ -152,13 +152,7 @@ func (b *backend) leasedToken(ctx context.Context, s logical.Storage, name strin
 		if err != nil {
 			return t, 0, err
 		}
-		now := b.now()
-		ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
-		if err != nil {
-			b.metrics.reads.failed(name, now)
-			return t, 0, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
-		}
-		ttl, err = b.issueLease(ctx, s, name, t.cfg, now, ttl)
+		ttl, err := b.issueLease(ctx, s, name, t)
 		var noRoom *errNoRoom
 		switch {
 		case err == nil:

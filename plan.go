@@ -3,6 +3,7 @@ package apitokens
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -141,13 +142,15 @@ func (e *errNoRoom) Error() string {
 	return "no room for a lease before the rotation at " + e.rotatesAt.UTC().Format(time.RFC3339)
 }
 
-// issueLease caps ttl, the lease of a token minted with used's credential for config name at
-// now, at the config's scheduled or planned rotation as this node knows it now, and records
-// the lease's end (leaseMarks), in one step under the config's shared lock. It returns
-// *errNoRoom when no lease of minLease fits before that rotation, and errCredentialReplaced
-// when the config no longer holds used's credential, or holds a fallback (a rotation began
-// since the mint): the token may be dead.
-func (b *backend) issueLease(ctx context.Context, s logical.Storage, name string, used *accountConfig, now time.Time, ttl time.Duration) (time.Duration, error) {
+// issueLease returns the lease of t, a token minted with t.cfg's credential for config name,
+// and records its end (leaseMarks), in one step under the config's shared lock, by the clock
+// read once that lock is held (a read that waited for it behind a plan or a rotation must not
+// lease by the time before): the time t has left less a safety margin, capped by max_ttl
+// (leaseTTL) and at the config's scheduled or planned rotation as this node knows it now. It
+// returns *errNoRoom when no lease of minLease fits before that rotation, and
+// errCredentialReplaced when the config no longer holds t's credential, or holds a fallback
+// (a rotation began since the mint): the token may be dead.
+func (b *backend) issueLease(ctx context.Context, s logical.Storage, name string, t issuedToken) (time.Duration, error) {
 	lock := b.lock(name)
 	lock.RLock()
 	defer lock.RUnlock()
@@ -157,9 +160,15 @@ func (b *backend) issueLease(ctx context.Context, s logical.Storage, name string
 		return 0, err
 	case cfg == nil:
 		return 0, errConfigNotFound(name)
-	case cfg.unsettled() || !registry.SameRoot(cfg.cred, used.cred):
+	case cfg.unsettled() || !registry.SameRoot(cfg.cred, t.cfg.cred):
 		// A rotation began since the mint: the provider may have applied it already.
 		return 0, errCredentialReplaced
+	}
+	now := b.now()
+	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
+	if err != nil {
+		b.metrics.reads.failed(name, now)
+		return 0, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
 	if limit, ok := cfg.rotationLeaseCap(now); ok && capLeasesAtRotation() {
 		if limit < minLease {

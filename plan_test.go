@@ -215,3 +215,31 @@ func TestPlannedRotationSurvivesRestartAndRunsByPeriodic(t *testing.T) {
 		t.Errorf("planned_rotation after the rotation = %q", got)
 	}
 }
+
+// A read whose lease step waits for the config's lock behind a plan leases by the clock read
+// once it holds the lock: the time it waited does not lengthen its lease past the plan. The
+// hook makes the plan (and time pass) just before the read's last shared lock, after its
+// token was minted.
+func TestPlannedRotationCapsAReadThatWaitedForTheLock(t *testing.T) {
+	h := newHarness(t)
+	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
+	h.clock.Advance(2 * time.Hour)
+	h.creds("ob")
+	var at time.Time
+	rlocks, planning := 0, false
+	h.hookLocks(func() {
+		if rlocks++; rlocks == 3 && !planning { // token's, mintOnce's, then the lease step's
+			planning = true
+			h.clock.Advance(30 * time.Minute)
+			at = h.plan("ob")
+		}
+	}, nil)
+	resp := h.creds("ob")
+	if at.IsZero() {
+		t.Fatal("the hook did not plan during the read: the test proves nothing")
+	}
+	if end := leaseEnd(h.clock.Now(), resp); end.After(at.Add(-rotationLeaseMargin)) {
+		t.Errorf("the read that waited behind the plan has a lease ending at %s, past the plan's %s less the margin",
+			end, at)
+	}
+}
