@@ -160,8 +160,10 @@ func (b *backend) issueLease(ctx context.Context, s logical.Storage, name string
 		return 0, err
 	case cfg == nil:
 		return 0, errConfigNotFound(name)
-	case cfg.unsettled() || !registry.SameRoot(cfg.cred, t.cfg.cred):
-		// A rotation began since the mint: the provider may have applied it already.
+	case cfg != t.cfg && (cfg.unsettled() || !registry.SameRoot(cfg.cred, t.cfg.cred)):
+		// A rotation began since the mint: the provider may have applied it already. (The
+		// config the token was minted with, still in memory, is unchanged: a remembered
+		// config is never modified, only replaced.)
 		return 0, errCredentialReplaced
 	}
 	now := b.now()
