@@ -5,7 +5,8 @@
 // upstream call), against the provider simulator run beside it. It prints one table from one
 // run, in interleaved rounds so that machine noise hits all rows alike, and says for each
 // row with a target whether it was met; a scale section (many configs, missing names, many
-// mounts: scale.go) adds its rows at the end. `make bench` runs it.
+// mounts: scale.go) adds its rows at the end. `make bench` runs it. With -soak=<duration> it
+// runs the soak instead (soak.go: reads under scheduled rotations, pass/fail; `make soak`).
 package main
 
 import (
@@ -54,6 +55,9 @@ func main() {
 	flag.DurationVar(&o.scale.idle, "scale-idle", 2*time.Minute, "idle time before the scale section's memory is measured")
 	flag.IntVar(&o.scale.mounts, "scale-mounts", 20, "extra mounts of the plugin in the scale section")
 	flag.Parse()
+	if *soakFor > 0 { // soak.go: a long run under rotations instead of the benchmark
+		os.Exit(soak(*soakFor))
+	}
 	if o.burstRounds < 1 || o.burstN < 1 || o.scale.configs < 1 || o.scale.missing < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -burst, -burst-rounds, -scale-configs and -scale-missing must be at least 1")
 		os.Exit(2)
