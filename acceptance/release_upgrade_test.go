@@ -154,9 +154,18 @@ func TestUpgradeFromReleasedAndBack(t *testing.T) {
 		fmt.Sprint(cfg.Data["fallback_credentials"]) != "1" || !sim.OffBlocksPending(obB) {
 		t.Fatalf("e. ob-lost settled before the rollback: %v (%v)", cfg, err)
 	}
+	// A planned rotation (this version's backend started minutes ago: it waits an hour), which
+	// 0.1.0 would neither cap leases at nor run: the recipe cancels it.
+	plan, err := v.client.Logical().Write("apitokens/rotate-root/ob-plan", map[string]any{"planned": true})
+	if err != nil || plan == nil || plan.Data["rotates_at"] == nil || !rawHolds(t, v, "planned_rotation") {
+		t.Fatalf("e. plan a rotation of ob-plan: %v (%v)", plan, err)
+	}
 	runRecipe(t, r, k, "rollback", rollback, releasedVersion)
 	rolledBack := time.Now()
-	step("e. rolled back to %s by the README's commands, ob-lost unsettled", releasedVersion)
+	if rawHolds(t, v, "planned_rotation") {
+		t.Fatal("e. the rollback block left ob-plan's planned rotation in storage, for 0.1.0 to ignore and an upgrade to run")
+	}
+	step("e. rolled back to %s by the README's commands, ob-lost unsettled, ob-plan's planned rotation cancelled", releasedVersion)
 
 	// f. 0.1.0 rotates on its schedule, writes ob-lost, serves reads; the change applies.
 	before, _ := v.client.Logical().Read("apitokens/config/bloq-keys")
@@ -267,9 +276,9 @@ func (a lifecycleAccounts) names() []string {
 	return n
 }
 
-// seedLifecycle creates an account of each kind at the provider and its config: two
+// seedLifecycle creates an account of each kind at the provider and its config: three
 // OffBlocks integrations (one on a 3-minute schedule with token reuse, one on an hourly
-// schedule that never comes due here), Bloq client keys with a login on a 1-minute schedule
+// schedule that never comes due here, one with no schedule, for a planned rotation), Bloq client keys with a login on a 1-minute schedule
 // with reuse, a Bloq refresh token (replaced on every use) of another user, a Bloq login
 // alone, OpsNow with reuse.
 func seedLifecycle(sim *simulator.Server, url string) lifecycleAccounts {
@@ -278,7 +287,7 @@ func seedLifecycle(sim *simulator.Server, url string) lifecycleAccounts {
 	for _, ob := range []struct {
 		name, period string
 		reuse        bool
-	}{{"ob-sched", "3m", true}, {"ob-lost", "1h", false}} {
+	}{{"ob-sched", "3m", true}, {"ob-lost", "1h", false}, {"ob-plan", "0", false}} {
 		key, secret := uuid.NewString(), strings.ReplaceAll(uuid.NewString(), "-", "")+"01234567"
 		a.ids[ob.name] = sim.AddOffBlocks(key, secret)
 		add(ob.name, map[string]any{"provider": "offblocks", "base_url": url + simulator.OffBlocksPrefix,
