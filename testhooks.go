@@ -5,6 +5,7 @@ package apitokens
 import (
 	"os"
 	"syscall"
+	"time"
 )
 
 // This file exists only in the binary the acceptance suite builds for its crash and
@@ -20,6 +21,13 @@ const crashpointEnv = "APITOKENS_CRASHPOINT"
 // the suite measures what that cap is worth.
 const noLeaseCapEnv = "APITOKENS_TEST_NO_ROTATION_LEASE_CAP"
 
+// documentedLifetimeEnv, set to a Go duration (2m), stands for the documented lifetime of
+// every kind of token (documentedLifetime) in this build: the bound planned rotations and
+// schedules reckon leases by (tokenLifeBound), so that a real-Vault test of a planned
+// rotation, against a simulator whose tokens live that long, need not wait an hour. The
+// simulator must issue no token that lives longer, or that bound no longer holds.
+const documentedLifetimeEnv = "APITOKENS_TEST_DOCUMENTED_LIFETIME"
+
 // crashpoint kills Vault, and waits to be killed with it, when step is the one named by
 // crashpointEnv; otherwise it does nothing.
 func crashpoint(step string) {
@@ -32,3 +40,13 @@ func crashpoint(step string) {
 
 // capLeasesAtRotation reports whether leases end before the next scheduled rotation may run.
 func capLeasesAtRotation() bool { return os.Getenv(noLeaseCapEnv) != "1" }
+
+// testDocumentedLifetime returns the lifetime documentedLifetimeEnv sets, or 0 (unset or not a
+// positive duration): the drivers' documented lifetimes apply.
+func testDocumentedLifetime() time.Duration {
+	d, err := time.ParseDuration(os.Getenv(documentedLifetimeEnv))
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return d
+}

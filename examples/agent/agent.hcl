@@ -1,6 +1,10 @@
 # Vault Agent rendering one provider token per file, for an application that reads the file
 # each time it calls the provider. A creds lease ends before its token does, so the agent
-# fetches and renders the next token while the current one still works.
+# fetches and renders the next token while the current one still works. Rotate a root
+# credential under it with `vault write apitokens/rotate-root/<name> planned=true` (an
+# operator's token): leases end by its rotates_at, and the agent's read then rotates and
+# renders a token of the new credential. An immediate rotation leaves it a dead token until
+# its lease ends.
 #
 # Runs as is against `make dev`, whose configs are named offblocks, bloq and opsnow. From
 # this directory, with a token of examples/policy-reader.hcl:
