@@ -224,10 +224,10 @@ func (w *world) credentialWrite(name string, force bool) {
 		}
 	}
 	w.logf("  credential write %s (%s %s) force=%v: %v", name, w.label(written), w.label(secret), force, err)
-	// A write whose store landed and then failed, while a concurrent operation settled the
-	// config, was not refused: it counts as made (below). Alone, it must have been refused
-	// (I7 below: its landing is a violation).
-	landed := err != nil && strings.Contains(err.Error(), errStorageLanded.Error()) && !w.alone()
+	// A write whose config/<name> write landed (whatever failed after it) while a concurrent
+	// operation settled the config was not refused: it counts as made (below). Alone, it must
+	// have been refused (I7 below: its landing is a violation).
+	landed := err != nil && !w.alone() && w.conc.s.cur.storedConfig
 	if unsettled && !force && !landed && (w.alone() || err != nil) {
 		w.endExcuse(sp, false)
 		if !w.alone() {

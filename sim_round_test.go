@@ -278,6 +278,7 @@ func (c *concurrency) landed(key string) {
 	if c.ops <= 1 || c.s.cur == nil {
 		return
 	}
+	c.s.cur.storedConfig = true
 	w := c.w
 	byOperator := c.s.cur.op == "credential-write" || c.s.cur.op == "write" // a config write changes no credential unless it writes one
 	if cur := w.storedID(name); cur != "" && cur != w.current[name] {

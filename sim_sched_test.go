@@ -60,6 +60,8 @@ type task struct {
 	// call may move the clock.
 	start   time.Time
 	started bool
+	// storedConfig: a write of a config/ key by this task landed (concurrency.landed).
+	storedConfig bool
 }
 
 // sched is a world's scheduler; its tasks are the current round's.
