@@ -142,44 +142,59 @@ func (e *errNoRoom) Error() string {
 	return "no room for a lease before the rotation at " + e.rotatesAt.UTC().Format(time.RFC3339)
 }
 
-// issueLease returns the lease of t, a token minted with t.cfg's credential for config name,
-// and records its end (leaseMarks), in one step under the config's shared lock, by the clock
-// read once that lock is held (a read that waited for it behind a plan or a rotation must not
-// lease by the time before): the time t has left less a safety margin, capped by max_ttl
-// (leaseTTL) and at the config's scheduled or planned rotation as this node knows it now. It
-// returns *errNoRoom when no lease of minLease fits before that rotation, and
-// errCredentialReplaced when the config no longer holds t's credential, or holds a fallback
-// (a rotation began since the mint): the token may be dead.
+// issueLease returns the lease of t, a token minted with t.cfg's credential for config name.
+// Its end is set, and recorded (leaseMarks), in one step under the config's shared lock, by
+// the clock read once that lock is held (a read that waited for it behind a plan or a
+// rotation must not lease by the time before): the time t has left less a safety margin,
+// capped by max_ttl (leaseTTL) and at the config's scheduled or planned rotation as this node
+// knows it now. Time may pass again before the lease starts (the goroutine descheduled once
+// the lock is released): the lease keeps that end, and is shorter by as much. It returns
+// *errNoRoom when no lease of minLease fits before that end, and errCredentialReplaced when
+// the config no longer holds t's credential, or holds a fallback (a rotation began since the
+// mint): the token may be dead.
 func (b *backend) issueLease(ctx context.Context, s logical.Storage, name string, t issuedToken) (time.Duration, error) {
+	end, err := b.leaseEnd(ctx, s, name, t)
+	if err != nil {
+		return 0, err
+	}
+	ttl := end.Sub(b.now()).Truncate(time.Second)
+	if ttl < minLease {
+		return 0, &errNoRoom{rotatesAt: end}
+	}
+	return ttl, nil
+}
+
+// leaseEnd is issueLease's step under the config's shared lock: the lease's end, recorded.
+func (b *backend) leaseEnd(ctx context.Context, s logical.Storage, name string, t issuedToken) (time.Time, error) {
 	lock := b.lock(name)
 	lock.RLock()
 	defer lock.RUnlock()
 	cfg, err := b.cachedConfig(ctx, s, name)
 	switch {
 	case err != nil:
-		return 0, err
+		return time.Time{}, err
 	case cfg == nil:
-		return 0, errConfigNotFound(name)
+		return time.Time{}, errConfigNotFound(name)
 	case cfg != t.cfg && (cfg.unsettled() || !registry.SameRoot(cfg.cred, t.cfg.cred)):
 		// A rotation began since the mint: the provider may have applied it already. (The
 		// config the token was minted with, still in memory, is unchanged: a remembered
 		// config is never modified, only replaced.)
-		return 0, errCredentialReplaced
+		return time.Time{}, errCredentialReplaced
 	}
 	now := b.now()
 	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
 	if err != nil {
 		b.metrics.reads.failed(name, now)
-		return 0, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
+		return time.Time{}, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
 	if limit, ok := cfg.rotationLeaseCap(now); ok && capLeasesAtRotation() {
 		if limit < minLease {
-			return 0, &errNoRoom{rotatesAt: cfg.rotationStart(now)}
+			return time.Time{}, &errNoRoom{rotatesAt: cfg.rotationStart(now)}
 		}
 		ttl = min(ttl, limit)
 	}
 	b.marks.record(name, now.Add(ttl))
-	return ttl, nil
+	return now.Add(ttl), nil
 }
 
 // planRotation plans config name's rotation (rotate-root planned=true), under the config's
