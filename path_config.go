@@ -124,7 +124,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return errorResponse(err)
 	}
-	if p := c.plan(); !p.At.IsZero() && rootCredentialGiven(d) {
+	if existing == nil && c.scheduled() {
+		if end := b.marks.latest(markKey(name, c)); end.After(now) {
+			c.Rotation.LeasesEndBy = end // leases of a deleted config with this credential run on
+		}
+	}
+	if p := c.Plan; existing != nil && !existing.plan().At.IsZero() && rootCredentialGiven(d) {
 		// The operator's credential replaces the one the plan was to rotate.
 		c.Plan = plannedRotation{}
 		warnings = append(warnings, fmt.Sprintf("the rotation planned for %s is dropped: this write replaces the "+
@@ -305,7 +310,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d 
 	}
 	b.refreshTokens.drop(name)
 	b.memo.forget(name)
-	b.marks.forgetEnded(name, b.now()) // leases still running count for a new config of the same credential
+	b.marks.forgetEnded(markKey(name, cfg), b.now()) // leases still running count for a new config of the same credential
 	b.metrics.forget(name)
 	b.event(ctx, eventConfigDelete, name, cfg.Provider)
 	return warningsResponse(warnings, d), nil

@@ -62,7 +62,18 @@ type leaseMarks struct {
 	end map[string]time.Time
 }
 
-// record notes a lease of config name that ends at end.
+// markKey is what leaseMarks counts leases by: config c's credential (its provider and
+// identifier), so that a config deleted and created again, under its name or another, with
+// the same credential counts the leases the first handed out; a config whose credential has
+// no identifier counts by its name.
+func markKey(name string, c *accountConfig) string {
+	if id := registry.Identifier(c.cred); id != "" {
+		return c.Provider + "\x00" + id
+	}
+	return "\x00" + name
+}
+
+// record notes a lease that ends at end, of the credential key names (markKey).
 func (m *leaseMarks) record(name string, end time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -74,16 +85,16 @@ func (m *leaseMarks) record(name string, end time.Time) {
 	}
 }
 
-// latest returns the latest end recorded for config name (zero if none).
+// latest returns the latest end recorded for key (zero if none).
 func (m *leaseMarks) latest(name string) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.end[name]
 }
 
-// forgetEnded drops config name's mark if every lease it counts has ended by now (the
-// config is deleted: a config created again with the same credential must still count
-// leases that have not).
+// forgetEnded drops key's mark if every lease it counts has ended by now (its config is
+// deleted: a config created again with the same credential must still count leases that
+// have not).
 func (m *leaseMarks) forgetEnded(name string, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -115,7 +126,7 @@ func (b *backend) leasesEndBy(name string, cfg *accountConfig, now time.Time) ti
 	life := cfg.tokenLifeBound()
 	bound := now.Add(life)
 	if b.marksComplete {
-		tight := later(b.marks.latest(name), b.started.Add(life))
+		tight := later(b.marks.latest(markKey(name, cfg)), b.started.Add(life))
 		if tight.Before(bound) {
 			bound = tight
 		}
@@ -193,7 +204,7 @@ func (b *backend) leaseEnd(ctx context.Context, s logical.Storage, name string, 
 		}
 		ttl = min(ttl, limit)
 	}
-	b.marks.record(name, now.Add(ttl))
+	b.marks.record(markKey(name, cfg), now.Add(ttl))
 	return now.Add(ttl), nil
 }
 

@@ -119,8 +119,12 @@ func applyRotationFields(c, existing *accountConfig, d *framework.FieldData, now
 			return nil, fieldErrorf(scheduleField(c), "this config has a rotation schedule, but after this write it "+
 				"could not rotate (%v): clear the schedule first (rotation_period=0 or rotation_schedule=\"\")", why)
 		}
-		c.Rotation = rotationState{} // a config that cannot rotate has no rotation fields
-		return nil, nil
+		c.Rotation = rotationState{} // a config that cannot rotate has no rotation fields, nor a plan
+		if !c.Plan.At.IsZero() {
+			c.Plan = plannedRotation{}
+			warnings = append(warnings, "the planned rotation is dropped: after this write the config cannot rotate")
+		}
+		return warnings, nil
 	}
 	before := c.Rotation.AutomatedRotationParams
 	p := before

@@ -42,9 +42,11 @@ func TestScheduleRotationOutlivesItsReader(t *testing.T) {
 	h := newHarness(t)
 	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
 	h.clock.Advance(time.Hour)
-	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Delay: 300 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// The reader gives up once the rotation's PUT has reached the provider (not after a
+	// wall-clock time, which a loaded machine may spend before the rotation even begins).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	h.sim.Inject(simulator.RouteOffBlocksCredentials, simulator.Fault{Delay: 300 * time.Millisecond, OnHit: cancel})
 	_, _ = h.b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "creds/ob",
 		Storage: h.storage, MountPoint: "apitokens/"})
 	h.assertStoredIsProviders("ob")
