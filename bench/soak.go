@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -212,7 +213,18 @@ func (s *soakEnv) reader(st *soakStats, name string, deadline time.Time, rng *ra
 		}
 		token, _ := secretToken(sec)
 		if token == "" || sec.LeaseDuration <= 0 {
-			st.answer(name, 200, "answered without a token or a lease", sent, got, 0)
+			// vault/api answers a 404 (and an empty body) with no secret and no error.
+			detail, status := "no secret: a 404 (or an empty answer)", 404
+			if sec != nil {
+				keys := make([]string, 0, len(sec.Data))
+				for k := range sec.Data {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				detail, status = fmt.Sprintf("a secret without a token or a lease: lease %d s, data keys %v, warnings %q",
+					sec.LeaseDuration, keys, sec.Warnings), 200
+			}
+			st.answer(name, status, fmt.Sprintf("%s (the read took %s)", detail, got.Sub(sent).Round(time.Millisecond)), sent, got, 0)
 			continue
 		}
 		st.answer(name, 200, "", sent, got, sec.LeaseDuration)
