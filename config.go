@@ -27,6 +27,9 @@ type accountConfig struct {
 	// stored is what storage held of the config when it was read or last stored (nil for a
 	// config not read from storage): putConfig orders its writes by it.
 	stored *storedSnapshot
+	// markKey is the key of the config's leases in leaseMarks (markKey, set where a config is
+	// read from storage or stored: computing it per read would cost every read).
+	markKey string
 	// leasesBound, when set, is the backend's bound on when every lease handed out so far
 	// ends (backend.leasesEndBy), for a schedule set by a config write (leasesEndBy).
 	leasesBound time.Time
@@ -238,6 +241,7 @@ func getConfig(ctx context.Context, s logical.Storage, name string) (*accountCon
 	}
 	c.stored = &storedSnapshot{cred: c.cred, fallbacks: stateOf(&c).Fallbacks, retiring: slices.Clone(c.Retiring), state: raw,
 		inConfig: inConfig}
+	c.markKey = markKey(name, &c)
 	if st != nil {
 		c.stored.leasesEndBy, c.stored.boundSince = st.LeasesEndBy, st.BoundSince
 	}
@@ -300,6 +304,7 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, name string,
 	}
 	c.stored = &storedSnapshot{cred: c.cred, fallbacks: st.Fallbacks, retiring: st.Retiring, state: raw,
 		leasesEndBy: st.LeasesEndBy, boundSince: st.BoundSince}
+	c.markKey = markKey(name, c)
 	b.memo.setConfig(name, c)
 	return nil
 }

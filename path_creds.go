@@ -153,14 +153,15 @@ func (b *backend) leasedToken(ctx context.Context, s logical.Storage, name strin
 			return t, 0, err
 		}
 		ttl, err := b.issueLease(ctx, s, name, t)
-		var noRoom *errNoRoom
-		switch {
-		case err == nil:
+		if err == nil {
 			return t, ttl, nil
-		case errors.As(err, &noRoom) && rounds+1 >= leaseRounds:
+		}
+		noRoom, isNoRoom := asNoRoom(err)
+		switch {
+		case isNoRoom && rounds+1 >= leaseRounds:
 			return t, 0, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates at %s, "+
 				"too soon for a lease of this token: read again", name, noRoom.rotatesAt.UTC().Format(time.RFC3339)))
-		case errors.As(err, &noRoom):
+		case isNoRoom:
 			rounds++
 			// The next round's token finds no room either: it waits for the rotation, performs
 			// it and mints with the new credential (or returns logical.ErrReadOnly where
@@ -179,6 +180,14 @@ func (b *backend) leasedToken(ctx context.Context, s logical.Storage, name strin
 			return t, 0, err
 		}
 	}
+}
+
+// asNoRoom is errors.As for *errNoRoom, apart so that a read that succeeds allocates nothing
+// for it.
+func asNoRoom(err error) (*errNoRoom, bool) {
+	var e *errNoRoom
+	ok := errors.As(err, &e)
+	return e, ok
 }
 
 // reuseReadWarnings say when a creds read's min_ttl, or the config's min_token_ttl, cannot do

@@ -73,6 +73,14 @@ func markKey(name string, c *accountConfig) string {
 	return "\x00" + name
 }
 
+// leaseKey is markKey as computed when c was read or stored (c.markKey), or now.
+func (c *accountConfig) leaseKey(name string) string {
+	if c.markKey != "" {
+		return c.markKey
+	}
+	return markKey(name, c)
+}
+
 // record notes a lease that ends at end, of the credential key names (markKey).
 func (m *leaseMarks) record(name string, end time.Time) {
 	m.mu.Lock()
@@ -204,7 +212,7 @@ func (b *backend) leaseEnd(ctx context.Context, s logical.Storage, name string, 
 		}
 		ttl = min(ttl, limit)
 	}
-	b.marks.record(markKey(name, cfg), now.Add(ttl))
+	b.marks.record(cfg.leaseKey(name), now.Add(ttl))
 	return now.Add(ttl), nil
 }
 
