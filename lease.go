@@ -32,3 +32,16 @@ func leaseTTL(now, expiresAt time.Time, maxTTL time.Duration) (time.Duration, er
 	}
 	return ttl, nil
 }
+
+// leaseEndAt returns when the lease of a token that expires at expiresAt, read at now, ends at
+// the latest: now plus leaseTTL's lease before its truncation to whole seconds (the time left
+// minus the safety margin, capped by maxTTL). A lease handed out later than now is truncated
+// from the time left until it (issueLease), so that time passing in between costs no second.
+func leaseEndAt(now, expiresAt time.Time, maxTTL time.Duration) time.Time {
+	left := expiresAt.Sub(now)
+	ttl := left - min(left/10, maxSafetyMargin)
+	if maxTTL > 0 && ttl > maxTTL {
+		ttl = maxTTL
+	}
+	return now.Add(ttl)
+}

@@ -159,8 +159,12 @@ func (b *backend) leasedToken(ctx context.Context, s logical.Storage, name strin
 		noRoom, isNoRoom := asNoRoom(err)
 		switch {
 		case isNoRoom && rounds+1 >= leaseRounds:
-			return t, 0, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates at %s, "+
-				"too soon for a lease of this token: read again", name, noRoom.rotatesAt.UTC().Format(time.RFC3339)))
+			when := "now"
+			if !noRoom.rotatesAt.IsZero() {
+				when = "at " + noRoom.rotatesAt.UTC().Format(time.RFC3339)
+			}
+			return t, 0, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("config %q rotates %s, "+
+				"too soon for a lease of this token: read again", name, when))
 		case isNoRoom:
 			rounds++
 			// The next round's token finds no room either: it waits for the rotation, performs

@@ -155,9 +155,16 @@ func (b *backend) plannedAt(name string, cfg *accountConfig, now time.Time) time
 
 // errNoRoom is a creds read whose token may not be leased at all: its config's scheduled or
 // planned rotation, which kills it, comes before a lease of minLease would end.
-type errNoRoom struct{ rotatesAt time.Time }
+type errNoRoom struct {
+	// rotatesAt is when the rotation may start; zero when the room ran out for want of time
+	// left on the token, or time passed since the lease's end was set.
+	rotatesAt time.Time
+}
 
 func (e *errNoRoom) Error() string {
+	if e.rotatesAt.IsZero() {
+		return "no room left for a lease of the token"
+	}
 	return "no room for a lease before the rotation at " + e.rotatesAt.UTC().Format(time.RFC3339)
 }
 
@@ -178,7 +185,7 @@ func (b *backend) issueLease(ctx context.Context, s logical.Storage, name string
 	}
 	ttl := end.Sub(b.now()).Truncate(time.Second)
 	if ttl < minLease {
-		return 0, &errNoRoom{rotatesAt: end}
+		return 0, &errNoRoom{}
 	}
 	return ttl, nil
 }
@@ -201,19 +208,20 @@ func (b *backend) leaseEnd(ctx context.Context, s logical.Storage, name string, 
 		return time.Time{}, errCredentialReplaced
 	}
 	now := b.now()
-	ttl, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL)
-	if err != nil {
+	if _, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL); err != nil {
 		b.metrics.reads.failed(name, now)
 		return time.Time{}, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
+	end := leaseEndAt(now, t.ExpiresAt, t.cfg.MaxTTL)
 	if limit, ok := cfg.rotationLeaseCap(now); ok && capLeasesAtRotation() {
 		if limit < minLease {
 			return time.Time{}, &errNoRoom{rotatesAt: cfg.rotationStart(now)}
 		}
-		ttl = min(ttl, limit)
+		// Untruncated, as end: truncated once, when the lease is handed out.
+		end = earliest(end, cfg.rotationStart(now).Add(-rotationLeaseMargin))
 	}
-	b.marks.record(cfg.leaseKey(name), now.Add(ttl))
-	return now.Add(ttl), nil
+	b.marks.record(cfg.leaseKey(name), end)
+	return end, nil
 }
 
 // planRotation plans config name's rotation (rotate-root planned=true), under the config's

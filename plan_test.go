@@ -243,3 +243,27 @@ func TestPlannedRotationCapsAReadThatWaitedForTheLock(t *testing.T) {
 			end, at)
 	}
 }
+
+// On a real clock time always moves a little between the lease step under the lock and the
+// read's return: that must not cost a lease a second, nor turn a 1 s lease just before a
+// rotation into no lease at all (every read near a rotation answered 503 in a soak). The
+// clock here moves a microsecond on every reading.
+func TestLeaseOnAClockThatMoves(t *testing.T) {
+	h := newHarness(t)
+	h.scheduledOffBlocks(map[string]any{"rotation_period": "1h"})
+	h.b.now = func() time.Time { h.clock.Advance(time.Microsecond); return h.clock.Now() }
+	if ttl := h.creds("ob").Secret.TTL; ttl != 58*time.Minute+59*time.Second {
+		t.Errorf("lease of a fresh 1 h token, an hour before the rotation: %s, want 58m59s", ttl)
+	}
+	next, _ := time.Parse(time.RFC3339, h.nextRotation("ob"))
+	// The rotation may start a second before next_vault_rotation, and leases end a second
+	// before that: 3.5 s before it there is room for a lease of 1 s.
+	h.clock.Advance(next.Add(-3500 * time.Millisecond).Sub(h.clock.Now()))
+	resp, err := h.do(logical.ReadOperation, "creds/ob", nil)
+	if err != nil || resp.IsError() {
+		t.Fatalf("a read with room for a 1 s lease before the rotation: %v %v", err, respErr(resp))
+	}
+	if resp.Secret.TTL != time.Second {
+		t.Errorf("lease %s, want 1s", resp.Secret.TTL)
+	}
+}
