@@ -179,49 +179,63 @@ func (e *errNoRoom) Error() string {
 // the config no longer holds t's credential, or holds a fallback (a rotation began since the
 // mint): the token may be dead.
 func (b *backend) issueLease(ctx context.Context, s logical.Storage, name string, t issuedToken) (time.Duration, error) {
-	end, err := b.leaseEnd(ctx, s, name, t)
+	set, end, err := b.leaseEnd(ctx, s, name, t)
 	if err != nil {
 		return 0, err
 	}
-	ttl := end.Sub(b.now()).Truncate(time.Second)
+	now := b.now()
+	if now.Sub(set) > rotationLeaseMargin {
+		return 0, &errNoRoom{} // descheduled for longer than the mark allows for: lease again
+	}
+	ttl := end.Sub(now).Truncate(time.Second)
+	if maxTTL := t.cfg.MaxTTL; maxTTL > 0 && ttl > maxTTL {
+		ttl = maxTTL // a duration from the hand-out: the mark allows for the moment since
+	}
 	if ttl < minLease {
 		return 0, &errNoRoom{}
 	}
 	return ttl, nil
 }
 
-// leaseEnd is issueLease's step under the config's shared lock: the lease's end, recorded.
-func (b *backend) leaseEnd(ctx context.Context, s logical.Storage, name string, t issuedToken) (time.Time, error) {
+// leaseEnd is issueLease's step under the config's shared lock: when it was set, and the
+// lease's latest end by the token's expiry (less the safety margin) and the config's
+// rotation, untruncated; max_ttl is applied at the hand-out, within rotationLeaseMargin of
+// set, which the mark recorded allows for.
+func (b *backend) leaseEnd(ctx context.Context, s logical.Storage, name string, t issuedToken) (set, end time.Time, err error) {
 	lock := b.lock(name)
 	lock.RLock()
 	defer lock.RUnlock()
 	cfg, err := b.cachedConfig(ctx, s, name)
 	switch {
 	case err != nil:
-		return time.Time{}, err
+		return set, end, err
 	case cfg == nil:
-		return time.Time{}, errConfigNotFound(name)
+		return set, end, errConfigNotFound(name)
 	case cfg != t.cfg && (cfg.unsettled() || !registry.SameRoot(cfg.cred, t.cfg.cred)):
 		// A rotation began since the mint: the provider may have applied it already. (The
 		// config the token was minted with, still in memory, is unchanged: a remembered
 		// config is never modified, only replaced.)
-		return time.Time{}, errCredentialReplaced
+		return set, end, errCredentialReplaced
 	}
 	now := b.now()
 	if _, err := leaseTTL(now, t.ExpiresAt, t.cfg.MaxTTL); err != nil {
 		b.metrics.reads.failed(name, now)
-		return time.Time{}, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
+		return set, end, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", t.cfg.Provider, err))
 	}
-	end := leaseEndAt(now, t.ExpiresAt, t.cfg.MaxTTL)
+	end = leaseEndAt(now, t.ExpiresAt, 0)
 	if limit, ok := cfg.rotationLeaseCap(now); ok && capLeasesAtRotation() {
 		if limit < minLease {
-			return time.Time{}, &errNoRoom{rotatesAt: cfg.rotationStart(now)}
+			return set, end, &errNoRoom{rotatesAt: cfg.rotationStart(now)}
 		}
 		// Untruncated, as end: truncated once, when the lease is handed out.
 		end = earliest(end, cfg.rotationStart(now).Add(-rotationLeaseMargin))
 	}
-	b.marks.record(cfg.leaseKey(name), end)
-	return end, nil
+	mark := end
+	if maxTTL := t.cfg.MaxTTL; maxTTL > 0 {
+		mark = earliest(mark, now.Add(maxTTL+rotationLeaseMargin))
+	}
+	b.marks.record(cfg.leaseKey(name), mark)
+	return now, end, nil
 }
 
 // planRotation plans config name's rotation (rotate-root planned=true), under the config's
