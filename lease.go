@@ -20,12 +20,7 @@ const minLease = time.Second
 // clocks disagree.
 func leaseTTL(now, expiresAt time.Time, maxTTL time.Duration) (time.Duration, error) {
 	left := expiresAt.Sub(now)
-	margin := min(left/10, maxSafetyMargin)
-	ttl := left - margin
-	if maxTTL > 0 && ttl > maxTTL {
-		ttl = maxTTL
-	}
-	ttl = ttl.Truncate(time.Second)
+	ttl := leaseEndAt(now, expiresAt, maxTTL).Sub(now).Truncate(time.Second)
 	if ttl < minLease {
 		return 0, fmt.Errorf("the provider's token expires at %s, %s from now by this server's clock: "+
 			"too soon for a lease (check the clocks)", expiresAt.UTC().Format(time.RFC3339), formatDuration(left.Round(time.Second)))

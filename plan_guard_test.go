@@ -11,12 +11,12 @@ import (
 	"github.com/apitokens/vault-plugin-secrets-apitokens/simulator"
 )
 
-// Planned rotations at the edges a review found (issue 28). A planned rotation that failed caps leases at its backoff
-// (planDue). A config write that makes the config unable to rotate resets c.Rotation
-// (rotation_fields.go: "a config that cannot rotate has no rotation fields"), clearing the
-// failures without keepPlanBackoff, and keeps the plan: once the login is written back the
-// plan is due at its old rotates_at, before the leases capped at the backoff end.
-func TestPlanGuardPlanBackoffLostByCannotRotateWrite(t *testing.T) {
+// Planned rotations at the edges a review found (issue 28). A planned rotation that failed
+// caps leases at its backoff (planDue). A config write that makes the config unable to
+// rotate resets c.Rotation (its failures with it) and drops the plan, so that once the login
+// is written back no plan comes due at its old rotates_at, before the leases capped at the
+// backoff end.
+func TestPlanGuardCannotRotateWriteDropsAPlanInBackoff(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/bq", h.bloqConfig(nil))
 	h.clock.Advance(2 * time.Hour)
@@ -44,9 +44,9 @@ func TestPlanGuardPlanBackoffLostByCannotRotateWrite(t *testing.T) {
 }
 
 // A config deleted and created again under another name with the same credential (a
-// rename): leases of the old name's creds run on, but a plan on the new name counts only its
-// own marks and the start, and rotates a second after it is made.
-func TestPlanGuardPlanAfterRenameKillsLeasesOfTheOldName(t *testing.T) {
+// rename): leases of the old name's creds run on, and a plan on the new name waits for them
+// (the marks count leases by credential, not by config name).
+func TestPlanGuardPlanAfterRenameWaitsForTheOldNamesLeases(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/old", h.offblocksConfig())
 	h.clock.Advance(2 * time.Hour)
@@ -61,9 +61,9 @@ func TestPlanGuardPlanAfterRenameKillsLeasesOfTheOldName(t *testing.T) {
 }
 
 // A config deleted and created again under the same name and credential, with a schedule
-// set at creation: the mark of the old config's leases is kept (forgetEnded) but the new
-// schedule's first rotation does not wait for it (a new config gets no LeasesEndBy).
-func TestPlanGuardScheduleOnRecreatedConfigKillsRunningLeases(t *testing.T) {
+// set at creation: the mark of the old config's leases is kept (forgetEnded), and the new
+// schedule's first rotation waits for it (a created config's LeasesEndBy is the mark).
+func TestPlanGuardScheduleOnRecreatedConfigWaitsForRunningLeases(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
 	h.clock.Advance(2 * time.Hour)
@@ -80,9 +80,9 @@ func TestPlanGuardScheduleOnRecreatedConfigKillsRunningLeases(t *testing.T) {
 	}
 }
 
-// A write of a new root credential drops the plan, but says so only when the credential
-// written is the one the plan was to replace: with a different one, c.plan() is already void
-// when pathConfigWrite looks at it, and the "is dropped" warning is never given.
+// A write of a new root credential drops the plan and says so, whatever the credential
+// written (the warning is decided by the plan the config held before the write, which a new
+// credential would already have voided).
 func TestPlanGuardCredentialWriteWarnsThePlanIsDropped(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -219,7 +219,7 @@ func TestPlanGuardPlanOnAStandbyIsForwarded(t *testing.T) {
 }
 
 // A plan that the schedule comes before warns that the schedule replaces it, and one that
-// comes first does not (plan.go:221-222 live).
+// comes first does not.
 func TestPlanGuardPlanWarnsWhenTheScheduleComesFirst(t *testing.T) {
 	h := newHarness(t)
 	h.scheduledOffBlocks(map[string]any{"rotation_period": "30m"})
@@ -239,8 +239,8 @@ func TestPlanGuardPlanWarnsWhenTheScheduleComesFirst(t *testing.T) {
 // A plan made, then a rotation now that ends unsettled (the plan stays: the credential is
 // unchanged), then planned=true once the provider has applied the change: the settle adopts
 // the new credential, and the plan in memory is void (plan()); the answer is a new plan,
-// not "planned already" with the void one (plan.go:38's mutants live: only attach voids a
-// plan in the repository's tests).
+// not "planned already" with the void one (plan() voids it in memory, not only attach in
+// storage).
 func TestPlanGuardPlanAfterASettledRotationIsNew(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())

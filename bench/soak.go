@@ -16,10 +16,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -216,11 +217,7 @@ func (s *soakEnv) reader(st *soakStats, name string, deadline time.Time, rng *ra
 			// vault/api answers a 404 (and an empty body) with no secret and no error.
 			detail, status := "no secret: a 404 (or an empty answer)", 404
 			if sec != nil {
-				keys := make([]string, 0, len(sec.Data))
-				for k := range sec.Data {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
+				keys := slices.Sorted(maps.Keys(sec.Data))
 				detail, status = fmt.Sprintf("a secret without a token or a lease: lease %d s, data keys %v, warnings %q",
 					sec.LeaseDuration, keys, sec.Warnings), 200
 			}

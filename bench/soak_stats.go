@@ -5,7 +5,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -214,7 +216,7 @@ func (st *soakStats) print(w io.Writer) []string {
 	for _, r := range rows {
 		fmt.Fprintf(w, "| %s | %s |\n", r[0], r[1])
 	}
-	for _, k := range sortedKeys(st.texts) {
+	for _, k := range slices.Sorted(maps.Keys(st.texts)) {
 		fmt.Fprintf(w, "\nReads answered %s (the first %d at most):\n", k, soakSamplesPerKind)
 		for _, t := range st.texts[k] {
 			fmt.Fprintln(w, "  "+t)
@@ -251,13 +253,4 @@ func firstText(s string) string {
 		return ""
 	}
 	return " (the first: " + s + ")"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
