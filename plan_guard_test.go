@@ -114,7 +114,7 @@ func containsAny(ws []string, s string) bool {
 // An immediate rotation on this node between a read's mint and its lease step (it takes the
 // config's exclusive lock in between): the lease step must find the credential replaced and
 // mint again (issueLease's errCredentialReplaced, leasedToken's replaced branch), never lease
-// the dead token. No test of the repository reaches that branch (plan.go:163's mutants live).
+// the dead token.
 func TestPlanGuardRotationBetweenMintAndLeaseMintsAgain(t *testing.T) {
 	for _, reuse := range []bool{false, true} {
 		h := newHarness(t)
@@ -138,7 +138,7 @@ func TestPlanGuardRotationBetweenMintAndLeaseMintsAgain(t *testing.T) {
 
 // The same with a rotation that ends unsettled between the mint and the lease step (the
 // provider applied the new pair, its answer was lost, and the confirmation cannot mint): the
-// read's token is dead, and it must not be handed out (plan.go:163's cfg.unsettled()).
+// read's token is dead, and it must not be handed out (issueLease's cfg.unsettled()).
 func TestPlanGuardUnsettledRotationBetweenMintAndLeaseHandsOutNothing(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -163,7 +163,7 @@ func TestPlanGuardUnsettledRotationBetweenMintAndLeaseHandsOutNothing(t *testing
 
 // Vault Enterprise's PluginEnv as Vault sends it: VaultVersion without metadata ("1.19.5")
 // and VaultVersionMetadata "ent" (or "ent.hsm", "ent.fips1403"). plan_test.go gives both
-// markers at once, so a detection that needs both to agree (plan.go:103's && → ||) lives.
+// markers at once: a detection that needed both to agree would pass it.
 func TestPlanGuardMarksCompleteOnEnterpriseAsVaultSendsIt(t *testing.T) {
 	for _, env := range []*logical.PluginEnvironment{
 		{VaultVersion: "1.19.5", VaultVersionMetadata: "ent"},
@@ -180,7 +180,7 @@ func TestPlanGuardMarksCompleteOnEnterpriseAsVaultSendsIt(t *testing.T) {
 }
 
 // A plan or a cancel whose store fails is an error, never an answer that says it was made
-// or cancelled (plan.go:219 and :249's returns: nothing tests them). The README's rollback
+// or cancelled. The README's rollback
 // block relies on a cancel that reports success only once the plan is gone.
 func TestPlanGuardPlanAndCancelWhoseStoreFailsSayItFailed(t *testing.T) {
 	h := newHarness(t)
@@ -201,8 +201,7 @@ func TestPlanGuardPlanAndCancelWhoseStoreFailsSayItFailed(t *testing.T) {
 }
 
 // planned=true on a performance standby is forwarded to the active node (logical.ErrReadOnly),
-// also when the config's rotation is unsettled (the settle cannot write there):
-// plan.go:197 and :213 live.
+// also when the config's rotation is unsettled (the settle cannot write there).
 func TestPlanGuardPlanOnAStandbyIsForwarded(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
@@ -261,7 +260,7 @@ func TestPlanGuardPlanAfterASettledRotationIsNew(t *testing.T) {
 // plannedAt rounds up to whole seconds (rotates_at is RFC 3339 to the second): with a clock
 // off the second, rotates_at is the latest lease's end and the margin, rounded up, never
 // less (the answer would name a moment before the rotation really runs) nor a whole extra
-// minute (plan.go:132's mutants live: every test's clock is on the second).
+// minute (the other tests' clocks are all on the second).
 func TestPlanGuardPlannedAtRoundsUpToTheSecond(t *testing.T) {
 	h := newHarness(t)
 	h.mustDo(logical.CreateOperation, "config/ob", h.offblocksConfig())
